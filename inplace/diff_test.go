@@ -1,0 +1,233 @@
+package inplace
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/inplace-dev/inplace/internal/builder"
+)
+
+var templatePath = field.NewPath("spec", "template")
+
+func TestDiffTemplates(t *testing.T) {
+	base := func() *builder.Template {
+		return builder.PodTemplate("web", "nginx:alpine").Image("sidecar", "busybox:1.36")
+	}
+	cases := map[string]struct {
+		from, to           *corev1.PodTemplateSpec
+		wantImages         []ImageChange
+		wantLabels         bool
+		wantAnnotations    bool
+		wantNotInPlaceable []string
+	}{
+		"identical templates": {
+			from: base().Obj(), to: base().Obj(),
+		},
+		"one image": {
+			from: base().Obj(), to: base().Image("app", "nginx:latest").Obj(),
+			wantImages: []ImageChange{{Container: "app", From: "nginx:alpine", To: "nginx:latest"}},
+		},
+		"two images": {
+			from: base().Obj(), to: base().Image("app", "nginx:1").Image("sidecar", "busybox:1.37").Obj(),
+			wantImages: []ImageChange{
+				{Container: "app", From: "nginx:alpine", To: "nginx:1"},
+				{Container: "sidecar", From: "busybox:1.36", To: "busybox:1.37"},
+			},
+		},
+		"an init container image": {
+			from: base().InitImage("setup", "busybox:1").Obj(), to: base().InitImage("setup", "busybox:2").Obj(),
+			wantImages: []ImageChange{{Container: "setup", Init: true, From: "busybox:1", To: "busybox:2"}},
+		},
+		"a reference rewritten to the same image": {
+			from: base().Obj(), to: base().Image("app", "docker.io/library/nginx:alpine").Obj(),
+			wantImages: []ImageChange{{Container: "app", From: "nginx:alpine", To: "docker.io/library/nginx:alpine", Same: true}},
+		},
+		"labels and annotations": {
+			from: base().Obj(), to: base().Label("tier", "front").Annotation("checksum", "abc").Obj(),
+			wantLabels: true, wantAnnotations: true,
+		},
+		"an env variable": {
+			from: base().Obj(), to: base().Env("MODE", "fast").Obj(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].env"},
+		},
+		"an env value": {
+			from: base().Env("MODE", "slow").Obj(), to: base().Env("MODE", "fast").Obj(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].env[0].value"},
+		},
+		"an image and an env variable": {
+			from: base().Obj(), to: base().Image("app", "nginx:2").Env("MODE", "fast").Obj(),
+			wantImages:         []ImageChange{{Container: "app", From: "nginx:alpine", To: "nginx:2"}},
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].env"},
+		},
+		"a container added": {
+			from: base().Obj(), to: base().Image("extra", "busybox").Obj(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers"},
+		},
+		"containers reordered": {
+			from: base().Obj(),
+			to:   builder.PodTemplate("web", "busybox:1.36").Obj(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers"},
+		},
+		"a container renamed": {
+			from: builder.PodTemplate("web", "nginx").Obj(),
+			to: func() *corev1.PodTemplateSpec {
+				t := builder.PodTemplate("web", "nginx:2").Obj()
+				t.Spec.Containers[0].Name = "main"
+				return t
+			}(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].name", "spec.template.spec.containers[0].image"},
+		},
+		"a readiness gate added": {
+			from: base().Obj(), to: base().ReadinessGate(ConditionInPlaceUpdateReady).Obj(),
+			wantNotInPlaceable: []string{"spec.template.spec.readinessGates"},
+		},
+		"a node selector key": {
+			from: base().Obj(),
+			to: func() *corev1.PodTemplateSpec {
+				t := base().Obj()
+				t.Spec.NodeSelector = map[string]string{"disk": "ssd"}
+				return t
+			}(),
+			wantNotInPlaceable: []string{"spec.template.spec.nodeSelector[disk]"},
+		},
+		"a node selector value": {
+			from: func() *corev1.PodTemplateSpec {
+				t := base().Obj()
+				t.Spec.NodeSelector = map[string]string{"disk": "hdd", "zone": "a"}
+				return t
+			}(),
+			to: func() *corev1.PodTemplateSpec {
+				t := base().Obj()
+				t.Spec.NodeSelector = map[string]string{"disk": "ssd", "zone": "a"}
+				return t
+			}(),
+			wantNotInPlaceable: []string{"spec.template.spec.nodeSelector[disk]"},
+		},
+		"resources written differently but equal": {
+			from: withCPU(base().Obj(), "1"), to: withCPU(base().Obj(), "1000m"),
+		},
+		"resources changed": {
+			from: withCPU(base().Obj(), "1"), to: withCPU(base().Obj(), "2"),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].resources.limits[cpu]"},
+		},
+		"an inlined field keeps its parent's path": {
+			from: withProbe(base().Obj(), 8080), to: withProbe(base().Obj(), 9090),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].readinessProbe.httpGet.port"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := DiffTemplates(templatePath, tc.from, tc.to)
+			if diff := cmp.Diff(tc.wantImages, got.Images); diff != "" {
+				t.Errorf("images (-want,+got):\n%s", diff)
+			}
+			if got.Labels != tc.wantLabels || got.Annotations != tc.wantAnnotations {
+				t.Errorf("labels, annotations = %v, %v; want %v, %v", got.Labels, got.Annotations, tc.wantLabels, tc.wantAnnotations)
+			}
+			if diff := cmp.Diff(tc.wantNotInPlaceable, pathStrings(got.NotInPlaceable)); diff != "" {
+				t.Errorf("not in-place-able (-want,+got):\n%s", diff)
+			}
+			if got.InPlaceable() != (len(tc.wantNotInPlaceable) == 0) {
+				t.Errorf("InPlaceable() = %v", got.InPlaceable())
+			}
+		})
+	}
+}
+
+func TestNotInPlaceableErrors(t *testing.T) {
+	d := DiffTemplates(templatePath, builder.PodTemplate("web", "nginx").Obj(), builder.PodTemplate("web", "nginx").Env("A", "b").Obj())
+	want := []string{`spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, pod labels and pod annotations can (update policy InPlaceOnly)`}
+	if diff := cmp.Diff(want, errorStrings(d.NotInPlaceableErrors())); diff != "" {
+		t.Errorf("errors (-want,+got):\n%s", diff)
+	}
+}
+
+func TestDiffTemplatesDoesNotModifyItsInput(t *testing.T) {
+	from := builder.PodTemplate("web", "nginx:1").Label("a", "b").Obj()
+	to := builder.PodTemplate("web", "nginx:2").Label("a", "c").Obj()
+	fromCopy, toCopy := from.DeepCopy(), to.DeepCopy()
+	DiffTemplates(templatePath, from, to)
+	if diff := cmp.Diff(fromCopy, from); diff != "" {
+		t.Errorf("from changed (-want,+got):\n%s", diff)
+	}
+	if diff := cmp.Diff(toCopy, to); diff != "" {
+		t.Errorf("to changed (-want,+got):\n%s", diff)
+	}
+}
+
+// FuzzDiffTemplates checks, on any pair of templates, that the diff never
+// panics, that a template never differs from itself, that in-place-ability
+// is symmetric, and that an in-place-able diff is complete: copying the
+// images, labels and annotations of the target onto the source gives the
+// target.
+func FuzzDiffTemplates(f *testing.F) {
+	seed := func(a, b *corev1.PodTemplateSpec) {
+		ja, _ := json.Marshal(a)
+		jb, _ := json.Marshal(b)
+		f.Add(ja, jb)
+	}
+	seed(builder.PodTemplate("web", "nginx:1").Obj(), builder.PodTemplate("web", "nginx:2").Obj())
+	seed(builder.PodTemplate("web", "nginx:1").Obj(), builder.PodTemplate("web", "nginx:1").Env("A", "B").Obj())
+	seed(builder.PodTemplate("web", "nginx:1").InitImage("i", "x").Obj(), builder.PodTemplate("web", "nginx:1").Label("x", "y").Obj())
+	seed(withCPU(builder.PodTemplate("a", "b").Obj(), "1"), withCPU(builder.PodTemplate("a", "b").Obj(), "1000m"))
+
+	f.Fuzz(func(t *testing.T, ja, jb []byte) {
+		var a, b corev1.PodTemplateSpec
+		if json.Unmarshal(ja, &a) != nil || json.Unmarshal(jb, &b) != nil {
+			return
+		}
+		if d := DiffTemplates(templatePath, &a, &a); !d.Empty() {
+			t.Fatalf("a template differs from itself: %+v", d)
+		}
+		ab, ba := DiffTemplates(templatePath, &a, &b), DiffTemplates(templatePath, &b, &a)
+		if ab.InPlaceable() != ba.InPlaceable() {
+			t.Fatalf("in-place-able one way (%v) but not the other (%v)", ab.NotInPlaceable, ba.NotInPlaceable)
+		}
+		if ab.Empty() && !apiequality.Semantic.DeepEqual(&a, &b) {
+			t.Fatalf("an empty diff between different templates")
+		}
+		if !ab.InPlaceable() {
+			return
+		}
+		got := a.DeepCopy()
+		got.Labels, got.Annotations = b.Labels, b.Annotations
+		for i := range got.Spec.Containers {
+			got.Spec.Containers[i].Image = b.Spec.Containers[i].Image
+		}
+		for i := range got.Spec.InitContainers {
+			got.Spec.InitContainers[i].Image = b.Spec.InitContainers[i].Image
+		}
+		if !apiequality.Semantic.DeepEqual(got, &b) {
+			t.Fatalf("an in-place-able diff missed a field: %s", cmp.Diff(&b, got))
+		}
+	})
+}
+
+func withCPU(t *corev1.PodTemplateSpec, cpu string) *corev1.PodTemplateSpec {
+	t.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}
+	return t
+}
+
+func withProbe(t *corev1.PodTemplateSpec, port int) *corev1.PodTemplateSpec {
+	t.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+		HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intOrString(port)},
+	}}
+	return t
+}
+
+func pathStrings(paths []*field.Path) []string {
+	var s []string
+	for _, p := range paths {
+		s = append(s, p.String())
+	}
+	return s
+}
+
+func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }

@@ -1,0 +1,54 @@
+package inplace
+
+// Prefix is the domain of every label, annotation and finalizer inplace owns.
+const Prefix = "inplace.dev/"
+
+// Names users write.
+const (
+	// LabelEnabled opts a namespace in ("true") or out ("false").
+	LabelEnabled = Prefix + "enabled"
+
+	// AnnotationUpdatePolicy chooses how a workload's pod template changes
+	// reach its pods; see UpdatePolicy.
+	AnnotationUpdatePolicy = Prefix + "update-policy"
+
+	// AnnotationGracePeriod is the number of seconds between marking a pod
+	// not ready and patching its images, so that endpoints drain first.
+	AnnotationGracePeriod = Prefix + "grace-period-seconds"
+)
+
+// Names the manager writes. Users do not write them; the validating webhook
+// refuses changes to them from anyone but the manager.
+const (
+	// LabelManaged marks a pod whose readiness gate the webhook injected: the
+	// readiness-gate keeper and the rollout controllers watch only these pods.
+	LabelManaged = Prefix + "managed"
+
+	// AnnotationUpdateState records, on a pod, the in-place update in
+	// progress: the target revision and what each changed container looked
+	// like before, so that completion can be judged and a restarted manager
+	// can resume.
+	AnnotationUpdateState = Prefix + "update-state"
+
+	// AnnotationHold records, on a workload, that the native controller is
+	// held back during an in-place rollout: since when, why, and what the user
+	// had asked for, so that it can be restored.
+	AnnotationHold = Prefix + "hold"
+)
+
+// ConditionInPlaceUpdateReady is the pod readiness gate condition type: False
+// while the pod is being updated in place, True otherwise. OpenKruise uses the
+// same name, so one gate serves both.
+const ConditionInPlaceUpdateReady = "InPlaceUpdateReady"
+
+// userAnnotations are the inplace.dev annotations a user may write.
+var userAnnotations = map[string]bool{
+	AnnotationUpdatePolicy: true,
+	AnnotationGracePeriod:  true,
+}
+
+// IsManagerOwned reports whether an annotation or label key is in inplace's
+// domain and reserved for the manager.
+func IsManagerOwned(key string) bool {
+	return len(key) > len(Prefix) && key[:len(Prefix)] == Prefix && !userAnnotations[key]
+}

@@ -1,0 +1,122 @@
+package inplace
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// UpdatePolicy says how a managed workload's template changes reach its pods.
+type UpdatePolicy string
+
+const (
+	// InPlaceIfPossible applies in-place-able changes in place and hands the
+	// others to the native controller. The default for a managed workload.
+	InPlaceIfPossible UpdatePolicy = "InPlaceIfPossible"
+	// InPlaceOnly refuses template changes that cannot be applied in place.
+	InPlaceOnly UpdatePolicy = "InPlaceOnly"
+	// Recreate opts the workload out: the native controller does everything.
+	Recreate UpdatePolicy = "Recreate"
+)
+
+// UpdatePolicies lists the valid values of UpdatePolicy.
+var UpdatePolicies = []UpdatePolicy{InPlaceIfPossible, InPlaceOnly, Recreate}
+
+// MaxGracePeriodSeconds bounds inplace.dev/grace-period-seconds: an hour is
+// longer than any sane drain, and a typo of an extra digit should not stall a
+// rollout for days.
+const MaxGracePeriodSeconds = 3600
+
+// UpdatePolicyOf returns the effective update policy of a managed workload
+// from its annotations: InPlaceIfPossible when the annotation is absent.
+func UpdatePolicyOf(annotations map[string]string) (UpdatePolicy, error) {
+	v, ok := annotations[AnnotationUpdatePolicy]
+	if !ok {
+		return InPlaceIfPossible, nil
+	}
+	p := UpdatePolicy(v)
+	for _, known := range UpdatePolicies {
+		if p == known {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("annotation %s: unknown value %q: want one of %s", AnnotationUpdatePolicy, v, joinQuoted(UpdatePolicies))
+}
+
+// GracePeriodOf returns the grace period of a workload in seconds from its
+// annotations: 0 when the annotation is absent.
+func GracePeriodOf(annotations map[string]string) (int, error) {
+	v, ok := annotations[AnnotationGracePeriod]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > MaxGracePeriodSeconds {
+		return 0, fmt.Errorf("annotation %s: invalid value %q: want a whole number of seconds from 0 to %d", AnnotationGracePeriod, v, MaxGracePeriodSeconds)
+	}
+	return n, nil
+}
+
+// ValidateUserAnnotations checks the values of the inplace.dev annotations a
+// user may write. path is the path of the annotations map.
+func ValidateUserAnnotations(annotations map[string]string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if v, ok := annotations[AnnotationUpdatePolicy]; ok {
+		if _, err := UpdatePolicyOf(annotations); err != nil {
+			errs = append(errs, field.NotSupported(path.Key(AnnotationUpdatePolicy), v, policyStrings()))
+		}
+	}
+	if v, ok := annotations[AnnotationGracePeriod]; ok {
+		if _, err := GracePeriodOf(annotations); err != nil {
+			errs = append(errs, field.Invalid(path.Key(AnnotationGracePeriod), v,
+				fmt.Sprintf("must be a whole number of seconds from 0 to %d", MaxGracePeriodSeconds)))
+		}
+	}
+	return errs
+}
+
+func policyStrings() []string {
+	s := make([]string, len(UpdatePolicies))
+	for i, p := range UpdatePolicies {
+		s[i] = string(p)
+	}
+	return s
+}
+
+// ValidateManagerAnnotations refuses a change, by someone other than the
+// manager, to the inplace.dev annotations the manager owns: adding, changing
+// or removing one. from is nil on create. path is the path of the
+// annotations map.
+func ValidateManagerAnnotations(from, to map[string]string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for k, v := range to {
+		if IsManagerOwned(k) && (from == nil || from[k] != v) {
+			if _, had := from[k]; !had && !knownManagerAnnotations[k] {
+				errs = append(errs, field.Forbidden(path.Key(k), fmt.Sprintf(
+					"unknown %s annotation: users may set only %s and %s", Prefix, AnnotationUpdatePolicy, AnnotationGracePeriod)))
+				continue
+			}
+			errs = append(errs, field.Forbidden(path.Key(k), "written by the inplace manager only"))
+		}
+	}
+	for k := range from {
+		if _, kept := to[k]; IsManagerOwned(k) && !kept {
+			errs = append(errs, field.Forbidden(path.Key(k), "written by the inplace manager only: it cannot be removed"))
+		}
+	}
+	sortErrors(errs)
+	return errs
+}
+
+// knownManagerAnnotations are the manager-owned annotations of this version.
+var knownManagerAnnotations = map[string]bool{
+	AnnotationHold:        true,
+	AnnotationUpdateState: true,
+}
+
+func sortErrors(errs field.ErrorList) {
+	slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
+}

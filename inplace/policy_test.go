@@ -1,0 +1,145 @@
+package inplace
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func TestUpdatePolicyOf(t *testing.T) {
+	cases := map[string]struct {
+		annotations map[string]string
+		want        UpdatePolicy
+		wantErr     string
+	}{
+		"absent means InPlaceIfPossible": {nil, InPlaceIfPossible, ""},
+		"InPlaceOnly":                    {map[string]string{AnnotationUpdatePolicy: "InPlaceOnly"}, InPlaceOnly, ""},
+		"Recreate":                       {map[string]string{AnnotationUpdatePolicy: "Recreate"}, Recreate, ""},
+		"values are case-sensitive": {map[string]string{AnnotationUpdatePolicy: "inplaceonly"}, "",
+			`annotation inplace.dev/update-policy: unknown value "inplaceonly": want one of "InPlaceIfPossible", "InPlaceOnly", "Recreate"`},
+		"empty is not absent": {map[string]string{AnnotationUpdatePolicy: ""}, "",
+			`annotation inplace.dev/update-policy: unknown value "": want one of "InPlaceIfPossible", "InPlaceOnly", "Recreate"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := UpdatePolicyOf(tc.annotations)
+			if got != tc.want {
+				t.Errorf("policy = %q, want %q", got, tc.want)
+			}
+			if gotErr := errString(err); gotErr != tc.wantErr {
+				t.Errorf("error = %q, want %q", gotErr, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestGracePeriodOf(t *testing.T) {
+	cases := map[string]struct {
+		value   *string
+		want    int
+		wantErr bool
+	}{
+		"absent is zero":            {nil, 0, false},
+		"zero":                      {ptr("0"), 0, false},
+		"thirty":                    {ptr("30"), 30, false},
+		"the maximum":               {ptr("3600"), 3600, false},
+		"above the maximum":         {ptr("3601"), 0, true},
+		"negative":                  {ptr("-1"), 0, true},
+		"a duration is not seconds": {ptr("30s"), 0, true},
+		"empty":                     {ptr(""), 0, true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			a := map[string]string{}
+			if tc.value != nil {
+				a[AnnotationGracePeriod] = *tc.value
+			}
+			got, err := GracePeriodOf(a)
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Errorf("GracePeriodOf(%v) = %d, %v; want %d, error %v", a, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateUserAnnotations(t *testing.T) {
+	path := field.NewPath("metadata", "annotations")
+	got := ValidateUserAnnotations(map[string]string{
+		AnnotationUpdatePolicy: "Sometimes",
+		AnnotationGracePeriod:  "soon",
+		"unrelated":            "x",
+	}, path)
+	want := []string{
+		`metadata.annotations[inplace.dev/update-policy]: Unsupported value: "Sometimes": supported values: "InPlaceIfPossible", "InPlaceOnly", "Recreate"`,
+		`metadata.annotations[inplace.dev/grace-period-seconds]: Invalid value: "soon": must be a whole number of seconds from 0 to 3600`,
+	}
+	if diff := cmp.Diff(want, errorStrings(got)); diff != "" {
+		t.Errorf("errors (-want,+got):\n%s", diff)
+	}
+	if errs := ValidateUserAnnotations(map[string]string{AnnotationUpdatePolicy: "Recreate", AnnotationGracePeriod: "5"}, path); len(errs) != 0 {
+		t.Errorf("valid annotations gave %v", errs)
+	}
+}
+
+func TestIsManagerOwned(t *testing.T) {
+	cases := map[string]bool{
+		AnnotationHold:         true,
+		AnnotationUpdateState:  true,
+		"inplace.dev/anything": true,
+		AnnotationUpdatePolicy: false,
+		AnnotationGracePeriod:  false,
+		"inplace.dev/":         false,
+		"example.com/hold":     false,
+		"inplace.dev":          false,
+	}
+	for key, want := range cases {
+		if got := IsManagerOwned(key); got != want {
+			t.Errorf("IsManagerOwned(%q) = %v, want %v", key, got, want)
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func errorStrings(errs field.ErrorList) []string {
+	var s []string
+	for _, e := range errs {
+		s = append(s, e.Error())
+	}
+	return s
+}
+
+func TestValidateManagerAnnotations(t *testing.T) {
+	path := field.NewPath("metadata", "annotations")
+	hold := map[string]string{AnnotationHold: `{"since":"x"}`, "team": "a"}
+	cases := map[string]struct {
+		from, to map[string]string
+		want     []string
+	}{
+		"create without manager annotations": {nil, map[string]string{AnnotationUpdatePolicy: "Recreate"}, nil},
+		"create with the hold": {nil, hold, []string{
+			"metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only"}},
+		"create with an unknown inplace.dev annotation": {nil, map[string]string{"inplace.dev/updatepolicy": "Recreate"}, []string{
+			"metadata.annotations[inplace.dev/updatepolicy]: Forbidden: unknown inplace.dev/ annotation: users may set only inplace.dev/update-policy and inplace.dev/grace-period-seconds"}},
+		"update keeping the hold": {hold, map[string]string{AnnotationHold: hold[AnnotationHold], "team": "b"}, nil},
+		"update changing the hold": {hold, map[string]string{AnnotationHold: "{}"}, []string{
+			"metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only"}},
+		"update removing the hold": {hold, map[string]string{"team": "a"}, []string{
+			"metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only: it cannot be removed"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, errorStrings(ValidateManagerAnnotations(tc.from, tc.to, path))); diff != "" {
+				t.Errorf("errors (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}

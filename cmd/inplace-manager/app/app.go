@@ -1,0 +1,227 @@
+// Package app runs inplace-manager: it parses the flags, builds the
+// controller-runtime manager, and registers the webhook handlers and the
+// controllers on it. cmd/inplace-manager only calls Main.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/inplace-dev/inplace/controller"
+	"github.com/inplace-dev/inplace/inplace"
+	inplacewebhook "github.com/inplace-dev/inplace/webhook"
+)
+
+// LeaderElectionID names the lease the replicas elect a leader with.
+const LeaderElectionID = "inplace-manager.inplace.dev"
+
+// Main runs the manager with the command-line arguments and returns the exit
+// code: 2 for a bad flag, 1 when the manager fails.
+func Main(args []string) int {
+	fs := flag.NewFlagSet("inplace-manager", flag.ContinueOnError)
+	var o Options
+	o.Bind(fs)
+	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2 // the flag package has printed the error, naming the flag
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "inplace-manager: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := o.Complete(); err != nil {
+		fmt.Fprintf(os.Stderr, "inplace-manager: %v\n", err)
+		return 2
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		log.Error(err, "Cannot load the cluster configuration")
+		return 1
+	}
+	if err := Run(ctrl.SetupSignalHandler(), cfg, o); err != nil {
+		log.Error(err, "The manager stopped")
+		return 1
+	}
+	return 0
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// Scheme returns the scheme of the native kinds the manager decodes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err) // only a programming error: the built-in types always register
+	}
+	return s
+}
+
+// Run builds the manager for cfg and o, and runs it until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	scheme := Scheme()
+	username, err := whoAmI(ctx, cfg, scheme)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme,
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only the pods the webhook gated: the controllers act on
+				// nothing else, and a cluster's other pods stay out of memory.
+				&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"})},
+			},
+		},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    o.WebhookHost,
+			Port:    o.WebhookPort,
+			CertDir: o.CertDir,
+			TLSOpts: []func(*tls.Config){tlsHardening},
+		}),
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddress},
+		HealthProbeBindAddress:        o.HealthAddress,
+		LeaderElection:                o.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.GracefulShutdownPeriod,
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := Setup(ctx, mgr, o, username); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting the manager", "policy", o.Policy,
+		"excluded", o.Scope().ExcludedNames(), "namespace", o.Namespace, "user", username)
+	return mgr.Start(ctx)
+}
+
+// Setup registers the webhook handlers, the controllers and the probes on
+// mgr. username is the user the manager authenticates as.
+func Setup(ctx context.Context, mgr manager.Manager, o Options, username string) error {
+	// Start the informers the webhook reads before it serves, so that the
+	// first pods are not slowed by a cold cache.
+	informed := []client.Object{&corev1.Namespace{}}
+	for _, gvk := range inplacewebhook.OwnerKinds {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(gvk)
+		informed = append(informed, m)
+	}
+	for _, obj := range informed {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+
+	inplacewebhook.Register(mgr.GetWebhookServer(), inplacewebhook.Config{
+		Scope:           o.Scope(),
+		Reader:          mgr.GetCache(),
+		LiveReader:      mgr.GetAPIReader(),
+		ManagerUsername: username,
+		Scheme:          mgr.GetScheme(),
+	})
+	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
+	}
+
+	synced := &cacheSynced{cache: mgr.GetCache()}
+	if err := mgr.Add(synced); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	return mgr.AddReadyzCheck("cache", synced.Check)
+}
+
+// tlsHardening sets TLS 1.2 as the floor and turns HTTP/2 off on the
+// webhook server (the API server speaks HTTP/1.1 to webhooks; HTTP/2 only
+// widens the surface, as the 2023 rapid-reset attacks showed).
+func tlsHardening(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	c.NextProtos = []string{"http/1.1"}
+}
+
+// whoAmI returns the user the manager authenticates as: only that user may
+// write the manager-owned annotations.
+func whoAmI(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme) (string, error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return "", fmt.Errorf("creating a client: %w", err)
+	}
+	review := &authenticationv1.SelfSubjectReview{}
+	if err := c.Create(ctx, review); err != nil {
+		return "", fmt.Errorf("asking the API server who the manager is (SelfSubjectReview): %w", err)
+	}
+	if review.Status.UserInfo.Username == "" {
+		return "", errors.New("the API server returned no username for the manager (SelfSubjectReview)")
+	}
+	return review.Status.UserInfo.Username, nil
+}
+
+// cacheSynced reports ready once the informers the webhook reads have
+// synced: until then the webhook would answer from an empty cache. It runs
+// on every replica, leader or not.
+type cacheSynced struct {
+	cache cache.Cache
+	done  atomic.Bool
+}
+
+func (s *cacheSynced) Start(ctx context.Context) error {
+	if s.cache.WaitForCacheSync(ctx) {
+		s.done.Store(true)
+	}
+	return nil
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (s *cacheSynced) NeedLeaderElection() bool { return false }
+
+// Check implements healthz.Checker.
+func (s *cacheSynced) Check(*http.Request) error {
+	if !s.done.Load() {
+		return errors.New("informers not synced yet")
+	}
+	return nil
+}

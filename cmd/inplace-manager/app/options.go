@@ -1,0 +1,110 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/inplace-dev/inplace/inplace"
+)
+
+// Options are the manager's flags.
+type Options struct {
+	// Policy chooses which namespaces are managed (--policy).
+	Policy inplace.Policy
+	// ExcludeNamespaces are never managed, on top of inplace.AlwaysExcluded
+	// and Namespace (--exclude-namespaces).
+	ExcludeNamespaces []string
+	// Namespace is the manager's own namespace (--namespace, or the
+	// POD_NAMESPACE environment variable): excluded, and home of the leader
+	// election lease.
+	Namespace string
+
+	CertDir                string
+	WebhookHost            string
+	WebhookPort            int
+	MetricsAddress         string
+	HealthAddress          string
+	LeaderElect            bool
+	GracefulShutdownPeriod time.Duration
+}
+
+// serviceAccountNamespaceFile is where a pod finds its own namespace.
+const serviceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Bind registers the flags on fs, with their defaults.
+func (o *Options) Bind(fs *flag.FlagSet) {
+	o.Policy = inplace.PolicyNamespace
+	fs.Func("policy", fmt.Sprintf("which namespaces are managed: %q (those labelled %s=true) or %q (all but the excluded and those labelled false)",
+		inplace.PolicyNamespace, inplace.LabelEnabled, inplace.PolicyCluster), func(s string) error {
+		p, err := inplace.ParsePolicy(s)
+		o.Policy = p
+		return err
+	})
+	fs.Func("exclude-namespaces", "comma-separated namespaces never managed, on top of "+strings.Join(inplace.AlwaysExcluded, ", ")+" and the manager's own",
+		func(s string) error {
+			names, err := parseNamespaces(s)
+			o.ExcludeNamespaces = append(o.ExcludeNamespaces, names...)
+			return err
+		})
+	fs.StringVar(&o.Namespace, "namespace", "", "the manager's own namespace (default: $POD_NAMESPACE, or the service account's namespace)")
+	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the webhook's tls.crt and tls.key")
+	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default: all)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader among replicas for the controllers (the webhook is served by every replica)")
+	fs.DurationVar(&o.GracefulShutdownPeriod, "graceful-shutdown-timeout", 30*time.Second, "how long to wait for in-flight work on shutdown")
+}
+
+// Complete fills in what the flags left to the environment, and checks the
+// result. Its errors name the flag.
+func (o *Options) Complete() error {
+	if o.Namespace == "" {
+		o.Namespace = os.Getenv("POD_NAMESPACE")
+	}
+	if o.Namespace == "" {
+		if b, err := os.ReadFile(serviceAccountNamespaceFile); err == nil {
+			o.Namespace = strings.TrimSpace(string(b))
+		}
+	}
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace: required outside a pod: the manager's own namespace is always excluded, and holds its leader election lease"))
+	} else if msgs := validateNamespaceName(o.Namespace); msgs != "" {
+		errs = append(errs, fmt.Errorf("--namespace: %q %s", o.Namespace, msgs))
+	}
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port: %d is not a port number (1-65535)", o.WebhookPort))
+	}
+	if o.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir: required"))
+	}
+	if o.GracefulShutdownPeriod < 0 {
+		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout: %v is negative", o.GracefulShutdownPeriod))
+	}
+	return errors.Join(errs...)
+}
+
+// Scope returns the namespaces the manager manages.
+func (o *Options) Scope() inplace.Scope {
+	return inplace.NewScope(o.Policy, o.Namespace, o.ExcludeNamespaces...)
+}
+
+func parseNamespaces(s string) ([]string, error) {
+	var names []string
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if msgs := validateNamespaceName(n); msgs != "" {
+			return nil, fmt.Errorf("%q %s", n, msgs)
+		}
+		names = append(names, n)
+	}
+	return names, nil
+}

@@ -1,0 +1,83 @@
+// Package testenv starts a real kube-apiserver and etcd for integration
+// tests (controller-runtime's envtest), from the binaries hack/build-kube.sh
+// builds into .cache/bin. It is for tests only.
+package testenv
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Root is the repository's root directory.
+var Root = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}()
+
+// KruiseCRDs is the directory of OpenKruise's CRDs.
+var KruiseCRDs = filepath.Join(Root, "internal", "testenv", "kruise-crds")
+
+// Webhooks is the manifest of the webhook configurations users install.
+var Webhooks = filepath.Join(Root, "manifests", "base", "webhooks.yaml")
+
+// Assets returns the directory holding etcd and kube-apiserver:
+// $KUBEBUILDER_ASSETS, else .cache/bin. It fails with what to run when they
+// are missing: the tests need a real API server and never skip.
+func Assets() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		dir = filepath.Join(Root, ".cache", "bin")
+	}
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return "", fmt.Errorf("%s not found in %s: run `make test` (or hack/build-kube.sh etcd kube-apiserver) to build it", name, dir)
+		}
+	}
+	return dir, nil
+}
+
+// New returns an environment with Kruise's CRDs and, when withWebhooks, the
+// webhook configurations of manifests/base, pointed at a local port.
+func New(withWebhooks bool) (*envtest.Environment, error) {
+	assets, err := Assets()
+	if err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{KruiseCRDs},
+		ErrorIfCRDPathMissing: true,
+	}
+	if withWebhooks {
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{Webhooks}}
+	}
+	return env, nil
+}
+
+// WaitForWebhookServer dials the environment's webhook port over TLS until it
+// answers, so that no case runs before the webhook serves.
+func WaitForWebhookServer(ctx context.Context, env *envtest.Environment) error {
+	o := env.WebhookInstallOptions
+	addr := net.JoinHostPort(o.LocalServingHost, strconv.Itoa(o.LocalServingPort))
+	dialer := &net.Dialer{Timeout: time.Second}
+	for {
+		conn, err := tls.DialWithDialer(dialer, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only a liveness dial
+		if err == nil {
+			return conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the webhook server at %s never answered: %w", addr, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package webhook
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/builder"
+)
+
+func TestValidator(t *testing.T) {
+	sts := func(ns string) *builder.StatefulSetWrapper { return builder.StatefulSet("web", ns) }
+	only := func() *builder.StatefulSetWrapper { return sts("apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlaceOnly") }
+	held := func() *builder.StatefulSetWrapper { return sts("apps").Annotation(inplace.AnnotationHold, `{"since":"2026-11-26T00:00:00Z"}`) }
+	cases := map[string]struct {
+		path      string
+		op        admissionv1.Operation
+		obj, old  runtime.Object
+		asManager bool
+		// wantMessage is the 422's message; "" means allowed.
+		wantMessage  string
+		wantWarnings []string
+	}{
+		"a valid StatefulSet": {
+			path: PathValidateStatefulSet, op: admissionv1.Create, obj: sts("apps").Obj(),
+		},
+		"a malformed update policy is refused, naming the annotation and the values": {
+			path: PathValidateStatefulSet, op: admissionv1.Create,
+			obj:         sts("apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlace").Obj(),
+			wantMessage: `StatefulSet.apps "web" is invalid: metadata.annotations[inplace.dev/update-policy]: Unsupported value: "InPlace": supported values: "InPlaceIfPossible", "InPlaceOnly", "Recreate"`,
+		},
+		"a malformed grace period": {
+			path: PathValidateDeployment, op: admissionv1.Create,
+			obj:         builder.Deployment("web", "apps").Annotation(inplace.AnnotationGracePeriod, "10s").Obj(),
+			wantMessage: `Deployment.apps "web" is invalid: metadata.annotations[inplace.dev/grace-period-seconds]: Invalid value: "10s": must be a whole number of seconds from 0 to 3600`,
+		},
+		"InPlaceOnly refuses an env change, naming the field": {
+			path: PathValidateStatefulSet, op: admissionv1.Update,
+			obj:         only().Template(func(t *builder.Template) { t.Env("MODE", "fast") }).Obj(),
+			old:         only().Obj(),
+			wantMessage: `StatefulSet.apps "web" is invalid: spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, pod labels and pod annotations can (update policy InPlaceOnly)`,
+		},
+		"InPlaceOnly accepts an image change": {
+			path: PathValidateStatefulSet, op: admissionv1.Update,
+			obj: only().Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj(),
+			old: only().Obj(),
+		},
+		"InPlaceIfPossible accepts an env change": {
+			path: PathValidateStatefulSet, op: admissionv1.Update,
+			obj: sts("apps").Template(func(t *builder.Template) { t.Env("MODE", "fast") }).Obj(),
+			old: sts("apps").Obj(),
+		},
+		"a user cannot create a workload with the hold": {
+			path: PathValidateStatefulSet, op: admissionv1.Create, obj: held().Obj(),
+			wantMessage: `StatefulSet.apps "web" is invalid: metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only`,
+		},
+		"a user cannot remove the hold": {
+			path: PathValidateStatefulSet, op: admissionv1.Update, obj: sts("apps").Obj(), old: held().Obj(),
+			wantMessage: `StatefulSet.apps "web" is invalid: metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only: it cannot be removed`,
+		},
+		"a user may keep the hold while changing other things": {
+			path: PathValidateStatefulSet, op: admissionv1.Update, obj: held().Replicas(3).Obj(), old: held().Obj(),
+		},
+		"the manager may write the hold": {
+			path: PathValidateStatefulSet, op: admissionv1.Update, obj: held().Obj(), old: sts("apps").Obj(), asManager: true,
+		},
+		"an unmanaged namespace is not validated": {
+			path: PathValidateStatefulSet, op: admissionv1.Create,
+			obj: sts("plain").Annotation(inplace.AnnotationUpdatePolicy, "InPlace").Obj(),
+		},
+		"a Kruise CloneSet with a malformed policy": {
+			path: PathValidateCloneSet, op: admissionv1.Create,
+			obj: func() runtime.Object {
+				u := kruiseObject(t, cloneSet, "apps", nil)
+				u.SetAnnotations(map[string]string{inplace.AnnotationUpdatePolicy: "Never"})
+				return u
+			}(),
+			wantMessage: `CloneSet.apps.kruise.io "web" is invalid: metadata.annotations[inplace.dev/update-policy]: Unsupported value: "Never": supported values: "InPlaceIfPossible", "InPlaceOnly", "Recreate"`,
+		},
+		"an OnDelete StatefulSet is admitted with a warning": {
+			path: PathValidateStatefulSet, op: admissionv1.Create,
+			obj: func() runtime.Object {
+				s := sts("apps").Obj()
+				s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
+				return s
+			}(),
+			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts stay under your control and are not done in place"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := testHandlers(t)[tc.path]
+			req := review(t, tc.op, tc.obj, tc.old)
+			if tc.asManager {
+				req = asManager(req)
+			}
+			resp := h.Handle(t.Context(), req)
+			checkValidation(t, resp, tc.wantMessage)
+			if diff := cmp.Diff(tc.wantWarnings, resp.Warnings); diff != "" {
+				t.Errorf("warnings (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func checkValidation(t *testing.T, resp admission.Response, wantMessage string) {
+	t.Helper()
+	if wantMessage == "" {
+		if !resp.Allowed {
+			t.Fatalf("refused: %v", resp.Result)
+		}
+		return
+	}
+	if resp.Allowed {
+		t.Fatalf("allowed, want refused with %q", wantMessage)
+	}
+	if resp.Result.Code != http.StatusUnprocessableEntity {
+		t.Errorf("code = %d, want 422", resp.Result.Code)
+	}
+	if resp.Result.Message != wantMessage {
+		t.Errorf("message:\n got %s\nwant %s", resp.Result.Message, wantMessage)
+	}
+}

@@ -1,0 +1,126 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/inplace-dev/inplace/inplace"
+)
+
+// Paths the handlers are served at. manifests/base/webhooks.yaml names the
+// same paths.
+const (
+	PathMutateDeployment          = "/mutate-apps-v1-deployment"
+	PathMutateStatefulSet         = "/mutate-apps-v1-statefulset"
+	PathMutateDaemonSet           = "/mutate-apps-v1-daemonset"
+	PathMutateCloneSet            = "/mutate-apps-kruise-io-v1alpha1-cloneset"
+	PathMutateAdvancedStatefulSet = "/mutate-apps-kruise-io-v1beta1-statefulset"
+	PathMutateAdvancedDaemonSet   = "/mutate-apps-kruise-io-v1alpha1-daemonset"
+	PathMutatePod                 = "/mutate-v1-pod"
+
+	PathValidateDeployment          = "/validate-apps-v1-deployment"
+	PathValidateStatefulSet         = "/validate-apps-v1-statefulset"
+	PathValidateDaemonSet           = "/validate-apps-v1-daemonset"
+	PathValidateCloneSet            = "/validate-apps-kruise-io-v1alpha1-cloneset"
+	PathValidateAdvancedStatefulSet = "/validate-apps-kruise-io-v1beta1-statefulset"
+	PathValidateAdvancedDaemonSet   = "/validate-apps-kruise-io-v1alpha1-daemonset"
+)
+
+// Config is what the handlers need from the manager.
+type Config struct {
+	// Scope decides which namespaces are managed.
+	Scope inplace.Scope
+	// Reader reads namespaces and the metadata of pod owners, from the cache.
+	Reader client.Reader
+	// LiveReader reads from the API server, for an object the cache has not
+	// seen yet (a namespace or a ReplicaSet created an instant ago).
+	LiveReader client.Reader
+	// ManagerUsername is the user the manager authenticates as; only it may
+	// write the manager-owned annotations.
+	ManagerUsername string
+	// Scheme decodes the native kinds.
+	Scheme *runtime.Scheme
+}
+
+// Register serves every handler on the webhook server.
+func Register(srv webhook.Server, cfg Config) {
+	for path, h := range Handlers(cfg) {
+		srv.Register(path, h)
+	}
+}
+
+// Handlers returns every handler by path.
+func Handlers(cfg Config) map[string]*admission.Webhook {
+	ns := &namespaces{reader: cfg.Reader, live: cfg.LiveReader, scope: cfg.Scope}
+	decoder := admission.NewDecoder(cfg.Scheme)
+	v := &validator{namespaces: ns, managerUsername: cfg.ManagerUsername}
+	hooks := map[string]*admission.Webhook{
+		PathMutateDeployment:  admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, deploymentKind)),
+		PathMutateStatefulSet: admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, statefulSetKind)),
+		PathMutateDaemonSet:   admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, daemonSetKind)),
+		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
+			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
+		}),
+		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
+		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
+		PathValidateDaemonSet:   admission.WithValidator(cfg.Scheme, newNativeValidator(v, daemonSetKind)),
+	}
+	for _, k := range []struct {
+		kind             kruiseKind
+		mutate, validate string
+	}{
+		{cloneSet, PathMutateCloneSet, PathValidateCloneSet},
+		{advancedStatefulSet, PathMutateAdvancedStatefulSet, PathValidateAdvancedStatefulSet},
+		{advancedDaemonSet, PathMutateAdvancedDaemonSet, PathValidateAdvancedDaemonSet},
+	} {
+		hooks[k.mutate] = admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{namespaces: ns, kind: k.kind})
+		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
+	}
+	return hooks
+}
+
+// namespaces answers whether a namespace is managed.
+type namespaces struct {
+	reader, live client.Reader
+	scope        inplace.Scope
+}
+
+// managed reports whether objects in the namespace are managed. Excluded
+// namespaces are refused before any read.
+func (n *namespaces) managed(ctx context.Context, name string) (bool, error) {
+	if name == "" || n.scope.Excluded[name] {
+		return false, nil
+	}
+	ns := &corev1.Namespace{}
+	err := n.reader.Get(ctx, types.NamespacedName{Name: name}, ns)
+	if apierrors.IsNotFound(err) && n.live != nil {
+		err = n.live.Get(ctx, types.NamespacedName{Name: name}, ns)
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", name, err)
+	}
+	return n.scope.Manages(name, ns.Labels), nil
+}
+
+// request returns the admission request a typed handler runs for.
+func request(ctx context.Context) (admission.Request, error) {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return req, apierrors.NewInternalError(err)
+	}
+	return req, nil
+}
+
+// groupKind is the GroupKind of a request, for errors.
+func groupKind(req admission.Request) schema.GroupKind {
+	return schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+}

@@ -1,0 +1,181 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/inplace-dev/inplace/inplace"
+)
+
+// nativeKind describes an apps/v1 workload kind to the generic handlers.
+type nativeKind[T client.Object] struct {
+	new      func() T
+	template func(T) *corev1.PodTemplateSpec
+	// userControlled returns why the user keeps control of the rollout (an
+	// OnDelete strategy, a paused Deployment), or "" when inplace may take
+	// it over.
+	userControlled func(T) string
+}
+
+var deploymentKind = nativeKind[*appsv1.Deployment]{
+	new:      func() *appsv1.Deployment { return &appsv1.Deployment{} },
+	template: func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template },
+	userControlled: func(d *appsv1.Deployment) string {
+		if d.Spec.Paused {
+			return "the Deployment is paused"
+		}
+		return ""
+	},
+}
+
+var statefulSetKind = nativeKind[*appsv1.StatefulSet]{
+	new:      func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
+	template: func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template },
+	userControlled: func(s *appsv1.StatefulSet) string {
+		if s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return "its update strategy is OnDelete"
+		}
+		return ""
+	},
+}
+
+var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
+	new:      func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
+	template: func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template },
+	userControlled: func(d *appsv1.DaemonSet) string {
+		if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			return "its update strategy is OnDelete"
+		}
+		return ""
+	},
+}
+
+// nativeDefaulter sets the update policy on a managed apps/v1 workload when
+// it is created, or when its template changes.
+type nativeDefaulter[T client.Object] struct {
+	namespaces *namespaces
+	decoder    admission.Decoder
+	kind       nativeKind[T]
+}
+
+var (
+	_ admission.Defaulter[*appsv1.Deployment]  = &nativeDefaulter[*appsv1.Deployment]{}
+	_ admission.Defaulter[*appsv1.StatefulSet] = &nativeDefaulter[*appsv1.StatefulSet]{}
+	_ admission.Defaulter[*appsv1.DaemonSet]   = &nativeDefaulter[*appsv1.DaemonSet]{}
+)
+
+func newNativeDefaulter[T client.Object](ns *namespaces, decoder admission.Decoder, kind nativeKind[T]) *nativeDefaulter[T] {
+	return &nativeDefaulter[T]{namespaces: ns, decoder: decoder, kind: kind}
+}
+
+// Default implements admission.Defaulter.
+func (d *nativeDefaulter[T]) Default(ctx context.Context, obj T) error {
+	req, err := request(ctx)
+	if err != nil {
+		return err
+	}
+	if !workloadInScope(ctx, d.namespaces, req, obj) {
+		return nil
+	}
+	if req.Operation == admissionv1.Update {
+		old := d.kind.new()
+		if err := d.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return err
+		}
+		if apiequality.Semantic.DeepEqual(d.kind.template(old), d.kind.template(obj)) {
+			return nil
+		}
+	}
+	setDefaultPolicy(obj)
+	return nil
+}
+
+// workloadInScope reports whether the object is managed and not opted out. A
+// namespace that cannot be read leaves the object alone: the webhook fails
+// open, as its failurePolicy does.
+func workloadInScope(ctx context.Context, ns *namespaces, req admission.Request, obj client.Object) bool {
+	managed, err := ns.managed(ctx, req.Namespace)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Leaving the workload unchanged", "namespace", req.Namespace)
+		return false
+	}
+	if !managed {
+		return false
+	}
+	// A malformed policy is the validator's to refuse; Recreate opts out.
+	policy, err := inplace.UpdatePolicyOf(obj.GetAnnotations())
+	return err == nil && policy != inplace.Recreate
+}
+
+// setDefaultPolicy makes the effective policy visible on the workload.
+func setDefaultPolicy(obj metav1.Object) {
+	if _, ok := obj.GetAnnotations()[inplace.AnnotationUpdatePolicy]; ok {
+		return
+	}
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[inplace.AnnotationUpdatePolicy] = string(inplace.InPlaceIfPossible)
+	obj.SetAnnotations(annotations)
+}
+
+// nativeValidator validates an apps/v1 workload.
+type nativeValidator[T client.Object] struct {
+	*validator
+	kind nativeKind[T]
+}
+
+var (
+	_ admission.Validator[*appsv1.Deployment]  = &nativeValidator[*appsv1.Deployment]{}
+	_ admission.Validator[*appsv1.StatefulSet] = &nativeValidator[*appsv1.StatefulSet]{}
+	_ admission.Validator[*appsv1.DaemonSet]   = &nativeValidator[*appsv1.DaemonSet]{}
+)
+
+func newNativeValidator[T client.Object](v *validator, kind nativeKind[T]) *nativeValidator[T] {
+	return &nativeValidator[T]{validator: v, kind: kind}
+}
+
+// ValidateCreate implements admission.Validator.
+func (v *nativeValidator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	return v.validate(ctx, workloadChange{
+		to: obj, toTemplate: v.kind.template(obj), userControlled: v.kind.userControlled(obj),
+	})
+}
+
+// ValidateUpdate implements admission.Validator.
+func (v *nativeValidator[T]) ValidateUpdate(ctx context.Context, oldObj, obj T) (admission.Warnings, error) {
+	return v.validate(ctx, workloadChange{
+		from: oldObj, fromTemplate: v.kind.template(oldObj),
+		to: obj, toTemplate: v.kind.template(obj), userControlled: v.kind.userControlled(obj),
+	})
+}
+
+// ValidateDelete implements admission.Validator.
+func (v *nativeValidator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// workloadChange is a create (from is nil) or an update of a workload, in
+// the terms the validation needs, whatever the kind.
+type workloadChange struct {
+	from, to                 metav1.Object
+	fromTemplate, toTemplate *corev1.PodTemplateSpec
+	userControlled           string
+}
+
+func warnUserControlled(reason string) admission.Warnings {
+	if reason == "" {
+		return nil
+	}
+	return admission.Warnings{fmt.Sprintf("inplace: %s, so its rollouts stay under your control and are not done in place", reason)}
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The images of the end-to-end cluster, assembled from static Go binaries by
+# hack/tools/cmd/mkimage (no registry, no Docker) and imported into the
+# cluster's containerd.
+#
+#   images.sh build           build the pause and test application images (skipped when their inputs are unchanged)
+#   images.sh import          import every built image into the running cluster (skipped when already imported)
+#   images.sh manager         build .cache/bin/inplace-manager and its image; prints the image's config digest
+#   images.sh ref NAME        the reference of an image: pause, manager, testapp-v1, ...
+#   images.sh test-refs       the test application's references, one a line: versions oldest first, then the
+#                             retag of v2 (same digest as v2), then the crash-looping one
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+PAUSE_REF=example.local/inplace-pause:e2e
+TESTAPP_REPO=example.local/inplace-testapp
+MANAGER_REF=ghcr.io/inplace-dev/inplace-manager:e2e
+TESTAPP_VERSIONS=(v1 v2 v3)
+
+# The image tarballs: NAME -> the references it carries.
+declare -A TARBALL_REFS=(
+	[pause]=$PAUSE_REF
+	[testapp-v1]=$TESTAPP_REPO:v1
+	[testapp-v2]="$TESTAPP_REPO:v2 $TESTAPP_REPO:v2-retag"
+	[testapp-v3]=$TESTAPP_REPO:v3
+	[testapp-bad]=$TESTAPP_REPO:bad
+	[manager]=$MANAGER_REF
+)
+TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad)
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-trimpath
+
+ref() {
+	case $1 in
+	pause) echo "$PAUSE_REF" ;;
+	manager) echo "$MANAGER_REF" ;;
+	testapp-v2-retag) echo "$TESTAPP_REPO:v2-retag" ;;
+	testapp-*) echo "$TESTAPP_REPO:${1#testapp-}" ;;
+	*) die "unknown image $1" ;;
+	esac
+}
+
+test_refs() {
+	local v
+	for v in "${TESTAPP_VERSIONS[@]}"; do echo "$TESTAPP_REPO:$v"; done
+	echo "$TESTAPP_REPO:v2-retag"
+	echo "$TESTAPP_REPO:bad"
+}
+
+# inputs_hash: everything the test images are made from.
+inputs_hash() {
+	{
+		go version
+		grep -E '^(go|toolchain) ' "$ROOT/go.mod" || true
+		cat "$here/images.sh"
+		find "$ROOT/e2e/testapp" "$ROOT/e2e/pause" "$ROOT/hack/tools/cmd/mkimage" -type f -name '*.go' | sort | xargs cat
+		cat "$ROOT/hack/tools/go.mod" "$ROOT/hack/tools/go.sum"
+	} | sha256sum | cut -d' ' -f1
+}
+
+build_mkimage() {
+	(cd "$ROOT/hack/tools" && go build -o "$BIN/mkimage" ./cmd/mkimage)
+}
+
+# mkimage NAME BINARY USER ARGS...: writes $IMAGES/NAME.tar, an image of
+# BINARY at /<its base name> as the entrypoint, run as USER, and records each
+# reference and the image ID in $IMAGES/NAME.id.
+mkimage() {
+	local name=$1 binary=$2 user=$3 dest tags=() r
+	shift 3
+	dest=/$(basename "$binary")
+	for r in ${TARBALL_REFS[$name]}; do tags+=(-tag "$r"); done
+	"$BIN/mkimage" -o "$IMAGES/$name.tar" "${tags[@]}" -file "$binary:$dest" -entrypoint "$dest" -user "$user" "$@" >"$IMAGES/$name.id"
+}
+
+build() {
+	local want v
+	mkdir -p "$IMAGES/bin" "$BIN"
+	want=$(inputs_hash)
+	if [ "$(cat "$IMAGES/.inputs" 2>/dev/null)" = "$want" ] && all_tarballs_present; then
+		return 0
+	fi
+	log "building the test images"
+	build_mkimage
+	(cd "$ROOT" && go build -ldflags "-s -w" -o "$IMAGES/bin/pause" ./e2e/pause)
+	mkimage pause "$IMAGES/bin/pause" 65535:65535
+	for v in "${TESTAPP_VERSIONS[@]}"; do
+		(cd "$ROOT" && go build -ldflags "-s -w -X main.version=$v" -o "$IMAGES/bin/testapp-$v/testapp" ./e2e/testapp)
+		mkimage "testapp-$v" "$IMAGES/bin/testapp-$v/testapp" 65532:65532 -port 8080
+	done
+	(cd "$ROOT" && go build -ldflags "-s -w -X main.version=bad -X main.crash=true" -o "$IMAGES/bin/testapp-bad/testapp" ./e2e/testapp)
+	mkimage testapp-bad "$IMAGES/bin/testapp-bad/testapp" 65532:65532 -port 8080
+	echo "$want" >"$IMAGES/.inputs"
+}
+
+all_tarballs_present() {
+	local t
+	for t in "${TEST_TARBALLS[@]}"; do [ -s "$IMAGES/$t.tar" ] || return 1; done
+}
+
+# import_tarballs NAME...: imports the tarballs whose content containerd does
+# not have yet. The record of what was imported lives in containerd's own root,
+# so it goes away with the image store.
+import_tarballs() {
+	local record=$STATE/containerd/root/inplace-imported t sum present r missing
+	mkdir -p "$record"
+	present=$(ctr_ns images ls -q)
+	for t in "$@"; do
+		[ -s "$IMAGES/$t.tar" ] || die "image $t is not built ($IMAGES/$t.tar)"
+		sum=$(sha256sum <"$IMAGES/$t.tar" | cut -d' ' -f1)
+		missing=
+		for r in ${TARBALL_REFS[$t]}; do grep -qxF "$r" <<<"$present" || missing=1; done
+		if [ -z "$missing" ] && [ "$(cat "$record/$t" 2>/dev/null)" = "$sum" ]; then
+			continue
+		fi
+		ctr_ns images import "$IMAGES/$t.tar" >/dev/null
+		echo "$sum" >"$record/$t"
+		log "imported ${TARBALL_REFS[$t]}"
+	done
+}
+
+import() {
+	[ -S "$CONTAINERD_SOCK" ] || die "the cluster's containerd is not running (make cluster)"
+	import_tarballs "${TEST_TARBALLS[@]}"
+}
+
+manager() {
+	mkdir -p "$IMAGES/bin/manager" "$BIN"
+	[ -x "$BIN/mkimage" ] || build_mkimage
+	# MANAGER_SRC and MANAGER_PKG build another static binary into the image,
+	# to try the install path without the real manager.
+	(cd "${MANAGER_SRC:-$ROOT}" && go build -o "$BIN/inplace-manager" "${MANAGER_PKG:-./cmd/inplace-manager}")
+	cp "$BIN/inplace-manager" "$IMAGES/bin/manager/inplace-manager"
+	mkimage manager "$IMAGES/bin/manager/inplace-manager" 65532:65532
+	cut -d" " -f2 "$IMAGES/manager.id"
+}
+
+case ${1:-} in
+build) build ;;
+import) import ;;
+import-manager) import_tarballs manager ;;
+manager) manager ;;
+ref) ref "${2:?image name}" ;;
+test-refs) test_refs ;;
+*)
+	sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,144 @@
+# Shared settings and helpers of the end-to-end cluster scripts. Sourced, not run.
+#
+# The cluster is one node inside the network namespace $NETNS; every daemon is
+# started with `setsid nsenter --net=...` (not `ip netns exec`, whose private
+# mount namespace would hide the cgroup mounts from the kubelet and runc).
+# All state lives under $STATE (an ignored folder of the repository).
+# shellcheck shell=bash disable=SC2034
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CLUSTER_SCRIPTS=$ROOT/e2e/cluster
+BIN=${BIN_DIR:-$ROOT/.cache/bin}
+STATE=${CLUSTER_STATE:-$ROOT/.cache/cluster}
+IMAGES=${IMAGES_DIR:-$ROOT/.cache/images}
+
+NETNS=inplace-e2e
+NETNS_PATH=/var/run/netns/$NETNS
+NODE_NAME=inplace-e2e-node
+NODE_IP=10.250.0.1
+APISERVER=https://$NODE_IP:6443
+SERVICE_CIDR=10.96.0.0/16
+KUBERNETES_SVC_IP=10.96.0.1
+POD_CIDR=10.244.0.0/24
+CNI_NETWORK=inplace-e2e
+
+PKI=$STATE/pki
+ADMIN_KUBECONFIG=$STATE/admin.kubeconfig
+CONTAINERD_SOCK=$STATE/containerd/containerd.sock
+PIDS=$STATE/pids
+LOGS=$STATE/logs
+
+# The daemons in start order; teardown stops them in reverse.
+DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+
+# Global kernel settings the kubelet rewrites (setupKernelTunables); recorded
+# before the first start and restored by teardown.
+KUBELET_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+# Folders outside $STATE that the daemons write to whatever their flags say
+# (the kubelet's device-plugin socket, the containerd shims' sockets, the CNI
+# result cache, the kubelet's log symlinks, `ip netns`'s mount point), deepest
+# first. Teardown removes our files there, and the folders that did not exist
+# before the cluster if they are empty.
+HOST_DIRS=(/var/log/containers /var/lib/cni/results /var/lib/cni /var/lib/kubelet/device-plugins /var/lib/kubelet /run/containerd/s /run/containerd /var/run/netns)
+
+# Packages from Debian the cluster needs, and a binary each provides.
+APT_PACKAGES=(containerd:containerd runc:runc containernetworking-plugins:/usr/lib/cni/bridge iptables:iptables conntrack:conntrack openssl:openssl curl:curl iproute2:ip)
+
+log() { printf '%s cluster: %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# in_ns runs a command inside the cluster's network namespace, in the host's
+# mount namespace.
+in_ns() { nsenter --net="$NETNS_PATH" "$@"; }
+
+kubectl_ns() { in_ns "$BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
+
+ctr_ns() { ctr --address "$CONTAINERD_SOCK" --namespace k8s.io "$@"; }
+
+# now_ms prints the time in milliseconds, for the timings the scripts report.
+now_ms() { date +%s%3N; }
+
+# since prints the seconds elapsed since a now_ms value, e.g. "12.3s".
+since() { local d=$(($(now_ms) - $1)); printf '%d.%ds' $((d / 1000)) $((d % 1000 / 100)); }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: polls COMMAND every 100 ms.
+wait_for() {
+	local what=$1 timeout=$2 deadline
+	shift 2
+	deadline=$(($(now_ms) + timeout * 1000))
+	until "$@" >/dev/null 2>&1; do
+		if [ "$(now_ms)" -gt "$deadline" ]; then
+			log "timed out after ${timeout}s waiting for $what"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# lock_state serialises the scripts that change the cluster (up, down,
+# deploy): the second waits for the first. The lock is held on fd 9 until the
+# script exits; the scripts it runs inherit it (INPLACE_CLUSTER_LOCKED), and
+# the daemons do not (start_daemon closes fd 9).
+lock_state() {
+	[ -n "${INPLACE_CLUSTER_LOCKED:-}" ] && return 0
+	mkdir -p "$STATE"
+	exec 9>"$STATE/.lock"
+	if ! flock -n 9; then
+		log "waiting for another run of the cluster scripts to finish"
+		flock 9
+	fi
+	export INPLACE_CLUSTER_LOCKED=1
+}
+
+require_root() { [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, mounts, cgroups)"; }
+
+# proc_start_time prints a process's start time in clock ticks since boot
+# (field 22 of /proc/PID/stat), which tells a live daemon from a reused PID.
+proc_start_time() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) } # fields after the command name, which may hold spaces
+	# shellcheck disable=SC2086
+	set -- $stat
+	echo "${20}"
+}
+
+# daemon_pid NAME prints the PID recorded for a daemon if that very process is
+# still alive (same PID and start time), and fails otherwise.
+daemon_pid() {
+	local f=$PIDS/$1.pid pid start
+	[ -f "$f" ] || return 1
+	read -r pid start <"$f" || return 1
+	[ -n "$pid" ] && [ "$(proc_start_time "$pid")" = "$start" ] || return 1
+	echo "$pid"
+}
+
+# start_daemon NAME BINARY ARGS...: starts BINARY in the namespace, in its own
+# session, detached from our stdio, and records its PID and start time.
+# setsid does not fork (a background job of a script is not a group leader)
+# and nsenter without --pid does not fork either, so $! is the daemon itself.
+start_daemon() {
+	local name=$1 pid start
+	shift
+	mkdir -p "$PIDS" "$LOGS"
+	setsid nsenter --net="$NETNS_PATH" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
+	pid=$!
+	start=$(proc_start_time "$pid") || die "$name exited at once; see $LOGS/$name.log"
+	echo "$pid $start" >"$PIDS/$name.pid"
+	log "started $name (pid $pid)"
+}
+
+# top_cgroups prints the top-level cgroups: of every hierarchy under cgroup v1
+# (the machines this runs on), of the unified hierarchy under v2.
+top_cgroups() {
+	local depth=2
+	[ -f /sys/fs/cgroup/cgroup.controllers ] && depth=1
+	find /sys/fs/cgroup -mindepth "$depth" -maxdepth "$depth" -type d | sort
+}
+
+# apiserver_get PATH: an authenticated GET against the API server, from inside
+# the namespace, without the cost of starting kubectl.
+apiserver_get() {
+	in_ns curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$APISERVER$1"
+}

@@ -1,0 +1,45 @@
+# The end-to-end cluster: one node in the network namespace inplace-e2e, its
+# state under .cache/cluster. Included by the top-level Makefile; the work is
+# done by the scripts in e2e/cluster (runnable on their own as well).
+
+# The repository root, whatever the directory make runs in.
+CLUSTER_REPO_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
+CLUSTER_SCRIPTS := $(CLUSTER_REPO_ROOT)/e2e/cluster
+CLUSTER_STATE_DIR := $(CLUSTER_REPO_ROOT)/.cache/cluster
+CLUSTER_KUBECONFIG := $(CLUSTER_STATE_DIR)/admin.kubeconfig
+CLUSTER_KUBECTL := nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/kubectl --kubeconfig=$(CLUSTER_KUBECONFIG)
+
+##@ End-to-end cluster
+
+.PHONY: cluster
+cluster: ## Build the Kubernetes binaries and test images, bring the cluster up (a healthy one is reused).
+	@$(CLUSTER_SCRIPTS)/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster and clean up after it; keeps certificates, etcd and images for a quick restart.
+	@$(CLUSTER_SCRIPTS)/down.sh
+
+.PHONY: cluster-purge
+cluster-purge: ## Stop the cluster and delete all of its state (.cache/cluster).
+	@$(CLUSTER_SCRIPTS)/down.sh --purge
+
+.PHONY: kubectl
+kubectl: ## Print a command that runs the cluster's kubectl from the host, for: $(make -s kubectl) get pod -A
+	@echo "$(CLUSTER_KUBECTL)"
+
+.PHONY: kubeconfig
+kubeconfig: ## Print the path of the cluster's admin kubeconfig (valid inside the namespace).
+	@echo "$(CLUSTER_KUBECONFIG)"
+
+.PHONY: test-images
+test-images: ## Print the test app's image references: v1, v2, v3 (oldest first), then v2-retag (v2's digest), then bad (exits 1).
+	@$(CLUSTER_SCRIPTS)/images.sh test-refs
+
+.PHONY: images
+images: ## Build the pause and test app images and import them into the running cluster.
+	@$(CLUSTER_SCRIPTS)/images.sh build
+	@$(CLUSTER_SCRIPTS)/images.sh import
+
+.PHONY: deploy-e2e
+deploy-e2e: cluster ## Build the manager binary and image, install it with e2e/manifests, wait until it is Available.
+	@$(CLUSTER_SCRIPTS)/deploy.sh

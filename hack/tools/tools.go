@@ -1,0 +1,11 @@
+//go:build tools
+
+// Package tools pins the versions of the developer tools the Makefile runs.
+// Nothing here is imported by the product.
+package tools
+
+import (
+	_ "golang.org/x/perf/cmd/benchstat"
+	_ "honnef.co/go/tools/cmd/staticcheck"
+	_ "sigs.k8s.io/kustomize/kustomize/v5"
+)

@@ -43,7 +43,7 @@ func TestReadinessGateKeeper(t *testing.T) {
 			pod: gated().Obj(), wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
 		},
 		"a False condition with no update in progress turns True": {
-			pod: gated().Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
+			pod:        gated().Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
 			wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
 		},
 		"an update in progress keeps it False": {

@@ -71,8 +71,8 @@ func TestDiffTemplates(t *testing.T) {
 			wantNotInPlaceable: []string{"spec.template.spec.containers"},
 		},
 		"containers reordered": {
-			from: base().Obj(),
-			to:   builder.PodTemplate("web", "busybox:1.36").Obj(),
+			from:               base().Obj(),
+			to:                 builder.PodTemplate("web", "busybox:1.36").Obj(),
 			wantNotInPlaceable: []string{"spec.template.spec.containers"},
 		},
 		"a container renamed": {

@@ -9,15 +9,15 @@ func TestNormalizeImage(t *testing.T) {
 		wantErr  bool
 	}{
 		"a short name gets the registry, library/ and latest": {in: "nginx", want: "docker.io/library/nginx:latest"},
-		"a tag is kept":                              {in: "nginx:alpine", want: "docker.io/library/nginx:alpine"},
-		"a user image gets the registry only":        {in: "bitnami/redis:7", want: "docker.io/bitnami/redis:7"},
-		"a registry with a port is kept":             {in: "localhost:5000/app", want: "localhost:5000/app:latest"},
-		"a registry with a port and a tag":           {in: "registry.local:5000/team/app:v2", want: "registry.local:5000/team/app:v2"},
-		"a digest needs no tag":                      {in: "nginx@" + digest, want: "docker.io/library/nginx@" + digest},
-		"a digest wins over the tag beside it":       {in: "nginx:1.27@" + digest, want: "docker.io/library/nginx@" + digest},
-		"an already normal name is unchanged":        {in: "docker.io/library/nginx:latest", want: "docker.io/library/nginx:latest"},
-		"upper case is not a valid repository":       {in: "NGINX", wantErr: true},
-		"an empty reference is an error":             {in: "", wantErr: true},
+		"a tag is kept":                        {in: "nginx:alpine", want: "docker.io/library/nginx:alpine"},
+		"a user image gets the registry only":  {in: "bitnami/redis:7", want: "docker.io/bitnami/redis:7"},
+		"a registry with a port is kept":       {in: "localhost:5000/app", want: "localhost:5000/app:latest"},
+		"a registry with a port and a tag":     {in: "registry.local:5000/team/app:v2", want: "registry.local:5000/team/app:v2"},
+		"a digest needs no tag":                {in: "nginx@" + digest, want: "docker.io/library/nginx@" + digest},
+		"a digest wins over the tag beside it": {in: "nginx:1.27@" + digest, want: "docker.io/library/nginx@" + digest},
+		"an already normal name is unchanged":  {in: "docker.io/library/nginx:latest", want: "docker.io/library/nginx:latest"},
+		"upper case is not a valid repository": {in: "NGINX", wantErr: true},
+		"an empty reference is an error":       {in: "", wantErr: true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -11,19 +11,19 @@ func TestScopeManages(t *testing.T) {
 		labels    map[string]string
 		want      bool
 	}{
-		"namespace policy, labelled true":                {PolicyNamespace, "apps", on, true},
-		"namespace policy, no label":                     {PolicyNamespace, "apps", nil, false},
-		"namespace policy, labelled false":               {PolicyNamespace, "apps", off, false},
-		"namespace policy, a value other than true":      {PolicyNamespace, "apps", map[string]string{LabelEnabled: "yes"}, false},
-		"cluster policy, no label":                       {PolicyCluster, "apps", nil, true},
-		"cluster policy, labelled false":                 {PolicyCluster, "apps", off, false},
-		"kube-system labelled true is still excluded":    {PolicyNamespace, "kube-system", on, false},
-		"kube-system under the cluster policy":           {PolicyCluster, "kube-system", nil, false},
-		"kube-node-lease under the cluster policy":       {PolicyCluster, "kube-node-lease", nil, false},
-		"kube-public labelled true":                      {PolicyCluster, "kube-public", on, false},
-		"the manager's own namespace, labelled true":     {PolicyCluster, "inplace-system", on, false},
-		"an excluded namespace from the flag":            {PolicyCluster, "legacy", on, false},
-		"a cluster-scoped object has no namespace":       {PolicyCluster, "", nil, false},
+		"namespace policy, labelled true":             {PolicyNamespace, "apps", on, true},
+		"namespace policy, no label":                  {PolicyNamespace, "apps", nil, false},
+		"namespace policy, labelled false":            {PolicyNamespace, "apps", off, false},
+		"namespace policy, a value other than true":   {PolicyNamespace, "apps", map[string]string{LabelEnabled: "yes"}, false},
+		"cluster policy, no label":                    {PolicyCluster, "apps", nil, true},
+		"cluster policy, labelled false":              {PolicyCluster, "apps", off, false},
+		"kube-system labelled true is still excluded": {PolicyNamespace, "kube-system", on, false},
+		"kube-system under the cluster policy":        {PolicyCluster, "kube-system", nil, false},
+		"kube-node-lease under the cluster policy":    {PolicyCluster, "kube-node-lease", nil, false},
+		"kube-public labelled true":                   {PolicyCluster, "kube-public", on, false},
+		"the manager's own namespace, labelled true":  {PolicyCluster, "inplace-system", on, false},
+		"an excluded namespace from the flag":         {PolicyCluster, "legacy", on, false},
+		"a cluster-scoped object has no namespace":    {PolicyCluster, "", nil, false},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

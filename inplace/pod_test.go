@@ -21,8 +21,8 @@ func TestNeedsGateOpened(t *testing.T) {
 		"the condition already True":               {gated().Condition(ConditionInPlaceUpdateReady, corev1.ConditionTrue).Obj(), false},
 		"an update in progress holds it False": {gated().Annotation(AnnotationUpdateState, "{}").
 			Condition(ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(), false},
-		"no gate":            {builder.Pod("p", "ns").Obj(), false},
-		"another gate only":  {builder.Pod("p", "ns").ReadinessGate("example.com/lb").Obj(), false},
+		"no gate":           {builder.Pod("p", "ns").Obj(), false},
+		"another gate only": {builder.Pod("p", "ns").ReadinessGate("example.com/lb").Obj(), false},
 		"a pod being deleted": {func() *corev1.Pod {
 			p := gated().Obj()
 			p.DeletionTimestamp = &metav1.Time{Time: time.Unix(1, 0)}

@@ -16,8 +16,12 @@ import (
 
 func TestValidator(t *testing.T) {
 	sts := func(ns string) *builder.StatefulSetWrapper { return builder.StatefulSet("web", ns) }
-	only := func() *builder.StatefulSetWrapper { return sts("apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlaceOnly") }
-	held := func() *builder.StatefulSetWrapper { return sts("apps").Annotation(inplace.AnnotationHold, `{"since":"2026-11-26T00:00:00Z"}`) }
+	only := func() *builder.StatefulSetWrapper {
+		return sts("apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlaceOnly")
+	}
+	held := func() *builder.StatefulSetWrapper {
+		return sts("apps").Annotation(inplace.AnnotationHold, `{"since":"2026-11-26T00:00:00Z"}`)
+	}
 	cases := map[string]struct {
 		path      string
 		op        admissionv1.Operation

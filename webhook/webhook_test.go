@@ -148,8 +148,8 @@ func TestNativeDefaulter(t *testing.T) {
 		},
 		"an update that changes the template gets the policy": {
 			path: PathMutateStatefulSet, op: admissionv1.Update,
-			obj: sts("apps").Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj(),
-			old: sts("apps").Obj(),
+			obj:  sts("apps").Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj(),
+			old:  sts("apps").Obj(),
 			want: []jsonpatch.JsonPatchOperation{policyPatch},
 		},
 		"an update that leaves the template alone is not patched": {

@@ -1,0 +1,88 @@
+# inplace: in-place image updates for Deployments, StatefulSets and DaemonSets.
+# `make help` lists the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BIN := $(ROOT)/.cache/bin
+export PATH := /usr/local/go/bin:$(PATH)
+export GOTOOLCHAIN := local
+export KUBEBUILDER_ASSETS ?= $(BIN)
+
+IMG ?= ghcr.io/inplace-dev/inplace-manager:latest
+FUZZTIME ?= 30s
+BENCHCOUNT ?= 10
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+		/^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+		/^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: build
+build: ## Build bin/inplace-manager.
+	CGO_ENABLED=0 go build -trimpath -o bin/inplace-manager ./cmd/inplace-manager
+
+.PHONY: test
+test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd).
+	go test -count=1 ./...
+
+.PHONY: test-assets
+test-assets: ## Build etcd and kube-apiserver for the integration tests (cached in .cache/bin).
+	hack/build-kube.sh etcd kube-apiserver
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
+	go test -run '^$$' -fuzz '^FuzzDiffTemplates$$' -fuzztime $(FUZZTIME) ./inplace
+	go test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./webhook
+
+.PHONY: bench
+bench: $(BIN)/benchstat ## Benchmark the mutating handlers against an empty handler; prints benchstat's table.
+	@mkdir -p .cache
+	go test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./webhook | tee .cache/bench-webhook.txt
+	$(BIN)/benchstat -col /handler .cache/bench-webhook.txt
+
+.PHONY: lint
+lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go vet -tags e2e ./e2e/...
+	$(BIN)/staticcheck ./...
+
+.PHONY: verify
+verify: lint manifests ## lint, tidy go.mod files and render every manifest.
+	go mod tidy -diff
+	cd hack/tools && go mod tidy -diff
+
+.PHONY: manifests
+manifests: $(BIN)/kustomize ## Render every kustomization, to check it builds.
+	@for k in manifests/base e2e/manifests; do \
+		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
+	@mkdir -p .cache/manifests-check && printf 'resources: [../../manifests/base]\ncomponents: [../../manifests/components/cluster-policy]\n' \
+		> .cache/manifests-check/kustomization.yaml && $(BIN)/kustomize build .cache/manifests-check > /dev/null && echo "kustomize build manifests/base + cluster-policy"
+
+##@ Deployment
+
+.PHONY: image
+image: ## Build the manager image as a docker-archive tarball in .cache/images (no Docker needed).
+	e2e/cluster/images.sh manager
+
+.PHONY: deploy
+deploy: $(BIN)/kustomize ## Install the manager on the cluster of the current kubeconfig (manifests/base; needs the inplace-webhook-cert Secret).
+	$(BIN)/kustomize build manifests/base | kubectl apply -f -
+
+##@ Tools
+
+# Each tool at the version hack/tools/go.mod pins; rebuilt when the pin moves.
+TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat
+$(BIN)/%: hack/tools/go.mod hack/tools/go.sum
+	@pkg=$(patsubst $*=%,%,$(filter $*=%,$(TOOL_PACKAGES))); test -n "$$pkg" || { echo "no pinned tool $*"; exit 1; }; \
+		mkdir -p $(BIN) && cd hack/tools && echo "building $* ($$pkg)" && go build -o $(BIN)/$* $$pkg
+
+include hack/cluster.mk

@@ -71,17 +71,3 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 func OpenGate(ctx context.Context, c client.Client, pod *corev1.Pod, now metav1.Time) error {
 	return setGate(ctx, c, pod, corev1.ConditionTrue, now)
 }
-
-func setGate(ctx context.Context, c client.Client, pod *corev1.Pod, status corev1.ConditionStatus, now metav1.Time) error {
-	base := pod.DeepCopy()
-	cond := corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: status, LastTransitionTime: now}
-	if existing := inplace.GateCondition(pod); existing != nil {
-		if existing.Status == status {
-			cond.LastTransitionTime = existing.LastTransitionTime
-		}
-		*existing = cond
-	} else {
-		pod.Status.Conditions = append(pod.Status.Conditions, cond)
-	}
-	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
-}

@@ -1,6 +1,9 @@
 package inplace
 
 import (
+	"fmt"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -24,12 +27,7 @@ func Updating(pod *corev1.Pod) bool {
 
 // GateCondition returns the pod's InPlaceUpdateReady condition, or nil.
 func GateCondition(pod *corev1.Pod) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == ConditionInPlaceUpdateReady {
-			return &pod.Status.Conditions[i]
-		}
-	}
-	return nil
+	return condition(pod, ConditionInPlaceUpdateReady)
 }
 
 // NeedsGateOpened reports whether the pod waits for InPlaceUpdateReady=True
@@ -42,4 +40,57 @@ func NeedsGateOpened(pod *corev1.Pod) bool {
 	}
 	c := GateCondition(pod)
 	return c == nil || c.Status != corev1.ConditionTrue
+}
+
+// ReasonReadinessGatesNotReady is the kubelet's reason for a pod that is not
+// Ready because of a readiness gate (pkg/kubelet/status/generate.go).
+const ReasonReadinessGatesNotReady = "ReadinessGatesNotReady"
+
+// ReadyCondition returns the pod's Ready condition as the kubelet would
+// compute it from the pod's status once its InPlaceUpdateReady condition has
+// the given status: the kubelet's own words, so that the kubelet, comparing,
+// finds nothing to correct and does not re-sync the pod. Only the fields the
+// kubelet compares are set (status, reason, message).
+func ReadyCondition(pod *corev1.Pod, gate corev1.ConditionStatus) corev1.PodCondition {
+	ready := corev1.PodCondition{Type: corev1.PodReady}
+	containers := condition(pod, corev1.ContainersReady)
+	if containers == nil || containers.Status != corev1.ConditionTrue {
+		if containers != nil {
+			ready.Status, ready.Reason, ready.Message = containers.Status, containers.Reason, containers.Message
+		} else {
+			ready.Status = corev1.ConditionFalse
+		}
+		return ready
+	}
+	var unready []string
+	for _, g := range pod.Spec.ReadinessGates {
+		status := corev1.ConditionStatus("")
+		if g.ConditionType == ConditionInPlaceUpdateReady {
+			status = gate
+		} else if c := condition(pod, g.ConditionType); c != nil {
+			status = c.Status
+		}
+		switch status {
+		case corev1.ConditionTrue:
+		case "":
+			unready = append(unready, fmt.Sprintf("corresponding condition of pod readiness gate %q does not exist.", string(g.ConditionType)))
+		default:
+			unready = append(unready, fmt.Sprintf("the status of pod readiness gate %q is not \"True\", but %v", string(g.ConditionType), status))
+		}
+	}
+	if len(unready) > 0 {
+		ready.Status, ready.Reason, ready.Message = corev1.ConditionFalse, ReasonReadinessGatesNotReady, strings.Join(unready, ", ")
+		return ready
+	}
+	ready.Status = corev1.ConditionTrue
+	return ready
+}
+
+func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
 }

@@ -239,6 +239,52 @@ func TestWebhookInAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("an image-only update holds the StatefulSet back: partition raised, the user's recorded", func(t *testing.T) {
+		sts := steadyStatefulSet(t, "hold-image", 1)
+		sts.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
+		if err := c.Update(t.Context(), sts); err != nil {
+			t.Fatal(err)
+		}
+		if p := *sts.Spec.UpdateStrategy.RollingUpdate.Partition; p != 3 {
+			t.Errorf("partition = %d, want 3 (replicas)", p)
+		}
+		hold, err := inplace.HoldOf(sts.Annotations)
+		if err != nil || hold == nil {
+			t.Fatalf("hold = %v, %v", hold, err)
+		}
+		if hold.UserPartition() != 1 || hold.Reason != inplace.ReasonInPlaceRollout || hold.Since.IsZero() {
+			t.Errorf("hold = %+v, want the user's partition 1, the reason and the time", hold)
+		}
+
+		// A re-apply of the user's manifest (partition 1, no hold) keeps it.
+		reapply := sts.DeepCopy()
+		delete(reapply.Annotations, inplace.AnnotationHold)
+		reapply.Spec.UpdateStrategy.RollingUpdate.Partition = ptrTo[int32](1)
+		if err := c.Update(t.Context(), reapply); err != nil {
+			t.Fatal(err)
+		}
+		if p := *reapply.Spec.UpdateStrategy.RollingUpdate.Partition; p != 3 {
+			t.Errorf("after a re-apply, partition = %d, want 3", p)
+		}
+		if again, _ := inplace.HoldOf(reapply.Annotations); again == nil || again.UserPartition() != 1 || !again.Since.Equal(&hold.Since) {
+			t.Errorf("after a re-apply, hold = %+v, want %+v", again, hold)
+		}
+	})
+
+	t.Run("an env update is left to the native controller", func(t *testing.T) {
+		sts := steadyStatefulSet(t, "hold-env", 0)
+		sts.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "MODE", Value: "fast"}}
+		if err := c.Update(t.Context(), sts); err != nil {
+			t.Fatal(err)
+		}
+		if p := *sts.Spec.UpdateStrategy.RollingUpdate.Partition; p != 0 {
+			t.Errorf("partition = %d, want 0", p)
+		}
+		if _, held := sts.Annotations[inplace.AnnotationHold]; held {
+			t.Errorf("the StatefulSet was held: %v", sts.Annotations)
+		}
+	})
+
 	t.Run("a malformed annotation is refused with a 422 naming it", func(t *testing.T) {
 		sts := builder.StatefulSet("typo", "apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlace").Obj()
 		err := c.Create(t.Context(), sts)
@@ -299,6 +345,25 @@ func TestWebhookInAPIServer(t *testing.T) {
 			t.Errorf("the pod got gates with the manager down: %v", pod.Spec.ReadinessGates)
 		}
 	})
+}
+
+// steadyStatefulSet creates a StatefulSet of 3 replicas with the user's
+// partition, and writes the status the StatefulSet controller would once its
+// rollout is done (envtest runs no controllers).
+func steadyStatefulSet(t *testing.T, name string, partition int32) *appsv1.StatefulSet {
+	t.Helper()
+	sts := builder.StatefulSet(name, "apps").Replicas(3).Obj()
+	sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
+		Type:          appsv1.RollingUpdateStatefulSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptrTo(partition)},
+	}
+	create(t, sts)
+	sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 3, UpdatedReplicas: 3 - partition,
+		ReadyReplicas: 3, CurrentRevision: name + "-1", UpdateRevision: name + "-1"}
+	if err := c.Status().Update(t.Context(), sts); err != nil {
+		t.Fatal(err)
+	}
+	return sts
 }
 
 func create(t *testing.T, obj client.Object) {

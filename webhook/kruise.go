@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/inplace-dev/inplace/inplace"
@@ -55,27 +55,20 @@ var templateFields = []string{"spec", "template"}
 // workload: the policy annotation, the readiness gate in the template (where
 // Kruise expects it), and Kruise's switch unless the user chose a value.
 type kruiseDefaulter struct {
-	namespaces *namespaces
-	kind       kruiseKind
+	*admitter
+	kind kruiseKind
 }
 
 var _ admission.Defaulter[*unstructured.Unstructured] = &kruiseDefaulter{}
 
 // Default implements admission.Defaulter.
 func (d *kruiseDefaulter) Default(ctx context.Context, obj *unstructured.Unstructured) error {
-	req, err := request(ctx)
-	if err != nil {
+	w, err := d.begin(ctx, obj, func() client.Object { return &unstructured.Unstructured{} })
+	if w == nil || err != nil || w.policy == inplace.Recreate {
 		return err
 	}
-	if !workloadInScope(ctx, d.namespaces, req, obj) {
-		return nil
-	}
-	if req.Operation == admissionv1.Update {
-		old := &unstructured.Unstructured{}
-		if err := old.UnmarshalJSON(req.OldObject.Raw); err != nil {
-			return err
-		}
-		from, _, _ := unstructured.NestedFieldNoCopy(old.Object, templateFields...)
+	if w.old != nil {
+		from, _, _ := unstructured.NestedFieldNoCopy(w.old.(*unstructured.Unstructured).Object, templateFields...)
 		to, _, _ := unstructured.NestedFieldNoCopy(obj.Object, templateFields...)
 		if apiequality.Semantic.DeepEqual(from, to) {
 			return nil

@@ -20,14 +20,13 @@ var (
 
 // validator holds the rules every workload kind shares.
 type validator struct {
-	namespaces      *namespaces
-	managerUsername string
+	namespaces *namespaces
 }
 
 // validate refuses, with a 422 naming the fields, a malformed inplace.dev
-// annotation, a change to a manager-owned annotation by anyone but the
-// manager, and an InPlaceOnly template change that cannot be applied in
-// place.
+// annotation and an InPlaceOnly template change that cannot be applied in
+// place. (The manager-owned annotations are guarded by the mutating webhook,
+// which sees the user's request before it restores them.)
 func (v *validator) validate(ctx context.Context, c workloadChange) (admission.Warnings, error) {
 	req, err := request(ctx)
 	if err != nil {
@@ -43,16 +42,8 @@ func (v *validator) validate(ctx context.Context, c workloadChange) (admission.W
 		return nil, nil
 	}
 
-	var fromAnnotations map[string]string
-	if c.from != nil {
-		fromAnnotations = c.from.GetAnnotations()
-	}
 	toAnnotations := c.to.GetAnnotations()
-
 	errs := inplace.ValidateUserAnnotations(toAnnotations, annotationsPath)
-	if req.UserInfo.Username != v.managerUsername {
-		errs = append(errs, inplace.ValidateManagerAnnotations(fromAnnotations, toAnnotations, annotationsPath)...)
-	}
 	policy, policyErr := inplace.UpdatePolicyOf(toAnnotations)
 	if req.Operation == admissionv1.Update && policyErr == nil && policy == inplace.InPlaceOnly {
 		errs = append(errs, inplace.DiffTemplates(templatePath, c.fromTemplate, c.toTemplate).NotInPlaceableErrors()...)

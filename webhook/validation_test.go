@@ -19,9 +19,6 @@ func TestValidator(t *testing.T) {
 	only := func() *builder.StatefulSetWrapper {
 		return sts("apps").Annotation(inplace.AnnotationUpdatePolicy, "InPlaceOnly")
 	}
-	held := func() *builder.StatefulSetWrapper {
-		return sts("apps").Annotation(inplace.AnnotationHold, `{"since":"2026-11-26T00:00:00Z"}`)
-	}
 	cases := map[string]struct {
 		path      string
 		op        admissionv1.Operation
@@ -59,20 +56,6 @@ func TestValidator(t *testing.T) {
 			path: PathValidateStatefulSet, op: admissionv1.Update,
 			obj: sts("apps").Template(func(t *builder.Template) { t.Env("MODE", "fast") }).Obj(),
 			old: sts("apps").Obj(),
-		},
-		"a user cannot create a workload with the hold": {
-			path: PathValidateStatefulSet, op: admissionv1.Create, obj: held().Obj(),
-			wantMessage: `StatefulSet.apps "web" is invalid: metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only`,
-		},
-		"a user cannot remove the hold": {
-			path: PathValidateStatefulSet, op: admissionv1.Update, obj: sts("apps").Obj(), old: held().Obj(),
-			wantMessage: `StatefulSet.apps "web" is invalid: metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only: it cannot be removed`,
-		},
-		"a user may keep the hold while changing other things": {
-			path: PathValidateStatefulSet, op: admissionv1.Update, obj: held().Replicas(3).Obj(), old: held().Obj(),
-		},
-		"the manager may write the hold": {
-			path: PathValidateStatefulSet, op: admissionv1.Update, obj: held().Obj(), old: sts("apps").Obj(), asManager: true,
 		},
 		"an unmanaged namespace is not validated": {
 			path: PathValidateStatefulSet, op: admissionv1.Create,

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -49,6 +50,8 @@ type Config struct {
 	ManagerUsername string
 	// Scheme decodes the native kinds.
 	Scheme *runtime.Scheme
+	// Clock dates holds; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 // Register serves every handler on the webhook server.
@@ -61,12 +64,20 @@ func Register(srv webhook.Server, cfg Config) {
 // Handlers returns every handler by path.
 func Handlers(cfg Config) map[string]*admission.Webhook {
 	ns := &namespaces{reader: cfg.Reader, live: cfg.LiveReader, scope: cfg.Scope}
-	decoder := admission.NewDecoder(cfg.Scheme)
-	v := &validator{namespaces: ns, managerUsername: cfg.ManagerUsername}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	a := &admitter{
+		namespaces:      ns,
+		decoder:         admission.NewDecoder(cfg.Scheme),
+		managerUsername: cfg.ManagerUsername,
+		clock:           cfg.Clock,
+	}
+	v := &validator{namespaces: ns}
 	hooks := map[string]*admission.Webhook{
-		PathMutateDeployment:  admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, deploymentKind)),
-		PathMutateStatefulSet: admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, statefulSetKind)),
-		PathMutateDaemonSet:   admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(ns, decoder, daemonSetKind)),
+		PathMutateDeployment:  admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind)),
+		PathMutateStatefulSet: admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind)),
+		PathMutateDaemonSet:   admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind)),
 		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
 			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
 		}),
@@ -82,7 +93,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		{advancedStatefulSet, PathMutateAdvancedStatefulSet, PathValidateAdvancedStatefulSet},
 		{advancedDaemonSet, PathMutateAdvancedDaemonSet, PathValidateAdvancedDaemonSet},
 	} {
-		hooks[k.mutate] = admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{namespaces: ns, kind: k.kind})
+		hooks[k.mutate] = admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{admitter: a, kind: k.kind})
 		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
 	}
 	return hooks

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"gomodules.xyz/jsonpatch/v2"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -44,6 +46,12 @@ var enabled = map[string]string{inplace.LabelEnabled: "true"}
 // given objects.
 func testHandlers(t testing.TB, objs ...client.Object) map[string]*admission.Webhook {
 	t.Helper()
+	return testHandlersAt(t, time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), objs...)
+}
+
+// testHandlersAt is testHandlers with the clock stopped at now.
+func testHandlersAt(t testing.TB, now time.Time, objs ...client.Object) map[string]*admission.Webhook {
+	t.Helper()
 	objs = append(objs,
 		namespace("apps", enabled),
 		namespace("plain", nil),
@@ -57,6 +65,7 @@ func testHandlers(t testing.TB, objs ...client.Object) map[string]*admission.Web
 		LiveReader:      c,
 		ManagerUsername: managerUser,
 		Scheme:          testScheme,
+		Clock:           clocktesting.NewFakePassiveClock(now),
 	})
 }
 

@@ -3,14 +3,13 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/inplace-dev/inplace/inplace"
@@ -24,6 +23,11 @@ type nativeKind[T client.Object] struct {
 	// OnDelete strategy, a paused Deployment), or "" when inplace may take
 	// it over.
 	userControlled func(T) string
+	// holdBack, on an update of a workload inplace may take over, holds
+	// the native controller back when the change can be rolled out in
+	// place, and keeps a hold already in place; nil for the kinds whose
+	// rollout controller has not landed.
+	holdBack func(old, obj T, now time.Time)
 }
 
 var deploymentKind = nativeKind[*appsv1.Deployment]{
@@ -46,6 +50,7 @@ var statefulSetKind = nativeKind[*appsv1.StatefulSet]{
 		}
 		return ""
 	},
+	holdBack: holdStatefulSet,
 }
 
 var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
@@ -60,11 +65,11 @@ var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
 }
 
 // nativeDefaulter sets the update policy on a managed apps/v1 workload when
-// it is created, or when its template changes.
+// it is created or its template changes, and holds the native controller
+// back when the change can be rolled out in place.
 type nativeDefaulter[T client.Object] struct {
-	namespaces *namespaces
-	decoder    admission.Decoder
-	kind       nativeKind[T]
+	*admitter
+	kind nativeKind[T]
 }
 
 var (
@@ -73,47 +78,31 @@ var (
 	_ admission.Defaulter[*appsv1.DaemonSet]   = &nativeDefaulter[*appsv1.DaemonSet]{}
 )
 
-func newNativeDefaulter[T client.Object](ns *namespaces, decoder admission.Decoder, kind nativeKind[T]) *nativeDefaulter[T] {
-	return &nativeDefaulter[T]{namespaces: ns, decoder: decoder, kind: kind}
+func newNativeDefaulter[T client.Object](a *admitter, kind nativeKind[T]) *nativeDefaulter[T] {
+	return &nativeDefaulter[T]{admitter: a, kind: kind}
 }
 
 // Default implements admission.Defaulter.
 func (d *nativeDefaulter[T]) Default(ctx context.Context, obj T) error {
-	req, err := request(ctx)
-	if err != nil {
+	w, err := d.begin(ctx, obj, func() client.Object { return d.kind.new() })
+	if w == nil || err != nil {
 		return err
 	}
-	if !workloadInScope(ctx, d.namespaces, req, obj) {
+	if w.policy == inplace.Recreate {
 		return nil
 	}
-	if req.Operation == admissionv1.Update {
-		old := d.kind.new()
-		if err := d.decoder.DecodeRaw(req.OldObject, old); err != nil {
-			return err
-		}
-		if apiequality.Semantic.DeepEqual(d.kind.template(old), d.kind.template(obj)) {
-			return nil
-		}
+	if w.old == nil {
+		setDefaultPolicy(obj)
+		return nil
 	}
-	setDefaultPolicy(obj)
+	old := w.old.(T)
+	if !apiequality.Semantic.DeepEqual(d.kind.template(old), d.kind.template(obj)) {
+		setDefaultPolicy(obj)
+	}
+	if d.kind.holdBack != nil {
+		d.kind.holdBack(old, obj, d.clock.Now())
+	}
 	return nil
-}
-
-// workloadInScope reports whether the object is managed and not opted out. A
-// namespace that cannot be read leaves the object alone: the webhook fails
-// open, as its failurePolicy does.
-func workloadInScope(ctx context.Context, ns *namespaces, req admission.Request, obj client.Object) bool {
-	managed, err := ns.managed(ctx, req.Namespace)
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Leaving the workload unchanged", "namespace", req.Namespace)
-		return false
-	}
-	if !managed {
-		return false
-	}
-	// A malformed policy is the validator's to refuse; Recreate opts out.
-	policy, err := inplace.UpdatePolicyOf(obj.GetAnnotations())
-	return err == nil && policy != inplace.Recreate
 }
 
 // setDefaultPolicy makes the effective policy visible on the workload.

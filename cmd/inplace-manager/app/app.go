@@ -161,6 +161,14 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
+	if err := (&controller.StatefulSetRollout{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("inplace-manager"),
+		Scope:     o.Scope(),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the StatefulSet rollout controller: %w", err)
+	}
 
 	synced := &cacheSynced{cache: mgr.GetCache()}
 	if err := mgr.Add(synced); err != nil {

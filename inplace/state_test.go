@@ -1,0 +1,168 @@
+package inplace
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/inplace-dev/inplace/internal/builder"
+)
+
+var (
+	t0      = metav1.NewTime(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	patched = metav1.NewTime(t0.Add(2 * time.Second))
+	later   = metav1.NewTime(t0.Add(3 * time.Second))
+)
+
+const (
+	digestA = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	digestB = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+// running is a container status as the kubelet reports it.
+func running(id, image, imageID string, restarts int32, started metav1.Time, ready bool) corev1.ContainerStatus {
+	return corev1.ContainerStatus{
+		Name: "app", ContainerID: "containerd://" + id, Image: image, ImageID: imageID,
+		RestartCount: restarts, Ready: ready,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}},
+	}
+}
+
+func waiting(reason, message string, restarts int32) corev1.ContainerStatus {
+	return corev1.ContainerStatus{
+		Name: "app", ContainerID: "containerd://old", RestartCount: restarts,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}},
+	}
+}
+
+// updating returns a pod whose "app" container was patched to specImage,
+// with the state recorded from before.
+func updating(specImage string, before corev1.ContainerStatus, now corev1.ContainerStatus) (*corev1.Pod, *UpdateState) {
+	pod := builder.Pod("web-0", "apps").ReadinessGate(ConditionInPlaceUpdateReady).Obj()
+	pod.Spec.Containers[0].Image = specImage
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{before}
+	s := &UpdateState{Revision: "web-2", From: "web-1", Since: t0, Containers: Snapshot(pod, []string{"app"})}
+	s.PatchedAt = &patched
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{now}
+	return pod, s
+}
+
+func TestCheckProgress(t *testing.T) {
+	v1 := running("c1", "docker.io/example/app:v1", "example/app@"+digestA, 0, t0, true)
+	cases := map[string]struct {
+		spec string
+		now  corev1.ContainerStatus
+		want Progress
+	}{
+		"a new container running the new image, ready": {
+			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, later, true),
+			want: Progress{Done: true},
+		},
+		"not restarted yet: the same container": {
+			spec: "example/app:v2", now: v1,
+		},
+		"restarted but not ready yet": {
+			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, later, false),
+		},
+		"docker.io/library/x reported for x": {
+			spec: "nginx:1.27", now: running("c2", "docker.io/library/nginx:1.27", "nginx@"+digestA, 1, later, true),
+			want: Progress{Done: true},
+		},
+		"a retag to the same digest: the kubelet reports the old tag and the same image ID": {
+			spec: "example/app:v1-retag", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
+			want: Progress{Done: true},
+		},
+		"a rollback to an image the node has: the same image ID as before the first update": {
+			spec: "example/app:v1", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
+			want: Progress{Done: true},
+		},
+		"a registry mirror's name and a new image ID": {
+			spec: "example/app:v2", now: running("c2", "mirror.local/example/app:v2", "mirror.local/example/app@"+digestB, 1, later, true),
+			want: Progress{Done: true},
+		},
+		"a container older than the one it replaces is not the new one": {
+			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, metav1.NewTime(t0.Add(-time.Second)), true),
+		},
+		"an image that cannot be pulled": {
+			spec: "example/app:v9", now: waiting("ImagePullBackOff", `Back-off pulling image "example/app:v9"`, 0),
+			want: Progress{Failure: `container app: ImagePullBackOff: Back-off pulling image "example/app:v9"`},
+		},
+		"a first failed pull is retried, not a failure yet": {
+			spec: "example/app:v9", now: waiting("ErrImagePull", "not found", 0),
+		},
+		"a container that crash-loops": {
+			spec: "example/app:bad", now: waiting("CrashLoopBackOff", "back-off 10s restarting failed container", 2),
+			want: Progress{Failure: "container app: CrashLoopBackOff: back-off 10s restarting failed container"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			pod, s := updating(tc.spec, v1, tc.now)
+			if diff := cmp.Diff(tc.want, CheckProgress(pod, s)); diff != "" {
+				t.Errorf("progress (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestCheckProgressWaitsForTheKubeletToSeeThePatch(t *testing.T) {
+	pod, s := updating("example/app:v2", running("c1", "example/app:v1", digestA, 0, t0, true),
+		running("c2", "example/app:v2", digestB, 1, later, true))
+	pod.Generation, pod.Status.ObservedGeneration = 3, 2
+	if got := CheckProgress(pod, s); got.Done {
+		t.Errorf("done before the kubelet observed generation 3")
+	}
+	pod.Status.ObservedGeneration = 3
+	if got := CheckProgress(pod, s); !got.Done {
+		t.Errorf("not done once the kubelet observed the patch")
+	}
+}
+
+func TestCheckProgressBeforeThePatch(t *testing.T) {
+	pod, s := updating("example/app:v2", running("c1", "example/app:v1", digestA, 0, t0, true),
+		running("c2", "example/app:v2", digestB, 1, later, true))
+	s.PatchedAt = nil
+	if got := CheckProgress(pod, s); got.Done || got.Failure != "" {
+		t.Errorf("progress before the patch = %+v, want none", got)
+	}
+}
+
+func TestCheckProgressInitContainers(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	pod := builder.Pod("web-0", "apps").Obj()
+	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "busybox:2"}, {Name: "proxy", Image: "envoy:2", RestartPolicy: &always}}
+	s := &UpdateState{Revision: "r2", Since: t0, PatchedAt: &patched, Containers: map[string]ContainerSnapshot{
+		"setup": {ContainerID: "containerd://s1"}, "proxy": {ContainerID: "containerd://p1"},
+	}}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{
+		{Name: "setup", ContainerID: "containerd://s1", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}},
+		{Name: "proxy", ContainerID: "containerd://p1", Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: t0}}},
+	}
+	if got := CheckProgress(pod, s); got.Done {
+		t.Errorf("done before the sidecar restarted")
+	}
+	pod.Status.InitContainerStatuses[1] = corev1.ContainerStatus{Name: "proxy", ContainerID: "containerd://p2", Image: "envoy:2", Ready: true,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: later}}}
+	if got := CheckProgress(pod, s); !got.Done {
+		t.Errorf("not done: a regular init container is not rerun on a live pod, and the sidecar restarted")
+	}
+}
+
+func TestUpdateStateRoundTrip(t *testing.T) {
+	s := &UpdateState{Revision: "web-2", From: "web-1", Since: t0, PatchedAt: &patched,
+		Containers: map[string]ContainerSnapshot{"app": {ContainerID: "containerd://c1", ImageID: digestA, RestartCount: 2, StartedAt: &t0}}}
+	pod := builder.Pod("p", "ns").Annotation(AnnotationUpdateState, s.Encode()).Obj()
+	got, err := StateOf(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(s, got); diff != "" {
+		t.Errorf("state (-want,+got):\n%s", diff)
+	}
+	if _, err := StateOf(builder.Pod("p", "ns").Annotation(AnnotationUpdateState, "{").Obj()); err == nil {
+		t.Errorf("a malformed state parsed")
+	}
+}

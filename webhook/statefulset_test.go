@@ -109,31 +109,31 @@ func TestStatefulSetHold(t *testing.T) {
 			obj: steady().Annotation(inplace.AnnotationUpdatePolicy, "Recreate").Template(withImage("nginx:1.28")).Obj(),
 		},
 		"a re-apply of the user's manifest during the hold keeps it": {
-			old: held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
-			obj: steady().Template(withImage("nginx:1.28")).Obj(), // no hold, partition 0
+			old:           held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
+			obj:           steady().Template(withImage("nginx:1.28")).Obj(), // no hold, partition 0
 			wantPartition: 2,
 			wantHold:      &inplace.Hold{Since: holdSince, Reason: "InPlaceRollout", Partition: ptr.To[int32](0)},
 		},
 		"a partition the user writes during the hold is recorded, the held one kept": {
-			old: held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
-			obj: held(steady().Template(withImage("nginx:1.28")), 0, 1).Obj(),
+			old:           held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
+			obj:           held(steady().Template(withImage("nginx:1.28")), 0, 1).Obj(),
 			wantPartition: 2,
 			wantHold:      &inplace.Hold{Since: holdSince, Reason: "InPlaceRollout", Partition: ptr.To[int32](1)},
 		},
 		"a new image during the hold retargets it": {
-			old: held(steady().Template(withImage("nginx:1.28")), 0, 1).Obj(),
-			obj: held(steady().Template(withImage("nginx:1.29")), 0, 1).Obj(),
+			old:           held(steady().Template(withImage("nginx:1.28")), 0, 1).Obj(),
+			obj:           held(steady().Template(withImage("nginx:1.29")), 0, 1).Obj(),
 			wantPartition: 3,
 			wantHold:      &inplace.Hold{Since: holdSince, Reason: "InPlaceRollout", Partition: ptr.To[int32](0)},
 		},
 		"a change that is not in place during the hold goes back to the native controller": {
-			old: held(steady().Template(withImage("nginx:1.28")), 1, 2).Obj(),
-			obj: held(steady().Template(func(t *builder.Template) { t.Image("app", "nginx:1.28").Env("A", "b") }), 1, 2).Obj(),
+			old:           held(steady().Template(withImage("nginx:1.28")), 1, 2).Obj(),
+			obj:           held(steady().Template(func(t *builder.Template) { t.Image("app", "nginx:1.28").Env("A", "b") }), 1, 2).Obj(),
 			wantPartition: 1,
 		},
 		"the manager's own writes pass untouched": {
-			old: held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
-			obj: withPartition(steady().Template(withImage("nginx:1.28")), 0).Obj(),
+			old:       held(steady().Template(withImage("nginx:1.28")), 0, 2).Obj(),
+			obj:       withPartition(steady().Template(withImage("nginx:1.28")), 0).Obj(),
 			asManager: true,
 		},
 		"a user cannot write the hold": {

@@ -335,10 +335,7 @@ func (r *StatefulSetRollout) complete(ctx context.Context, sts *appsv1.StatefulS
 
 // release restores the user's partition and removes the hold.
 func (r *StatefulSetRollout) release(ctx context.Context, sts *appsv1.StatefulSet, hold *inplace.Hold, reason string) error {
-	base := sts.DeepCopy()
-	setPartition(sts, hold.UserPartition())
-	delete(sts.Annotations, inplace.AnnotationHold)
-	if err := r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := ReleaseStatefulSet(ctx, r.Client, sts, hold); err != nil {
 		return ignoreConflict(err)
 	}
 	r.held.set(client.ObjectKeyFromObject(sts).String(), false)
@@ -347,6 +344,23 @@ func (r *StatefulSetRollout) release(ctx context.Context, sts *appsv1.StatefulSe
 			"Handed the rollout back to the StatefulSet controller: %s", reason)
 	}
 	return nil
+}
+
+// ReleaseStatefulSet hands a held StatefulSet back to its native
+// controller: the user's partition restored (hold may be nil when it could
+// not be read: the partition then goes to 0, the default), the hold removed.
+// The write is conditional on the resourceVersion sts was read at.
+func ReleaseStatefulSet(ctx context.Context, c client.Client, sts *appsv1.StatefulSet, hold *inplace.Hold) error {
+	base := sts.DeepCopy()
+	if sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
+		p := int32(0)
+		if hold != nil {
+			p = hold.UserPartition()
+		}
+		setPartition(sts, p)
+	}
+	delete(sts.Annotations, inplace.AnnotationHold)
+	return c.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // releaseReason says why a held StatefulSet must go back to its native

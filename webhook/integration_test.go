@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -364,6 +365,60 @@ func steadyStatefulSet(t *testing.T, name string, partition int32) *appsv1.State
 		t.Fatal(err)
 	}
 	return sts
+}
+
+// TestReleaseHolds runs the uninstall subcommand's work against the API
+// server: every hold released with the user's partition, every gate opened.
+// It deletes the webhook configurations, so it runs after the other tests.
+func TestReleaseHolds(t *testing.T) {
+	createNamespace(t, "release", enabled)
+	user := int32(1)
+	hold := &inplace.Hold{Since: metav1.Now(), Reason: inplace.ReasonInPlaceRollout, Partition: &user}
+	sts := builder.StatefulSet("held", "release").Replicas(3).Annotation(inplace.AnnotationHold, hold.Encode()).Obj()
+	sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptrTo[int32](3)}}
+	pod := builder.Pod("held-2", "release").Label(inplace.LabelManaged, "true").
+		ReadinessGate(inplace.ConditionInPlaceUpdateReady).Annotation(inplace.AnnotationUpdateState, `{"revision":"held-2"}`).Obj()
+	// Written as the manager would (cfg): no webhook refuses its annotations.
+	asManager, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []client.Object{sts, pod} {
+		if err := asManager.Create(t.Context(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse}}
+	if err := asManager.Status().Update(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+
+	var out strings.Builder
+	if err := app.ReleaseHolds(t.Context(), asManager, true, &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(sts), sts); err != nil {
+		t.Fatal(err)
+	}
+	if _, held := sts.Annotations[inplace.AnnotationHold]; held || *sts.Spec.UpdateStrategy.RollingUpdate.Partition != 1 {
+		t.Errorf("StatefulSet not released: partition %d, annotations %v", *sts.Spec.UpdateStrategy.RollingUpdate.Partition, sts.Annotations)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), pod); err != nil {
+		t.Fatal(err)
+	}
+	if cond := inplace.GateCondition(pod); inplace.Updating(pod) || cond == nil || cond.Status != corev1.ConditionTrue {
+		t.Errorf("pod not released: annotations %v, gate %+v", pod.Annotations, cond)
+	}
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(t.Context(), client.ObjectKey{Name: "inplace-mutating"}, mutating); !apierrors.IsNotFound(err) {
+		t.Errorf("the mutating webhook configuration is still there: %v", err)
+	}
+	for _, want := range []string{"deleted webhook configuration inplace-mutating", "released StatefulSet release/held", "opened the readiness gate of pod release/held-2"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output %q does not say %q", out.String(), want)
+		}
+	}
 }
 
 func create(t *testing.T, obj client.Object) {

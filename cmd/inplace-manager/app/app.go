@@ -39,8 +39,12 @@ import (
 const LeaderElectionID = "inplace-manager.inplace.dev"
 
 // Main runs the manager with the command-line arguments and returns the exit
-// code: 2 for a bad flag, 1 when the manager fails.
+// code: 2 for a bad flag, 1 when the manager fails. "release-holds" as the
+// first argument runs the uninstall subcommand instead.
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == "release-holds" {
+		return releaseHolds(args[1:], os.Stdout, os.Stderr)
+	}
 	fs := flag.NewFlagSet("inplace-manager", flag.ContinueOnError)
 	var o Options
 	o.Bind(fs)

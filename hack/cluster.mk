@@ -9,6 +9,22 @@ CLUSTER_STATE_DIR := $(CLUSTER_REPO_ROOT)/.cache/cluster
 CLUSTER_KUBECONFIG := $(CLUSTER_STATE_DIR)/admin.kubeconfig
 CLUSTER_KUBECTL := nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/kubectl --kubeconfig=$(CLUSTER_KUBECONFIG)
 
+##@ End-to-end tests and demo
+
+# E2E_KEEP_CLUSTER: unset tears down a cluster that make e2e started and keeps
+# one that was already running; 1 always keeps it; 0 always tears it down.
+E2E_KEEP_CLUSTER ?=
+# E2E_RUN: a -test.run pattern, e.g. make e2e E2E_RUN=FailOpen
+E2E_RUN ?=
+
+.PHONY: e2e
+e2e: ## Bring the cluster up, install the manager, run the e2e tests in the cluster's namespace, tear down what it started (E2E_KEEP_CLUSTER=1 keeps it).
+	@E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
+
+.PHONY: demo
+demo: ## The seed scenario on the local cluster, narrated; leaves the cluster up (make cluster-down stops it).
+	@$(CLUSTER_REPO_ROOT)/hack/demo.sh
+
 ##@ End-to-end cluster
 
 .PHONY: cluster

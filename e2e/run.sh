@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Runs the end-to-end tests (make e2e): builds what is missing, brings the
+# cluster up (or reuses a running one), installs inplace-manager from its
+# manifests, compiles the tests outside the cluster's network namespace
+# (which has no route to the module proxy) and runs them inside it.
+#
+#   e2e/run.sh [test binary flags...]       e.g. e2e/run.sh -test.run FailOpen
+#
+# Environment:
+#   E2E_KEEP_CLUSTER     unset: tear the cluster down at the end if this run
+#                        started it, keep one that was already running;
+#                        0: always tear it down; 1: always keep it
+#   E2E_RUN              a -test.run pattern
+#   E2E_TIMEOUT          the test binary's -test.timeout (default 30m)
+#   E2E_PARALLEL         its -test.parallel (default 4: the tests mostly wait
+#                        for the cluster, so more than the 2 cores pays)
+#   E2E_KEEP_NAMESPACES  1: keep each test's namespace (see e2e/doc.go)
+#
+# The teardown happens whatever fails: the bring-up, the install, the build
+# or the tests. The exit status is the tests' (or the first failing step's;
+# a failed teardown after passing tests fails the run too).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=cluster/lib.sh
+. "$here/cluster/lib.sh"
+
+export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local
+
+t0=$(now_ms)
+TEST_BIN=$BIN/e2e.test
+
+# cluster_running: every daemon of a cluster is alive.
+cluster_running() {
+	local d
+	[ -e "$NETNS_PATH" ] || return 1
+	for d in "${DAEMONS[@]}"; do daemon_pid "$d" >/dev/null || return 1; done
+}
+
+teardown_on_exit() {
+	local status=$? down_status=0
+	trap - EXIT INT TERM
+	if [ "$status" -ne 0 ]; then
+		e2e_log "failed (status $status); daemon logs in $LOGS"
+		manager_logs
+	fi
+	if [ -n "$teardown" ]; then
+		e2e_log "tearing the cluster down (E2E_KEEP_CLUSTER=1 keeps it)"
+		"$here/cluster/down.sh" || down_status=$?
+		if [ "$down_status" -ne 0 ]; then
+			e2e_log "error: the teardown failed (status $down_status)"
+			[ "$status" -eq 0 ] && status=$down_status
+		fi
+	else
+		e2e_log "the cluster is still up: \$(make -s kubectl) get pod -A; make cluster-down stops it"
+	fi
+	e2e_log "done in $(since "$t0"), status $status"
+	exit "$status"
+}
+
+# manager_logs prints the tail of the manager's logs, when there is a
+# cluster to ask: the first thing to read after a failure.
+manager_logs() {
+	cluster_running || return 0
+	e2e_log "the last lines of inplace-manager's logs:"
+	kubectl_ns --request-timeout=10s -n inplace-system logs -l app.kubernetes.io/name=inplace-manager --all-containers --tail=30 --prefix 2>&1 | sed 's/^/    /' >&2 || true
+}
+
+e2e_log() { printf '%s e2e: %s\n' "$(date +%T)" "$*" >&2; }
+
+main() {
+	require_root
+	teardown=
+	case ${E2E_KEEP_CLUSTER:-} in
+	1) ;;
+	0) teardown=1 ;;
+	"") cluster_running || teardown=1 ;;
+	*) die "E2E_KEEP_CLUSTER is 0, 1 or unset, not '$E2E_KEEP_CLUSTER'" ;;
+	esac
+	trap teardown_on_exit EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	# Hold the cluster's lock for the whole run, so that no other run of
+	# the cluster scripts (make cluster-down, make demo) changes it under
+	# the tests; the scripts run here share it.
+	lock_state
+
+	e2e_log "bringing the cluster up"
+	"$here/cluster/up.sh"
+	e2e_log "installing inplace-manager"
+	"$here/cluster/deploy.sh"
+
+	e2e_log "compiling the tests"
+	(cd "$ROOT" && go test -c -tags e2e -o "$TEST_BIN" ./e2e)
+	local refs args=(-test.v -test.timeout "${E2E_TIMEOUT:-30m}" -test.parallel "${E2E_PARALLEL:-4}") t1
+	refs=$("$here/cluster/images.sh" test-refs | tr '\n' ' ')
+	[ -n "${E2E_RUN:-}" ] && args+=(-test.run "$E2E_RUN")
+
+	e2e_log "running the tests in the network namespace $NETNS"
+	t1=$(now_ms)
+	# The working directory is the package's, as under go test.
+	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" "$TEST_BIN" "${args[@]}" "$@")
+	e2e_log "tests passed in $(since "$t1")"
+}
+
+main "$@"

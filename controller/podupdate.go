@@ -58,10 +58,22 @@ type podStep struct {
 }
 
 // podUpdater performs the per-pod in-place update of DESIGN.md, "One pod,
-// in place": record, mark not ready, wait the grace period, patch, wait for
-// the kubelet, relabel, mark ready. Every write is conditional on the
-// resourceVersion it read, so a stale read cannot double-apply a step; a
-// conflict ends the pass, and the pod's next watch event resumes it.
+// in place": mark the pod not ready, wait the grace period, record its state
+// and patch it, wait for the kubelet, mark it ready, relabel it. Every write
+// is conditional on the resourceVersion it read, so a stale read cannot
+// double-apply a step; a conflict ends the pass, and the pod's next watch
+// event resumes it.
+//
+// The order of the writes follows what the kubelet does with them. A status
+// write (the gate, Ready) that agrees with the kubelet's own computation of
+// Ready makes it do nothing. A metadata or spec write (the update state, the
+// images, the revision label) makes it sync the pod with the pod as written,
+// conditions included; a sync soon after another waits for its next relist,
+// about a second. So the gate closes in a status write alone, the state is
+// recorded in the same write as the images, and at the end the gate and
+// Ready open in a status write before the relabel: no kubelet sync ever sees
+// a gate older than the one written, none flips Ready back, and none is
+// spent waiting.
 type podUpdater struct {
 	client   client.Client
 	live     client.Reader
@@ -89,131 +101,148 @@ func changedContainers(pod *corev1.Pod, t *corev1.PodTemplateSpec) []string {
 }
 
 // begin starts the in-place update of pod from the template it runs (from)
-// to t: it reads the pod live, records the update's state, and marks the pod
-// not ready. A pod whose change touches no image (labels and annotations
-// only) is not restarted and never leaves Ready: it is patched and relabelled
-// at once. It reports whether the pod became unavailable.
-func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1.PodTemplateSpec, t *podTarget) (bool, error) {
+// to t: it reads the pod live and closes its gate. A pod whose change touches
+// no image (labels and annotations only) is not restarted and never leaves
+// Ready: it is patched and relabelled at once.
+func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1.PodTemplateSpec, t *podTarget) error {
 	pod := &corev1.Pod{}
 	if err := u.live.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
-		return false, client.IgnoreNotFound(err)
+		return client.IgnoreNotFound(err)
 	}
 	if pod.UID != cached.UID || inplace.Updating(pod) || pod.Labels[t.revisionLabel] == t.revision || pod.DeletionTimestamp != nil {
-		return false, nil // the cache was behind; the pod's event brings it back
+		return nil // the cache was behind; the pod's event brings it back
 	}
 	containers := changedContainers(pod, t.template)
-	now := metav1.NewTime(u.clock.Now())
 	if len(containers) == 0 {
 		base := pod.DeepCopy()
 		applyTemplateMetadata(pod, from, t.template)
 		pod.Labels[t.revisionLabel] = t.revision
-		return false, ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
+		return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
 	}
-
-	state := &inplace.UpdateState{
-		Revision:   t.revision,
-		From:       pod.Labels[t.revisionLabel],
-		Since:      now,
-		Containers: inplace.Snapshot(pod, containers),
-	}
-	base := pod.DeepCopy()
-	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
-	if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return false, ignoreConflict(err)
+	if err := u.closeGate(ctx, pod, t.revision); err != nil {
+		return ignoreConflict(err)
 	}
 	u.recorder.Eventf(pod, t.workload, corev1.EventTypeNormal, ReasonInPlaceUpdateStarted, "Update",
 		"Updating %v in place to revision %s", containers, t.revision)
 	logf.FromContext(ctx).V(1).Info("Began an in-place update", "pod", klog.KObj(pod), "revision", t.revision, "containers", containers)
-	if err := u.setGate(ctx, pod, corev1.ConditionFalse); err != nil {
-		return true, ignoreConflict(err)
-	}
 	if t.grace == 0 {
 		_, err := u.advance(ctx, pod, t)
-		return true, err
+		return err
 	}
-	return true, nil
+	return nil
 }
 
 // advance takes the next step of a pod whose update is in progress.
 func (u *podUpdater) advance(ctx context.Context, pod *corev1.Pod, t *podTarget) (podStep, error) {
 	state, err := inplace.StateOf(pod)
-	if err != nil || state == nil {
+	if err != nil {
 		return podStep{}, err
+	}
+	if state == nil {
+		// The gate is closed; the images are not patched yet.
+		gate := inplace.GateCondition(pod)
+		if wait := gate.LastTransitionTime.Add(t.grace).Sub(u.clock.Now()); wait > 0 {
+			return podStep{requeueAfter: wait}, nil
+		}
+		return podStep{}, u.patch(ctx, pod, t, gate.LastTransitionTime)
 	}
 	if state.Revision != t.revision {
 		return u.retarget(ctx, pod, state, t)
 	}
-	if state.PatchedAt == nil {
-		if gate := inplace.GateCondition(pod); gate == nil || gate.Status != corev1.ConditionFalse {
-			// Stopped between recording the state and marking the pod.
-			return podStep{}, ignoreConflict(u.setGate(ctx, pod, corev1.ConditionFalse))
-		}
-		if wait := state.Since.Add(t.grace).Sub(u.clock.Now()); wait > 0 {
-			return podStep{requeueAfter: wait}, nil
-		}
-		return podStep{}, u.patch(ctx, pod, state, t)
-	}
-
 	progress := inplace.CheckProgress(pod, state)
 	switch {
 	case progress.Failure != "":
 		return podStep{failure: progress.Failure}, u.fail(ctx, pod, state, t, progress.Failure)
 	case progress.Done:
 		return podStep{}, u.finish(ctx, pod, state, t)
+	case inplace.Replaced(pod, state) && !gateOpen(pod):
+		// The drained containers are gone and the new ones not ready yet:
+		// the gate opens now, so that every kubelet sync from here on sees
+		// it open, and the kubelet turns the pod Ready the moment its
+		// containers are, never from a sync that saw the gate closed.
+		return podStep{}, ignoreConflict(u.openGate(ctx, pod))
 	}
 	return podStep{}, nil
 }
 
-// retarget moves a pod whose update aimed at an older revision to the new
-// one. A pod not patched yet, or whose update failed, is aimed at the new
-// revision at once (changing the image back rolls a failed pod back in
-// place). A pod the kubelet is restarting finishes first: patching it
-// again mid-restart would leave its completion ambiguous.
-func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) (podStep, error) {
-	if state.PatchedAt != nil {
-		progress := inplace.CheckProgress(pod, state)
-		if progress.Failure == "" && !progress.Done {
-			return podStep{}, nil
-		}
-	}
-	containers := changedContainers(pod, t.template)
-	next := &inplace.UpdateState{
-		Revision:   t.revision,
-		From:       state.From,
-		Since:      state.Since,
-		Containers: inplace.Snapshot(pod, containers),
-	}
-	if state.PatchedAt != nil {
-		next.From = state.Revision // its labels and annotations are that revision's now
-	}
-	base := pod.DeepCopy()
-	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, next.Encode())
-	if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return podStep{}, ignoreConflict(err)
-	}
-	logf.FromContext(ctx).V(1).Info("Retargeted an in-place update", "pod", klog.KObj(pod), "from", state.Revision, "to", t.revision)
-	return u.advance(ctx, pod, t)
+func gateOpen(pod *corev1.Pod) bool {
+	c := inplace.GateCondition(pod)
+	return c != nil && c.Status == corev1.ConditionTrue
 }
 
-// patch changes the pod's images, labels and annotations to the target's,
-// recording the time of the patch.
-func (u *podUpdater) patch(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) error {
-	from, err := t.templateOf(ctx, state.From)
+// patch records the update's state and changes the pod's images, labels and
+// annotations to the target's, in one write, from a live read: the
+// recorded containers are those the kubelet will replace.
+func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *podTarget, since metav1.Time) error {
+	pod := &corev1.Pod{}
+	if err := u.live.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if state, err := inplace.StateOf(pod); pod.UID != cached.UID || !inplace.Updating(pod) || state != nil || err != nil {
+		return err // the cache was behind
+	}
+	from, err := t.templateOf(ctx, pod.Labels[t.revisionLabel])
 	if err != nil {
 		return err
 	}
+	now := metav1.NewTime(u.clock.Now())
+	state := &inplace.UpdateState{
+		Revision:   t.revision,
+		From:       pod.Labels[t.revisionLabel],
+		Since:      since,
+		PatchedAt:  &now,
+		Containers: inplace.Snapshot(pod, changedContainers(pod, t.template)),
+	}
+	return u.write(ctx, pod, state, from, t)
+}
+
+// write records state on the pod and sets its images, labels and
+// annotations to the target's, in one conditional write.
+func (u *podUpdater) write(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, from *corev1.PodTemplateSpec, t *podTarget) error {
 	base := pod.DeepCopy()
 	setImages(pod, t.template)
 	applyTemplateMetadata(pod, from, t.template)
-	now := metav1.NewTime(u.clock.Now())
-	state.PatchedAt = &now
 	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
 	return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
 }
 
-// finish relabels a pod whose update completed to its new revision, clears
-// the state and marks it ready.
+// retarget moves a pod whose update aimed at an older revision to the new
+// one. A pod whose update failed is patched again at once (changing the
+// image back rolls a failed pod back in place); one the kubelet is
+// restarting finishes first, then goes on to the new revision without
+// opening its gate: patching it again mid-restart would leave its
+// completion ambiguous.
+func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) (podStep, error) {
+	progress := inplace.CheckProgress(pod, state)
+	if progress.Failure == "" && !progress.Done {
+		return podStep{}, nil
+	}
+	// The pod's labels, annotations and images are the older target's now.
+	from, err := t.templateOf(ctx, state.Revision)
+	if err != nil {
+		return podStep{}, err
+	}
+	now := metav1.NewTime(u.clock.Now())
+	next := &inplace.UpdateState{
+		Revision:   t.revision,
+		From:       state.Revision,
+		Since:      state.Since,
+		PatchedAt:  &now,
+		Containers: inplace.Snapshot(pod, changedContainers(pod, t.template)),
+	}
+	logf.FromContext(ctx).V(1).Info("Retargeting an in-place update", "pod", klog.KObj(pod), "from", state.Revision, "to", t.revision)
+	return podStep{}, u.write(ctx, pod, next, from, t)
+}
+
+// finish marks a pod whose update completed ready, in the kubelet's own
+// words, then relabels it to its new revision and clears the state.
 func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) error {
+	if ready := inplace.ReadyCondition(pod, corev1.ConditionTrue); !gateOpen(pod) ||
+		ready.Status == corev1.ConditionTrue && !podReady(pod) {
+		if err := u.openGate(ctx, pod); err != nil {
+			return ignoreConflict(err)
+		}
+	}
 	base := pod.DeepCopy()
 	pod.Labels[t.revisionLabel] = state.Revision
 	delete(pod.Annotations, inplace.AnnotationUpdateState)
@@ -226,9 +255,16 @@ func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace
 	u.recorder.Eventf(pod, t.workload, corev1.EventTypeNormal, ReasonInPlaceUpdated, "Update",
 		"Updated in place to revision %s in %v", state.Revision, elapsed.Round(time.Millisecond))
 	logf.FromContext(ctx).V(1).Info("Finished an in-place update", "pod", klog.KObj(pod), "revision", state.Revision, "elapsed", elapsed)
-	// The keeper opens the gate of any pod left closed with no update in
-	// progress, should this write fail.
-	return ignoreConflict(u.setGate(ctx, pod, corev1.ConditionTrue))
+	return nil
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // fail reports, once, a pod whose update cannot complete. The pod stays not
@@ -251,32 +287,48 @@ func (u *podUpdater) fail(ctx context.Context, pod *corev1.Pod, state *inplace.U
 	return nil
 }
 
-// abandon clears the state of a pod whose workload is no longer held (the
-// user handed the rollout back to the native controller) and whose images
-// were never patched, and marks it ready again.
+// abandon ends an update the workload no longer wants (the user handed the
+// rollout back to the native controller) whose images were never patched:
+// the gate opens again.
 func (u *podUpdater) abandon(ctx context.Context, pod *corev1.Pod) error {
+	return ignoreConflict(u.openGate(ctx, pod))
+}
+
+// closeGate marks the pod not ready for an in-place update to revision,
+// together with its Ready condition as the kubelet would compute it: written
+// alone, the gate makes the kubelet re-sync the pod, and an image patch
+// right after waits behind that sync.
+func (u *podUpdater) closeGate(ctx context.Context, pod *corev1.Pod, revision string) error {
 	base := pod.DeepCopy()
-	delete(pod.Annotations, inplace.AnnotationUpdateState)
-	if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ignoreConflict(err)
+	now := metav1.NewTime(u.clock.Now())
+	setCondition(pod, corev1.PodCondition{
+		Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse,
+		Reason: inplace.ReasonInPlaceUpdate, Message: "updating in place to revision " + revision,
+	}, now)
+	if ready := inplace.ReadyCondition(pod, corev1.ConditionFalse); ready.Reason == inplace.ReasonReadinessGatesNotReady {
+		// The containers are ready: Ready now hangs on the gates.
+		setCondition(pod, ready, now)
 	}
-	return ignoreConflict(u.setGate(ctx, pod, corev1.ConditionTrue))
+	return u.client.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }
 
-func (u *podUpdater) setGate(ctx context.Context, pod *corev1.Pod, status corev1.ConditionStatus) error {
-	return setGate(ctx, u.client, pod, status, metav1.NewTime(u.clock.Now()))
+// openGate marks the pod ready again: the gate, and Ready as the kubelet
+// would compute it now (True once every container is ready), so that the
+// pod serves at once instead of when the kubelet next syncs it.
+func (u *podUpdater) openGate(ctx context.Context, pod *corev1.Pod) error {
+	return setGate(ctx, u.client, pod, corev1.ConditionTrue, metav1.NewTime(u.clock.Now()))
 }
 
-// setGate writes the pod's InPlaceUpdateReady condition, conditionally on the
-// resourceVersion the pod was read at. Closing it writes the Ready condition
-// too, as the kubelet would compute it: written alone, the gate makes the
-// kubelet re-sync the pod, and an image patch right after waits behind that
-// sync.
+// setGate opens the pod's InPlaceUpdateReady gate, conditionally on the
+// resourceVersion the pod was read at. When every container is ready and
+// every other gate open, Ready is written True with it, as the kubelet would
+// compute it; otherwise Ready is the kubelet's to turn, once the containers
+// are ready.
 func setGate(ctx context.Context, c client.Client, pod *corev1.Pod, status corev1.ConditionStatus, now metav1.Time) error {
 	base := pod.DeepCopy()
 	setCondition(pod, corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: status}, now)
-	if status == corev1.ConditionFalse {
-		setCondition(pod, inplace.ReadyCondition(pod, status), now)
+	if ready := inplace.ReadyCondition(pod, status); ready.Status == corev1.ConditionTrue {
+		setCondition(pod, ready, now)
 	}
 	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }

@@ -113,7 +113,7 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	target := r.target(sts)
 	if hold == nil {
-		return ctrl.Result{}, r.settle(ctx, sts, pods, target)
+		return ctrl.Result{}, r.settle(ctx, pods, target)
 	}
 	if reason := r.releaseReason(ctx, sts); reason != "" {
 		return ctrl.Result{}, r.release(ctx, sts, hold, reason)
@@ -284,7 +284,7 @@ func (r *StatefulSetRollout) start(ctx context.Context, sts *appsv1.StatefulSet,
 			reason = "NotInPlaceable"
 		}
 		if reason == "" {
-			if _, err := r.updater.begin(ctx, p.pod, from, target); err != nil {
+			if err := r.updater.begin(ctx, p.pod, from, target); err != nil {
 				return err
 			}
 			continue
@@ -381,22 +381,22 @@ func (r *StatefulSetRollout) releaseReason(ctx context.Context, sts *appsv1.Stat
 
 // settle finishes what a StatefulSet that is no longer held left in its pods:
 // an update already patched completes, one not yet patched is abandoned.
-func (r *StatefulSetRollout) settle(ctx context.Context, sts *appsv1.StatefulSet, pods []*corev1.Pod, target *podTarget) error {
+func (r *StatefulSetRollout) settle(ctx context.Context, pods []*corev1.Pod, target *podTarget) error {
 	for _, pod := range pods {
+		if !inplace.Updating(pod) {
+			continue
+		}
 		state, err := inplace.StateOf(pod)
-		if err != nil || state == nil {
+		switch {
+		case err != nil:
 			continue
+		case state == nil:
+			err = r.updater.abandon(ctx, pod)
+		case inplace.CheckProgress(pod, state).Done:
+			err = r.updater.finish(ctx, pod, state, target)
 		}
-		if state.PatchedAt == nil {
-			if err := r.updater.abandon(ctx, pod); err != nil {
-				return err
-			}
-			continue
-		}
-		if inplace.CheckProgress(pod, state).Done {
-			if err := r.updater.finish(ctx, pod, state, target); err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 	}
 	return nil

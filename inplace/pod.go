@@ -19,10 +19,20 @@ func HasGate(pod *corev1.Pod) bool {
 	return false
 }
 
-// Updating reports whether an in-place update of the pod is in progress.
+// ReasonInPlaceUpdate is the reason of an InPlaceUpdateReady condition that
+// is False because the manager is updating the pod in place. It marks the
+// update as begun before the update state is recorded: the gate closes
+// first, in a status write the kubelet does not re-sync the pod for.
+const ReasonInPlaceUpdate = "InPlaceUpdate"
+
+// Updating reports whether an in-place update of the pod is in progress: its
+// gate closed for one, or its state recorded.
 func Updating(pod *corev1.Pod) bool {
-	_, ok := pod.Annotations[AnnotationUpdateState]
-	return ok
+	if _, ok := pod.Annotations[AnnotationUpdateState]; ok {
+		return true
+	}
+	c := GateCondition(pod)
+	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReasonInPlaceUpdate
 }
 
 // GateCondition returns the pod's InPlaceUpdateReady condition, or nil.

@@ -153,6 +153,26 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 	return Progress{Done: done}
 }
 
+// Replaced reports whether the kubelet has replaced every changed container
+// of a patched pod: each reports another container ID than the recorded one
+// (a new container, running or not). The containers the update drains are
+// then gone, and readiness hangs on the new ones alone.
+func Replaced(pod *corev1.Pod, s *UpdateState) bool {
+	if s == nil || s.PatchedAt == nil {
+		return false
+	}
+	for name, before := range s.Containers {
+		spec, init := containerSpec(pod, name)
+		if spec == nil || init && !isSidecar(spec) {
+			continue
+		}
+		if cs := containerStatus(pod, name); cs == nil || cs.ContainerID == before.ContainerID {
+			return false
+		}
+	}
+	return true
+}
+
 func containerSpec(pod *corev1.Pod, name string) (c *corev1.Container, init bool) {
 	for i := range pod.Spec.Containers {
 		if pod.Spec.Containers[i].Name == name {

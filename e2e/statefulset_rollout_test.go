@@ -1,0 +1,422 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// In-place rollouts of StatefulSets on a real kubelet: the user changes the
+// image of a StatefulSet with nothing in-place-specific in it, in an opted-in
+// namespace, and reads back what a user would: the same pod UIDs, RESTARTS 1,
+// the new version answering, the StatefulSet's rollout complete and its
+// partition back to what the user wrote.
+
+const annotationGracePeriod = domain + "grace-period-seconds"
+
+// TestSeedScenarioInPlace is the seed document's scenario on a native
+// StatefulSet: 3 replicas, Parallel, maxUnavailable 2, v1 -> v2.
+func TestSeedScenarioInPlace(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("sample", ns, 3, images.V1, withParallelPods(), withMaxUnavailable(2))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+	logPods(t, "before", before)
+
+	setImage(t, sts, appContainer, images.V2)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+
+	wantInPlace(t, before, after, images.V2, 1)
+	wantPartition(t, sts, 0)
+	wantEvents(t, ns, "InPlaceUpdated", 3)
+	wantEvents(t, ns, "InPlaceRolloutCompleted", 1)
+}
+
+// TestOrderedReadyInPlace checks the order on OrderedReady with
+// maxUnavailable 1: from the highest ordinal down, one pod at a time, each
+// Ready again before the next leaves Ready.
+func TestOrderedReadyInPlace(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("ordered", ns, 3, images.V1, withMaxUnavailable(1))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	w := watchReadiness(t, ns)
+	setImage(t, sts, appContainer, images.V2)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before, after, images.V2, 1)
+
+	spans := w.stop()
+	t.Logf("not-Ready spans: %v", spans)
+	var order []string
+	for _, s := range spans {
+		order = append(order, s.pod)
+	}
+	if want := []string{"ordered-2", "ordered-1", "ordered-0"}; !slices.Equal(order, want) {
+		t.Errorf("pods left Ready in the order %v, want %v", order, want)
+	}
+	for i := 1; i < len(spans); i++ {
+		if spans[i].from.Before(spans[i-1].to) {
+			t.Errorf("%s left Ready at %v, before %s was Ready again at %v: more than maxUnavailable 1 at once",
+				spans[i].pod, spans[i].from.Format(time.StampMilli), spans[i-1].pod, spans[i-1].to.Format(time.StampMilli))
+		}
+	}
+}
+
+// TestUserPartitionIsHonoured sets the user's partition to 1: pod 0 is not
+// touched, pods 1 and 2 are updated in place, and the partition is 1 again
+// at the end.
+func TestUserPartitionIsHonoured(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("part", ns, 3, images.V1, withParallelPods(), withMaxUnavailable(2), withPartition(1))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.V2)
+	eventually(t, podTimeout, "pods 1 and 2 updated and the hold released", func(ctx context.Context) error {
+		cur := &appsv1.StatefulSet{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), cur); err != nil {
+			return err
+		}
+		if _, held := cur.Annotations[annotationHold]; held {
+			return fmt.Errorf("still held: %s", cur.Annotations[annotationHold])
+		}
+		if cur.Status.UpdatedReplicas != 2 || cur.Status.ReadyReplicas != 3 {
+			return fmt.Errorf("%d updated, %d Ready", cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas)
+		}
+		return nil
+	})
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before[1:], after[1:], images.V2, 1)
+	if p := after[0]; p.UID != before[0].UID || p.Restarts != 0 || p.Version != images.Serves(images.V1) {
+		t.Errorf("pod %s (below the partition) was touched: UID %s -> %s, %d restarts, serves %q", p.Name, before[0].UID, p.UID, p.Restarts, p.Version)
+	}
+	wantPartition(t, sts, 1)
+}
+
+// TestNotInPlaceChangesAreRecreated hands what live pods cannot take to the
+// native controller: an env change, and an image and env change together,
+// recreate every pod.
+func TestNotInPlaceChangesAreRecreated(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		image string
+	}{
+		{"env only", ""},
+		{"image and env", images.V2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ns := newNamespace(t, optedIn)
+			sts := newStatefulSet("web", ns, 2, images.V1, withParallelPods(), withMaxUnavailable(2))
+			create(t, sts)
+			waitForStatefulSetReady(t, sts)
+			before := observe(t, sts)
+
+			update(t, sts, func(s *appsv1.StatefulSet) {
+				c := &s.Spec.Template.Spec.Containers[0]
+				c.Env = append(c.Env, corev1.EnvVar{Name: "MODE", Value: "fast"})
+				if tc.image != "" {
+					c.Image = tc.image
+				}
+			})
+			if _, held := sts.Annotations[annotationHold]; held {
+				t.Errorf("a change live pods cannot take was held: %s", sts.Annotations[annotationHold])
+			}
+			waitForRolloutComplete(t, sts)
+			after := observe(t, sts)
+			logPods(t, "after", after)
+			want := images.Serves(images.V1)
+			if tc.image != "" {
+				want = images.Serves(tc.image)
+			}
+			for i := range after {
+				if after[i].UID == before[i].UID || after[i].Restarts != 0 || after[i].Version != want {
+					t.Errorf("pod %s: UID %s -> %s, %d restarts, serves %q; want a new pod, 0 restarts, %q",
+						after[i].Name, before[i].UID, after[i].UID, after[i].Restarts, after[i].Version, want)
+				}
+			}
+		})
+	}
+}
+
+// TestRetagToTheSameDigestCompletes changes v2 to a tag of the very same
+// image: the containers restart in place and the rollout completes, where a
+// completion check on the image ID or on the reported image name hangs.
+func TestRetagToTheSameDigestCompletes(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("retag", ns, 2, images.V2, withParallelPods(), withMaxUnavailable(2))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.V2Retag)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before, after, images.V2Retag, 1)
+	for i := range after {
+		if after[i].ImageID != before[i].ImageID {
+			t.Logf("pod %s: image ID %s -> %s", after[i].Name, before[i].ImageID, after[i].ImageID)
+		}
+	}
+}
+
+// TestBadImageHaltsAndRollsBackInPlace rolls v2 -> bad (an image that exits
+// at once) -> v2. The bad image halts the rollout at maxUnavailable: one pod
+// fails, the others stay on v2 and Ready, the failure is told in events on
+// the pod and the StatefulSet and in the hold. Changing the image back rolls
+// the failed pod back in place.
+func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("rollback", ns, 3, images.V2, withMaxUnavailable(1))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.Bad)
+	eventually(t, podTimeout, "the rollout to halt with its failure on the StatefulSet", func(ctx context.Context) error {
+		cur := &appsv1.StatefulSet{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), cur); err != nil {
+			return err
+		}
+		if hold := cur.Annotations[annotationHold]; !strings.Contains(hold, "CrashLoopBackOff") {
+			return fmt.Errorf("hold %q tells no failure yet", hold)
+		}
+		return nil
+	})
+	wantEvents(t, ns, "InPlaceUpdateFailed", 1)
+	wantEvents(t, ns, "InPlaceRolloutHalted", 1)
+	halted := observe(t, sts)
+	logPods(t, "halted", halted)
+	if halted[2].Ready {
+		t.Errorf("pod %s, on the bad image, is Ready", halted[2].Name)
+	}
+	for _, p := range halted[:2] {
+		if !p.Ready || p.UID != before[ordinal(p.Name)].UID || p.Version != images.Serves(images.V2) {
+			t.Errorf("pod %s was touched past maxUnavailable: Ready %t, serves %q", p.Name, p.Ready, p.Version)
+		}
+	}
+
+	setImage(t, sts, appContainer, images.V2)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "rolled back", after)
+	for i, p := range after {
+		if p.UID != before[i].UID || p.Version != images.Serves(images.V2) {
+			t.Errorf("pod %s: UID %s -> %s, serves %q; want the same pod serving v2", p.Name, before[i].UID, p.UID, p.Version)
+		}
+	}
+	wantPartition(t, sts, 0)
+}
+
+// TestManagerRestartMidRollout deletes every manager pod while a rollout is
+// under way (a grace period keeps it under way long enough): the new
+// manager resumes from the state on the objects, the rollout completes, and
+// no pod is left not ready.
+func TestManagerRestartMidRollout(t *testing.T) {
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("resume", ns, 3, images.V1, withMaxUnavailable(1), withAnnotation(annotationGracePeriod, "2"))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.V2)
+	eventually(t, podTimeout, "a pod's in-place update to begin", func(ctx context.Context) error {
+		pods, err := statefulSetPods(ctx, sts)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if _, ok := p.Annotations[annotationUpdateState]; ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("no pod updating yet")
+	})
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: managerDeployment}}
+	get(t, d)
+	pods, err := managerPods(t.Context(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range pods {
+		if err := k8s.Delete(t.Context(), &pods[i]); client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("deleted the manager's pods %s mid-rollout", podNames(pods))
+
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before, after, images.V2, 1)
+	eventually(t, managerTimeout, "the manager serving again", managerServing)
+}
+
+// wantInPlace checks what a user checks after an in-place rollout: every
+// pod the same (UID), its container restarted restarts times more, Ready,
+// and serving the image's version.
+func wantInPlace(t *testing.T, before, after []podView, image string, restarts int32) {
+	t.Helper()
+	if len(after) != len(before) {
+		t.Fatalf("%d pods after, %d before", len(after), len(before))
+	}
+	for i := range after {
+		b, a := before[i], after[i]
+		if a.UID != b.UID {
+			t.Errorf("pod %s was recreated: UID %s -> %s", a.Name, b.UID, a.UID)
+		}
+		if a.Restarts != b.Restarts+restarts {
+			t.Errorf("pod %s: %d restarts, want %d", a.Name, a.Restarts, b.Restarts+restarts)
+		}
+		if want := images.Serves(image); !a.Ready || a.Version != want || a.Image != image {
+			t.Errorf("pod %s: Ready %t, image %s, serves %q; want Ready, %s, %q", a.Name, a.Ready, a.Image, a.Version, image, want)
+		}
+		if a.IP != b.IP {
+			t.Errorf("pod %s changed IP: %s -> %s", a.Name, b.IP, a.IP)
+		}
+	}
+}
+
+// wantPartition checks the StatefulSet's partition is the user's again.
+func wantPartition(t *testing.T, sts *appsv1.StatefulSet, want int32) {
+	t.Helper()
+	get(t, sts)
+	got := int32(0)
+	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+		got = ptr.Deref(ru.Partition, 0)
+	}
+	if got != want {
+		t.Errorf("partition %d, want the user's %d", got, want)
+	}
+}
+
+// wantEvents waits for at least n events of the reason in the namespace.
+func wantEvents(t *testing.T, ns, reason string, n int) {
+	t.Helper()
+	eventually(t, answerTimeout, fmt.Sprintf("%d %s events", n, reason), func(ctx context.Context) error {
+		list := &corev1.EventList{}
+		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		got := 0
+		for _, e := range list.Items {
+			if e.Reason == reason {
+				got++
+			}
+		}
+		if got < n {
+			return fmt.Errorf("%d of %d", got, n)
+		}
+		return nil
+	})
+}
+
+// withPartition sets the user's rollingUpdate.partition.
+func withPartition(p int32) stsOption {
+	return func(s *appsv1.StatefulSet) {
+		s.Spec.UpdateStrategy.Type = appsv1.RollingUpdateStatefulSetStrategyType
+		if s.Spec.UpdateStrategy.RollingUpdate == nil {
+			s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
+		}
+		s.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(p)
+	}
+}
+
+// update changes a StatefulSet as kubectl edit would, retrying on conflict,
+// and leaves sts as the API server returned it.
+func update(t *testing.T, sts *appsv1.StatefulSet, change func(*appsv1.StatefulSet)) {
+	t.Helper()
+	eventually(t, answerTimeout, "the update of "+describeObject(sts), func(ctx context.Context) error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+			return err
+		}
+		change(sts)
+		return k8s.Update(ctx, sts)
+	})
+}
+
+// readinessSpan is a stretch of time a pod was not Ready.
+type readinessSpan struct {
+	pod      string
+	from, to time.Time
+}
+
+func (s readinessSpan) String() string {
+	return fmt.Sprintf("%s %s..%s", s.pod, s.from.Format("15:04:05.000"), s.to.Format("15:04:05.000"))
+}
+
+type readinessWatch struct {
+	stop func() []readinessSpan
+}
+
+// watchReadiness records, from a watch, when each pod of the namespace left
+// Ready and came back, until stop is called.
+func watchReadiness(t *testing.T, ns string) readinessWatch {
+	t.Helper()
+	w, err := k8s.Watch(t.Context(), &corev1.PodList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatalf("watching pods: %v", err)
+	}
+	var mu sync.Mutex
+	var spans []readinessSpan
+	open := map[types.UID]*readinessSpan{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			ready := podReady(pod)
+			if s := open[pod.UID]; s != nil && ready {
+				s.to = now
+				spans = append(spans, *s)
+				delete(open, pod.UID)
+			} else if s == nil && !ready {
+				open[pod.UID] = &readinessSpan{pod: pod.Name, from: now}
+			}
+			mu.Unlock()
+		}
+	}()
+	return readinessWatch{stop: func() []readinessSpan {
+		w.Stop()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		slices.SortFunc(spans, func(a, b readinessSpan) int { return a.from.Compare(b.from) })
+		return spans
+	}}
+}

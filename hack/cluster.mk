@@ -21,6 +21,18 @@ E2E_RUN ?=
 e2e: ## Bring the cluster up, install the manager, run the e2e tests in the cluster's namespace, tear down what it started (E2E_KEEP_CLUSTER=1 keeps it).
 	@E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
 
+# BENCH_REPLICAS, BENCH_RUNS: the StatefulSet sizes and the runs of each.
+BENCH_REPLICAS ?= 3,30
+BENCH_RUNS ?= 3
+
+.PHONY: bench-rollout
+bench-rollout: deploy-e2e ## Time one image change on the same StatefulSet in place, native, and the no-gate floor (BENCH_REPLICAS=3,30 BENCH_RUNS=3).
+	@mkdir -p $(CLUSTER_REPO_ROOT)/.cache/bin
+	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchrollout ./e2e/benchrollout
+	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchrollout \
+		-replicas $(BENCH_REPLICAS) -runs $(BENCH_RUNS) -from $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) -to $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
+		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-rollout.txt
+
 .PHONY: demo
 demo: ## The seed scenario on the local cluster, narrated; leaves the cluster up (make cluster-down stops it).
 	@$(CLUSTER_REPO_ROOT)/hack/demo.sh

@@ -469,11 +469,13 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 
 	fmt.Fprintln(out, "\nPer pod, median seconds from the pod's own first step (the pod leaving Ready, or for the floor its patch):")
 	w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "mode\tpods\tgate closed\tspec patched\tcontainer running\tcontainer ready\tgate open\tpod Ready")
+	fmt.Fprintln(w, "mode\tpods\tgate closed\tspec patched\tcontainer running\tcontainer ready\tgate open\tpod Ready\tgap to the next pod")
 	for _, n := range sizes {
 		for _, m := range modes {
 			var steps [6][]float64
+			var gaps []float64
 			for _, r := range results[fmt.Sprintf("%s/%d", m, n)] {
+				gaps = append(gaps, interPodGaps(r.pods)...)
 				for _, p := range r.pods {
 					origin := p.notReady
 					if origin < 0 || (p.patched >= 0 && p.patched < origin) {
@@ -494,10 +496,36 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 				}
 				fmt.Fprintf(w, "\t%.2f", median(s))
 			}
+			if len(gaps) > 0 {
+				fmt.Fprintf(w, "\t%.2f", median(gaps))
+			} else {
+				fmt.Fprint(w, "\t-")
+			}
 			fmt.Fprintln(w)
 		}
 	}
 	w.Flush()
+}
+
+// interPodGaps are, pod after pod in the order they left Ready (or were
+// patched), the seconds from one pod Ready again to the next one's first step:
+// the rollout's own overhead between pods.
+func interPodGaps(pods []timeline) []float64 {
+	start := func(p timeline) time.Duration {
+		if p.notReady >= 0 && (p.patched < 0 || p.notReady < p.patched) {
+			return p.notReady
+		}
+		return p.patched
+	}
+	sorted := slices.Clone(pods)
+	slices.SortFunc(sorted, func(a, b timeline) int { return int(start(a) - start(b)) })
+	var gaps []float64
+	for i := 1; i < len(sorted); i++ {
+		if prev, cur := sorted[i-1].ready, start(sorted[i]); prev >= 0 && cur >= 0 {
+			gaps = append(gaps, (cur - prev).Seconds())
+		}
+	}
+	return gaps
 }
 
 func medianTotal(rs []result) time.Duration {

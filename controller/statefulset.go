@@ -144,7 +144,7 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if plan.complete {
 		return ctrl.Result{}, r.complete(ctx, sts, hold)
 	}
-	if plan.partition < partitionOf(sts) {
+	if plan.partition < inplace.Partition(sts) {
 		if err := r.setPartition(ctx, sts, plan.partition); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -357,7 +357,7 @@ func ReleaseStatefulSet(ctx context.Context, c client.Client, sts *appsv1.Statef
 		if hold != nil {
 			p = hold.UserPartition()
 		}
-		setPartition(sts, p)
+		inplace.SetPartition(sts, p)
 	}
 	delete(sts.Annotations, inplace.AnnotationHold)
 	return c.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
@@ -424,11 +424,11 @@ func (r *StatefulSetRollout) reportFailures(ctx context.Context, sts *appsv1.Sta
 }
 
 func (r *StatefulSetRollout) setPartition(ctx context.Context, sts *appsv1.StatefulSet, p int32) error {
-	if partitionOf(sts) == p {
+	if inplace.Partition(sts) == p {
 		return nil
 	}
 	base := sts.DeepCopy()
-	setPartition(sts, p)
+	inplace.SetPartition(sts, p)
 	return ignoreConflict(r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
 }
 
@@ -535,20 +535,6 @@ func maxUnavailable(sts *appsv1.StatefulSet, replicas int) int {
 		return 1
 	}
 	return n
-}
-
-func partitionOf(sts *appsv1.StatefulSet) int32 {
-	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil {
-		return ptr.Deref(ru.Partition, 0)
-	}
-	return 0
-}
-
-func setPartition(sts *appsv1.StatefulSet, p int32) {
-	if sts.Spec.UpdateStrategy.RollingUpdate == nil {
-		sts.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
-	}
-	sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(p)
 }
 
 func sooner(r ctrl.Result, after time.Duration) ctrl.Result {

@@ -41,13 +41,13 @@ func TestGracePeriodOf(t *testing.T) {
 		wantErr bool
 	}{
 		"absent is zero":            {nil, 0, false},
-		"zero":                      {ptr("0"), 0, false},
-		"thirty":                    {ptr("30"), 30, false},
-		"the maximum":               {ptr("3600"), 3600, false},
-		"above the maximum":         {ptr("3601"), 0, true},
-		"negative":                  {ptr("-1"), 0, true},
-		"a duration is not seconds": {ptr("30s"), 0, true},
-		"empty":                     {ptr(""), 0, true},
+		"zero":                      {strPtr("0"), 0, false},
+		"thirty":                    {strPtr("30"), 30, false},
+		"the maximum":               {strPtr("3600"), 3600, false},
+		"above the maximum":         {strPtr("3601"), 0, true},
+		"negative":                  {strPtr("-1"), 0, true},
+		"a duration is not seconds": {strPtr("30s"), 0, true},
+		"empty":                     {strPtr(""), 0, true},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -100,7 +100,7 @@ func TestIsManagerOwned(t *testing.T) {
 	}
 }
 
-func ptr(s string) *string { return &s }
+func strPtr(s string) *string { return &s }
 
 func errString(err error) string {
 	if err == nil {

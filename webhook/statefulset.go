@@ -44,27 +44,27 @@ func holdStatefulSet(old, sts *appsv1.StatefulSet, now time.Time) {
 		hold = &inplace.Hold{
 			Since:     metav1.NewTime(now),
 			Reason:    inplace.ReasonInPlaceRollout,
-			Partition: ptr.To(partitionOf(sts)),
+			Partition: ptr.To(inplace.Partition(sts)),
 		}
-		setPartition(sts, replicasOf(sts))
+		inplace.SetPartition(sts, replicasOf(sts))
 		setHold(sts, hold)
 		return
 	}
 
 	// Held: what the user writes to the partition is their wish.
-	if p := partitionOf(sts); p != partitionOf(old) {
+	if p := inplace.Partition(sts); p != inplace.Partition(old) {
 		hold.Partition = ptr.To(p)
 	}
 	switch {
 	case templateChanged && !diff.InPlaceable():
 		// The native controller takes over, as it would have without us.
-		setPartition(sts, hold.UserPartition())
+		inplace.SetPartition(sts, hold.UserPartition())
 		delete(sts.Annotations, inplace.AnnotationHold)
 		return
 	case templateChanged:
-		setPartition(sts, replicasOf(sts))
+		inplace.SetPartition(sts, replicasOf(sts))
 	default:
-		setPartition(sts, partitionOf(old))
+		inplace.SetPartition(sts, inplace.Partition(old))
 	}
 	setHold(sts, hold)
 }
@@ -76,26 +76,12 @@ func nativeRolloutUnderWay(sts *appsv1.StatefulSet) bool {
 	if sts.Status.ObservedGeneration < sts.Generation {
 		return true
 	}
-	want := replicasOf(sts) - partitionOf(sts)
+	want := replicasOf(sts) - inplace.Partition(sts)
 	return want > 0 && sts.Status.UpdatedReplicas < want
 }
 
 func replicasOf(sts *appsv1.StatefulSet) int32 {
 	return ptr.Deref(sts.Spec.Replicas, 1)
-}
-
-func partitionOf(sts *appsv1.StatefulSet) int32 {
-	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil {
-		return ptr.Deref(ru.Partition, 0)
-	}
-	return 0
-}
-
-func setPartition(sts *appsv1.StatefulSet, p int32) {
-	if sts.Spec.UpdateStrategy.RollingUpdate == nil {
-		sts.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{}
-	}
-	sts.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To(p)
 }
 
 func setHold(sts *appsv1.StatefulSet, h *inplace.Hold) {

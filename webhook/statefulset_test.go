@@ -177,9 +177,9 @@ func TestStatefulSetHold(t *testing.T) {
 			}
 			wantPartition := tc.wantPartition
 			if tc.wantHold == nil && wantPartition == 0 {
-				wantPartition = partitionOf(tc.obj)
+				wantPartition = inplace.Partition(tc.obj)
 			}
-			if p := partitionOf(got); p != wantPartition {
+			if p := inplace.Partition(got); p != wantPartition {
 				t.Errorf("partition = %d, want %d", p, wantPartition)
 			}
 			gotHold, err := inplace.HoldOf(got.Annotations)

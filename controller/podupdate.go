@@ -139,10 +139,14 @@ func (u *podUpdater) advance(ctx context.Context, pod *corev1.Pod, t *podTarget)
 		return podStep{}, err
 	}
 	if state == nil {
-		// The gate is closed; the images are not patched yet.
+		// The gate is closed; the images are not patched yet. The time it
+		// closed is kept to the second, rounded down: a second more makes
+		// sure the whole grace period has passed.
 		gate := inplace.GateCondition(pod)
-		if wait := gate.LastTransitionTime.Add(t.grace).Sub(u.clock.Now()); wait > 0 {
-			return podStep{requeueAfter: wait}, nil
+		if t.grace > 0 {
+			if wait := gate.LastTransitionTime.Add(t.grace + time.Second).Sub(u.clock.Now()); wait > 0 {
+				return podStep{requeueAfter: wait}, nil
+			}
 		}
 		return podStep{}, u.patch(ctx, pod, t, gate.LastTransitionTime)
 	}

@@ -389,7 +389,7 @@ func TestReleaseHolds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse}}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: inplace.ReasonInPlaceUpdate}}
 	if err := asManager.Status().Update(t.Context(), pod); err != nil {
 		t.Fatal(err)
 	}

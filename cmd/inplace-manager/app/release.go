@@ -144,7 +144,10 @@ func (r *releaser) openGate(ctx context.Context, key client.ObjectKey) error {
 			}
 			fmt.Fprintf(r.out, "cleared the in-place update of pod %s\n", key)
 		}
-		if !inplace.NeedsGateOpened(pod) {
+		// A gate closed for an update (reason InPlaceUpdate) opens too: no
+		// manager will be there to finish it.
+		if gate := inplace.GateCondition(pod); !inplace.HasGate(pod) || pod.DeletionTimestamp != nil ||
+			gate != nil && gate.Status == corev1.ConditionTrue {
 			return nil
 		}
 		if err := controller.OpenGate(ctx, r.client, pod, metav1.Now()); err != nil {

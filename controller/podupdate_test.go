@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/builder"
+)
+
+// kubeletRunning sets the app container's status as the kubelet reports a
+// running container, and the conditions it computes from it.
+func kubeletRunning(pod *corev1.Pod, id string, ready bool, started time.Time) {
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: "app", ContainerID: "containerd://" + id, Image: pod.Spec.Containers[0].Image, Ready: ready,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
+	}}
+	pod.Status.ObservedGeneration = pod.Generation
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	setCondition(pod, corev1.PodCondition{Type: corev1.ContainersReady, Status: status}, metav1.NewTime(started))
+	setCondition(pod, inplace.ReadyCondition(pod, gateStatus(pod)), metav1.NewTime(started))
+}
+
+func gateStatus(pod *corev1.Pod) corev1.ConditionStatus {
+	if c := inplace.GateCondition(pod); c != nil {
+		return c.Status
+	}
+	return ""
+}
+
+// TestPodUpdateSteps walks one pod through its in-place update against a fake
+// API server, playing the kubelet's part, and checks each write.
+func TestPodUpdateSteps(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	clock := clocktesting.NewFakeClock(now)
+	pod := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").Label(appsv1.StatefulSetRevisionLabel, "web-1").
+		ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Generation = 1
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	target := &podTarget{
+		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
+		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
+		template: builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(),
+		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
+	}
+	read := func() *corev1.Pod {
+		t.Helper()
+		got := &corev1.Pod{}
+		if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	// Begin: the gate closes with Ready, in the kubelet's words; with no
+	// grace period the images are patched in the same pass, with the state.
+	if err := u.begin(t.Context(), read(), from, target); err != nil {
+		t.Fatal(err)
+	}
+	got := read()
+	gate, ready := inplace.GateCondition(got), condition(got, corev1.PodReady)
+	if gate.Status != corev1.ConditionFalse || gate.Reason != inplace.ReasonInPlaceUpdate {
+		t.Errorf("gate = %+v, want False for InPlaceUpdate", gate)
+	}
+	if ready.Status != corev1.ConditionFalse || ready.Reason != inplace.ReasonReadinessGatesNotReady ||
+		ready.Message != `the status of pod readiness gate "InPlaceUpdateReady" is not "True", but False` {
+		t.Errorf("Ready = %+v, want False in the kubelet's words", ready)
+	}
+	state, err := inplace.StateOf(got)
+	if err != nil || state == nil || state.PatchedAt == nil || state.Containers["app"].ContainerID != "containerd://c1" {
+		t.Fatalf("state = %+v, %v; want the patch recorded with container c1", state, err)
+	}
+	if got.Spec.Containers[0].Image != "nginx:1.28" || got.Labels["tier"] != "front" || got.Labels[appsv1.StatefulSetRevisionLabel] != "web-1" {
+		t.Errorf("pod after the patch: image %s, labels %v", got.Spec.Containers[0].Image, got.Labels)
+	}
+
+	// The kubelet replaces the container; the new one is not ready yet: the
+	// gate opens, Ready stays the kubelet's to turn.
+	got.Generation = 2
+	kubeletRunning(got, "c2", false, now.Add(time.Second))
+	if err := c.Status().Update(t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.advance(t.Context(), read(), target); err != nil {
+		t.Fatal(err)
+	}
+	got = read()
+	if g := inplace.GateCondition(got); g.Status != corev1.ConditionTrue {
+		t.Errorf("gate = %+v after the container was replaced, want True", g)
+	}
+	if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionFalse {
+		t.Errorf("Ready = %+v while the new container is not ready", r)
+	}
+
+	// The new container is ready: Ready True, the pod relabelled, the state gone.
+	kubeletRunning(got, "c2", true, now.Add(time.Second))
+	if err := c.Status().Update(t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	clock.Step(2 * time.Second)
+	if _, err := u.advance(t.Context(), read(), target); err != nil {
+		t.Fatal(err)
+	}
+	got = read()
+	if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionTrue || r.Reason != "" || r.Message != "" {
+		t.Errorf("Ready = %+v, want True as the kubelet writes it", r)
+	}
+	if inplace.Updating(got) || got.Labels[appsv1.StatefulSetRevisionLabel] != "web-2" {
+		t.Errorf("after the update: state %q, revision %q", got.Annotations[inplace.AnnotationUpdateState], got.Labels[appsv1.StatefulSetRevisionLabel])
+	}
+}
+
+// TestPodUpdateWaitsForTheGracePeriod checks the images are not patched
+// before the grace period has passed since the gate closed.
+func TestPodUpdateWaitsForTheGracePeriod(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	clock := clocktesting.NewFakeClock(now)
+	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	target := &podTarget{
+		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
+		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
+		template: builder.PodTemplate("web", "nginx:1.28").Obj(), grace: 10 * time.Second,
+		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
+	}
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+	step, err := u.advance(t.Context(), got, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if step.requeueAfter != 11*time.Second {
+		t.Errorf("requeueAfter = %v, want 11s (10s, and a second for the condition's rounding)", step.requeueAfter)
+	}
+	if state, _ := inplace.StateOf(got); state != nil || got.Spec.Containers[0].Image != "nginx:1.27" {
+		t.Errorf("patched before the grace period: image %s", got.Spec.Containers[0].Image)
+	}
+	clock.Step(11 * time.Second)
+	if _, err := u.advance(t.Context(), got, target); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+	if got.Spec.Containers[0].Image != "nginx:1.28" {
+		t.Errorf("not patched after the grace period: image %s", got.Spec.Containers[0].Image)
+	}
+}
+
+func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}

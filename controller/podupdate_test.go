@@ -56,7 +56,7 @@ func TestPodUpdateSteps(t *testing.T) {
 	target := &podTarget{
 		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
 		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
-		template: builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(),
+		template:   builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(),
 		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
 	}
 	read := func() *corev1.Pod {

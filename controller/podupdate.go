@@ -159,14 +159,21 @@ func (u *podUpdater) advance(ctx context.Context, pod *corev1.Pod, t *podTarget)
 		return podStep{failure: progress.Failure}, u.fail(ctx, pod, state, t, progress.Failure)
 	case progress.Done:
 		return podStep{}, u.finish(ctx, pod, state, t)
-	case inplace.Replaced(pod, state) && !gateOpen(pod):
-		// The drained containers are gone and the new ones not ready yet:
-		// the gate opens now, so that every kubelet sync from here on sees
-		// it open, and the kubelet turns the pod Ready the moment its
-		// containers are, never from a sync that saw the gate closed.
+	case !gateOpen(pod) && (kubeletSawPatch(pod) || inplace.Replaced(pod, state)):
+		// The kubelet is replacing the drained containers: it kills them in
+		// the very sync that took in the patch, before it starts the new
+		// ones, and any later sync sees them gone. The gate opens now, so
+		// that every sync from here on has it open, and the kubelet turns the
+		// pod Ready itself the moment the new containers are ready.
 		return podStep{}, ignoreConflict(u.openGate(ctx, pod))
 	}
 	return podStep{}, nil
+}
+
+// kubeletSawPatch reports whether the kubelet has seen the pod's latest spec
+// (where it reports observedGeneration).
+func kubeletSawPatch(pod *corev1.Pod) bool {
+	return pod.Status.ObservedGeneration > 0 && pod.Status.ObservedGeneration >= pod.Generation
 }
 
 func gateOpen(pod *corev1.Pod) bool {
@@ -238,11 +245,10 @@ func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inpla
 	return podStep{}, u.write(ctx, pod, next, from, t)
 }
 
-// finish marks a pod whose update completed ready, in the kubelet's own
-// words, then relabels it to its new revision and clears the state.
+// finish opens the gate of a pod whose update completed, if it is not open
+// yet, then relabels the pod to its new revision and clears the state.
 func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) error {
-	if ready := inplace.ReadyCondition(pod, corev1.ConditionTrue); !gateOpen(pod) ||
-		ready.Status == corev1.ConditionTrue && !podReady(pod) {
+	if !gateOpen(pod) {
 		if err := u.openGate(ctx, pod); err != nil {
 			return ignoreConflict(err)
 		}
@@ -260,15 +266,6 @@ func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace
 		"Updated in place to revision %s in %v", state.Revision, elapsed.Round(time.Millisecond))
 	logf.FromContext(ctx).V(1).Info("Finished an in-place update", "pod", klog.KObj(pod), "revision", state.Revision, "elapsed", elapsed)
 	return nil
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // fail reports, once, a pod whose update cannot complete. The pod stays not
@@ -316,24 +313,19 @@ func (u *podUpdater) closeGate(ctx context.Context, pod *corev1.Pod, revision st
 	return u.client.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }
 
-// openGate marks the pod ready again: the gate, and Ready as the kubelet
-// would compute it now (True once every container is ready), so that the
-// pod serves at once instead of when the kubelet next syncs it.
+// openGate opens the pod's gate. Ready is left to the kubelet: written True
+// here, it would hold only until the kubelet next wrote the status it keeps,
+// which may have been computed with the gate closed, and the pod would flip
+// back to not Ready.
 func (u *podUpdater) openGate(ctx context.Context, pod *corev1.Pod) error {
 	return setGate(ctx, u.client, pod, corev1.ConditionTrue, metav1.NewTime(u.clock.Now()))
 }
 
-// setGate opens the pod's InPlaceUpdateReady gate, conditionally on the
-// resourceVersion the pod was read at. When every container is ready and
-// every other gate open, Ready is written True with it, as the kubelet would
-// compute it; otherwise Ready is the kubelet's to turn, once the containers
-// are ready.
+// setGate writes the pod's InPlaceUpdateReady condition, conditionally on the
+// resourceVersion the pod was read at.
 func setGate(ctx context.Context, c client.Client, pod *corev1.Pod, status corev1.ConditionStatus, now metav1.Time) error {
 	base := pod.DeepCopy()
 	setCondition(pod, corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: status}, now)
-	if ready := inplace.ReadyCondition(pod, status); ready.Status == corev1.ConditionTrue {
-		setCondition(pod, ready, now)
-	}
 	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }
 

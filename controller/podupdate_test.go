@@ -90,8 +90,8 @@ func TestPodUpdateSteps(t *testing.T) {
 		t.Errorf("pod after the patch: image %s, labels %v", got.Spec.Containers[0].Image, got.Labels)
 	}
 
-	// The kubelet replaces the container; the new one is not ready yet: the
-	// gate opens, Ready stays the kubelet's to turn.
+	// The kubelet takes in the patch and replaces the container; the new
+	// one is not ready yet: the gate opens, Ready stays the kubelet's to turn.
 	got.Generation = 2
 	kubeletRunning(got, "c2", false, now.Add(time.Second))
 	if err := c.Status().Update(t.Context(), got); err != nil {
@@ -108,7 +108,8 @@ func TestPodUpdateSteps(t *testing.T) {
 		t.Errorf("Ready = %+v while the new container is not ready", r)
 	}
 
-	// The new container is ready: Ready True, the pod relabelled, the state gone.
+	// The new container is ready, and the kubelet turns Ready True: the pod
+	// is relabelled, the state gone.
 	kubeletRunning(got, "c2", true, now.Add(time.Second))
 	if err := c.Status().Update(t.Context(), got); err != nil {
 		t.Fatal(err)
@@ -174,4 +175,50 @@ func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition 
 		}
 	}
 	return nil
+}
+
+// TestGateOpensOnceTheKubeletSawThePatch: the kubelet kills the replaced
+// containers in the sync that takes in the patch, so the gate may open as
+// soon as it reports the patched generation, before the new container runs.
+func TestGateOpensOnceTheKubeletSawThePatch(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Generation = 1
+	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now)}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	target := &podTarget{
+		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
+		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
+		template:   builder.PodTemplate("web", "nginx:1.28").Obj(),
+		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
+	}
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+	got.Generation = 2 // as the API server counts the patch; the fake one does not
+	if _, err := u.advance(t.Context(), got, target); err != nil {
+		t.Fatal(err)
+	}
+	if gateOpen(got) {
+		t.Fatalf("the gate opened before the kubelet saw the patch")
+	}
+	got.Status.ObservedGeneration = 2
+	if err := c.Status().Update(t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	got.Generation = 2
+	if _, err := u.advance(t.Context(), got, target); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+	if !gateOpen(got) {
+		t.Errorf("the gate is still closed once the kubelet saw the patch")
+	}
+	if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionFalse {
+		t.Errorf("Ready = %+v: the old container is still being replaced", r)
+	}
 }

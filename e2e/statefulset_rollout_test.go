@@ -420,3 +420,39 @@ func watchReadiness(t *testing.T, ns string) readinessWatch {
 		return spans
 	}}
 }
+
+// TestUngatedPodIsRecreated mixes pods with and without the gate: one is
+// created while the manager is down, so it has no gate and cannot be
+// updated in place. The image change updates the gated pods in place and
+// hands the ungated one to the StatefulSet controller, which recreates it
+// (with the gate, now that the manager is back).
+//
+// It stops the manager, so it must not run in parallel with other tests.
+func TestUngatedPodIsRecreated(t *testing.T) {
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("mixed", ns, 2, images.V1, withParallelPods(), withMaxUnavailable(2))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+
+	restore := stopManager(t)
+	scale(t, sts, 3)
+	get(t, sts)
+	waitForStatefulSetReady(t, sts)
+	restore()
+	before := observe(t, sts)
+	logPods(t, "before", before)
+	if !before[0].Gated || !before[1].Gated || before[2].Gated {
+		t.Fatalf("want pods 0 and 1 gated and pod 2 not: %t %t %t", before[0].Gated, before[1].Gated, before[2].Gated)
+	}
+
+	setImage(t, sts, appContainer, images.V2)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before[:2], after[:2], images.V2, 1)
+	if p := after[2]; p.UID == before[2].UID || p.Version != images.Serves(images.V2) || !p.Gated {
+		t.Errorf("pod %s: UID %s -> %s, serves %q, gated %t; want a new pod with the gate serving v2", p.Name, before[2].UID, p.UID, p.Version, p.Gated)
+	}
+	wantEvents(t, ns, "RecreatedNotInPlace", 1)
+	wantPartition(t, sts, 0)
+}

@@ -85,7 +85,11 @@ func main() {
 					fmt.Fprintf(os.Stderr, "benchrollout: %s, %d pods, run %d: %v\n", mode, n, run, err)
 					os.Exit(1)
 				}
-				fmt.Printf("%-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)\n", mode, n, run, r.total.Seconds(), r.total.Seconds()/float64(n))
+				flips := 0
+				for _, p := range r.pods {
+					flips += max(p.leftReady-1, 0)
+				}
+				fmt.Printf("%-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  readiness flips: %d\n", mode, n, run, r.total.Seconds(), r.total.Seconds()/float64(n), flips)
 				key := fmt.Sprintf("%s/%d", mode, n)
 				results[key] = append(results[key], r)
 			}
@@ -136,6 +140,9 @@ type timeline struct {
 	// runs; containerReady: that container is ready; gateTrue: its gate
 	// opened; ready: the pod is Ready again on the new container.
 	notReady, gateFalse, patched, started, containerReady, gateTrue, ready time.Duration
+	// leftReady counts the times the pod went from Ready to not Ready: once
+	// for an update, more when readiness flipped back.
+	leftReady int
 }
 
 func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result, error) {
@@ -338,6 +345,10 @@ type recorder struct {
 
 type podEvents struct {
 	notReady, gateFalse, patched, started, containerReady, gateTrue, ready time.Time
+	// wasReady is the last Ready seen; leftReady counts the times it went
+	// from Ready to not Ready after the change.
+	wasReady  bool
+	leftReady int
 	generation                                                             int64
 	containerID                                                            string
 	uid                                                                    string
@@ -386,10 +397,16 @@ func (r *recorder) observe(pod *corev1.Pod, initial map[string]*podEvents, now t
 	}
 	if !seen {
 		initial[pod.Name] = &podEvents{generation: pod.Generation, containerID: cid, uid: string(pod.UID)}
-		r.events[pod.Name] = &podEvents{}
+		r.events[pod.Name] = &podEvents{wasReady: podReady(pod)}
 		return
 	}
 	e := r.events[pod.Name]
+	if now := podReady(pod); e.wasReady && !now {
+		e.leftReady++
+		e.wasReady = false
+	} else if now {
+		e.wasReady = true
+	}
 	set := func(t *time.Time, cond bool) {
 		if cond && t.IsZero() {
 			*t = now
@@ -425,6 +442,7 @@ func (r *recorder) timelines(start time.Time) []timeline {
 		out = append(out, timeline{
 			name: name, notReady: since(e.notReady), gateFalse: since(e.gateFalse), patched: since(e.patched),
 			started: since(e.started), containerReady: since(e.containerReady), gateTrue: since(e.gateTrue), ready: since(e.ready),
+			leftReady: e.leftReady,
 		})
 	}
 	slices.SortFunc(out, func(a, b timeline) int { return strings.Compare(a.name, b.name) })

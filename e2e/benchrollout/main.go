@@ -347,11 +347,11 @@ type podEvents struct {
 	notReady, gateFalse, patched, started, containerReady, gateTrue, ready time.Time
 	// wasReady is the last Ready seen; leftReady counts the times it went
 	// from Ready to not Ready after the change.
-	wasReady  bool
-	leftReady int
-	generation                                                             int64
-	containerID                                                            string
-	uid                                                                    string
+	wasReady    bool
+	leftReady   int
+	generation  int64
+	containerID string
+	uid         string
 }
 
 func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {

@@ -53,12 +53,7 @@ func TestPodUpdateSteps(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
 	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
-	target := &podTarget{
-		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
-		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
-		template:   builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(),
-		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
-	}
+	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(), 0)
 	read := func() *corev1.Pod {
 		t.Helper()
 		got := &corev1.Pod{}
@@ -137,12 +132,7 @@ func TestPodUpdateWaitsForTheGracePeriod(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
 	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
-	target := &podTarget{
-		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
-		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
-		template: builder.PodTemplate("web", "nginx:1.28").Obj(), grace: 10 * time.Second,
-		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
-	}
+	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 10*time.Second)
 	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +158,17 @@ func TestPodUpdateWaitsForTheGracePeriod(t *testing.T) {
 	}
 }
 
+// testTarget is a StatefulSet's revision web-2 of template to, whose pods run
+// revision web-1 of template from.
+func testTarget(from, to *corev1.PodTemplateSpec, grace time.Duration) *podTarget {
+	return &podTarget{
+		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
+		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
+		template: to, grace: grace,
+		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
+	}
+}
+
 func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
 	for i := range pod.Status.Conditions {
 		if pod.Status.Conditions[i].Type == t {
@@ -188,12 +189,7 @@ func TestGateOpensOnceTheKubeletSawThePatch(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
 	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
-	target := &podTarget{
-		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
-		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
-		template:   builder.PodTemplate("web", "nginx:1.28").Obj(),
-		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
-	}
+	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
 	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
 		t.Fatal(err)
 	}

@@ -313,20 +313,9 @@ func (u *podUpdater) closeGate(ctx context.Context, pod *corev1.Pod, revision st
 	return u.client.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }
 
-// openGate opens the pod's gate. Ready is left to the kubelet: written True
-// here, it would hold only until the kubelet next wrote the status it keeps,
-// which may have been computed with the gate closed, and the pod would flip
-// back to not Ready.
+// openGate opens the pod's gate; see OpenGate.
 func (u *podUpdater) openGate(ctx context.Context, pod *corev1.Pod) error {
-	return setGate(ctx, u.client, pod, corev1.ConditionTrue, metav1.NewTime(u.clock.Now()))
-}
-
-// setGate writes the pod's InPlaceUpdateReady condition, conditionally on the
-// resourceVersion the pod was read at.
-func setGate(ctx context.Context, c client.Client, pod *corev1.Pod, status corev1.ConditionStatus, now metav1.Time) error {
-	base := pod.DeepCopy()
-	setCondition(pod, corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: status}, now)
-	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
+	return OpenGate(ctx, u.client, pod, metav1.NewTime(u.clock.Now()))
 }
 
 // setCondition sets a condition, keeping its transition time when the

@@ -67,7 +67,12 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 
 // OpenGate sets the pod's InPlaceUpdateReady condition True, conditionally on
 // the resourceVersion it was read at: a pod whose in-place update began since
-// must not be opened.
+// must not be opened. Ready is left to the kubelet: written True here, it
+// would hold only until the kubelet next wrote the status it keeps, which may
+// have been computed with the gate closed, and the pod would flip back to not
+// Ready.
 func OpenGate(ctx context.Context, c client.Client, pod *corev1.Pod, now metav1.Time) error {
-	return setGate(ctx, c, pod, corev1.ConditionTrue, now)
+	base := pod.DeepCopy()
+	setCondition(pod, corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}, now)
+	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }

@@ -91,6 +91,7 @@ main() {
 
 	e2e_log "compiling the tests"
 	(cd "$ROOT" && go test -c -tags e2e -o "$TEST_BIN" ./e2e)
+	(cd "$ROOT/e2e/rolloutstatus" && go build -o "$BIN/rolloutstatus" .)
 	local refs args=(-test.v -test.timeout "${E2E_TIMEOUT:-30m}" -test.parallel "${E2E_PARALLEL:-4}") t1
 	refs=$("$here/cluster/images.sh" test-refs | tr '\n' ' ')
 	[ -n "${E2E_RUN:-}" ] && args+=(-test.run "$E2E_RUN")
@@ -98,7 +99,7 @@ main() {
 	e2e_log "running the tests in the network namespace $NETNS"
 	t1=$(now_ms)
 	# The working directory is the package's, as under go test.
-	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" "$TEST_BIN" "${args[@]}" "$@")
+	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" "$TEST_BIN" "${args[@]}" "$@")
 	e2e_log "tests passed in $(since "$t1")"
 }
 

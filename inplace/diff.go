@@ -2,6 +2,7 @@ package inplace
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,14 +16,27 @@ import (
 type ImageChange struct {
 	// Container is the container's name.
 	Container string
-	// Init is true for an init container.
+	// Init is true for an init container: a regular one (never run again on
+	// a live pod, so its change is not in place) or a native sidecar.
 	Init bool
+	// Sidecar is true for a native sidecar (an init container that restarts
+	// always): the kubelet restarts it on an image change only from 1.32 on.
+	Sidecar bool
 	// From and To are the image references as written.
 	From, To string
 	// Same is true when From and To name the same image once normalised
 	// (a rewrite of the reference, not of the image). The pod spec still
 	// changes, and the kubelet still restarts the container.
 	Same bool
+}
+
+// Blocker is a field whose change a live pod cannot take.
+type Blocker struct {
+	// Path is the field, in the workload's terms (spec.template...).
+	Path *field.Path
+	// Reason says why it cannot change in place; "" for the general rule
+	// that only images, labels and annotations can.
+	Reason string
 }
 
 // TemplateDiff is what differs between a workload's current and target pod
@@ -34,12 +48,13 @@ type TemplateDiff struct {
 	// Labels and Annotations are true when the template's labels or
 	// annotations differ.
 	Labels, Annotations bool
-	// NotInPlaceable are the paths of every other field that differs. A pod
-	// cannot take these changes without being recreated.
-	NotInPlaceable []*field.Path
+	// NotInPlaceable are the fields that differ and that a pod cannot take
+	// without being recreated.
+	NotInPlaceable []Blocker
 }
 
-// InPlaceable reports whether live pods can take the change in place.
+// InPlaceable reports whether live pods can take the change in place (on a
+// kubelet that restarts native sidecars, where one changes: see Sidecars).
 func (d TemplateDiff) InPlaceable() bool { return len(d.NotInPlaceable) == 0 }
 
 // Empty reports whether the templates are the same.
@@ -47,30 +62,85 @@ func (d TemplateDiff) Empty() bool {
 	return len(d.Images) == 0 && !d.Labels && !d.Annotations && len(d.NotInPlaceable) == 0
 }
 
+// Restarts names the containers an in-place update restarts: those whose
+// image changes (native sidecars included).
+func (d TemplateDiff) Restarts() []string {
+	var names []string
+	for _, c := range d.Images {
+		if !c.Init || c.Sidecar {
+			names = append(names, c.Container)
+		}
+	}
+	return names
+}
+
+// Sidecars reports whether a native sidecar's image changes: in place only
+// on a kubelet that restarts sidecars (SidecarRestartsOnImageChange).
+func (d TemplateDiff) Sidecars() bool {
+	for _, c := range d.Images {
+		if c.Sidecar {
+			return true
+		}
+	}
+	return false
+}
+
+// NotInPlaceablePaths returns the paths of the fields that block an
+// in-place update, for logs and events.
+func (d TemplateDiff) NotInPlaceablePaths() []string {
+	paths := make([]string, len(d.NotInPlaceable))
+	for i, b := range d.NotInPlaceable {
+		paths[i] = b.Path.String()
+	}
+	return paths
+}
+
 // NotInPlaceableErrors returns one error per field that cannot change in
 // place, for a 422 that names them.
 func (d TemplateDiff) NotInPlaceableErrors() field.ErrorList {
 	errs := make(field.ErrorList, 0, len(d.NotInPlaceable))
-	for _, p := range d.NotInPlaceable {
-		errs = append(errs, field.Forbidden(p,
-			"cannot change in place: only container images, pod labels and pod annotations can (update policy "+string(InPlaceOnly)+")"))
+	for _, b := range d.NotInPlaceable {
+		reason := b.Reason
+		if reason == "" {
+			reason = "only container images, pod labels and pod annotations can"
+		}
+		errs = append(errs, field.Forbidden(b.Path, "cannot change in place: "+reason+" (update policy "+string(InPlaceOnly)+")"))
 	}
 	return errs
 }
+
+// Reasons for the blockers that are not the general rule.
+const (
+	reasonInitContainer = "the kubelet does not run an init container again on a live pod"
+	reasonRestartAll    = "a changed pod annotation restarts every container, as the native rollout does, and the image of container %q does not change"
+	reasonEnvLabel      = "container %q reads this label in its environment, and its image does not change"
+)
 
 // DiffTemplates compares the pod template a workload runs (from) with the one
 // it is asked to run (to). path is the path of the template in the workload,
 // e.g. spec.template; the paths in the result extend it.
 //
-// Container images, pod labels and pod annotations are in-place-able; every
-// other field is not. Images are compared after normalisation; containers are
+// In place, the kubelet restarts the containers whose image changed, and
+// nothing else restarts. So the change is in place when every field that
+// differs is:
+//   - the image of a container, or of a native sidecar (on a kubelet that
+//     restarts sidecars: TemplateDiff.Sidecars); not that of a regular init
+//     container, which has already run and does not run again;
+//   - a pod label, unless a container whose image does not change reads it
+//     in its environment (the downward API's metadata.labels['key']);
+//   - a pod annotation, when every container restarts anyway: a changed
+//     annotation restarts every pod natively, and annotations such as
+//     kubectl.kubernetes.io/restartedAt (kubectl rollout restart) and
+//     checksum/config exist to force exactly that.
+//
+// Images are compared after normalisation (ImageChange.Same); containers are
 // matched by position and name, so that a renamed, added, removed or
 // reordered container is not in-place-able.
 func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateDiff {
 	var d TemplateDiff
 	if from == nil || to == nil {
 		if from != to {
-			d.NotInPlaceable = append(d.NotInPlaceable, path)
+			d.NotInPlaceable = append(d.NotInPlaceable, Blocker{Path: path})
 		}
 		return d
 	}
@@ -83,10 +153,106 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 	a.Labels, b.Labels, a.Annotations, b.Annotations = nil, nil, nil, nil
 	d.Images = append(d.Images, blankImages(a.Spec.InitContainers, b.Spec.InitContainers, true)...)
 	d.Images = append(d.Images, blankImages(a.Spec.Containers, b.Spec.Containers, false)...)
+	var walked []*field.Path
 	if !apiequality.Semantic.DeepEqual(a, b) {
-		walk(path, reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), &d.NotInPlaceable)
+		walk(path, reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), &walked)
+	}
+	for _, p := range walked {
+		d.NotInPlaceable = append(d.NotInPlaceable, Blocker{Path: p})
+	}
+	spec := path.Child("spec")
+	for _, c := range d.Images {
+		if c.Init && !c.Sidecar {
+			d.NotInPlaceable = append(d.NotInPlaceable, Blocker{
+				Path: spec.Child("initContainers").Index(initIndex(to, c.Container)).Child("image"), Reason: reasonInitContainer,
+			})
+		}
+	}
+	if len(walked) == 0 {
+		d.NotInPlaceable = append(d.NotInPlaceable, metadataBlockers(path, from, to, d.Restarts())...)
 	}
 	return d
+}
+
+// metadataBlockers returns the label and annotation changes that would need
+// a container to restart whose image does not change. Checked only when the
+// rest of the template is in place: a container list that differs in shape
+// is reported by the walk already.
+func metadataBlockers(path *field.Path, from, to *corev1.PodTemplateSpec, restarted []string) []Blocker {
+	restarts := make(map[string]bool, len(restarted))
+	for _, name := range restarted {
+		restarts[name] = true
+	}
+	var kept []string // the containers an in-place update leaves running
+	for _, c := range to.Spec.InitContainers {
+		if isSidecar(&c) && !restarts[c.Name] {
+			kept = append(kept, c.Name)
+		}
+	}
+	for _, c := range to.Spec.Containers {
+		if !restarts[c.Name] {
+			kept = append(kept, c.Name)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	meta := path.Child("metadata")
+	var blockers []Blocker
+	for _, k := range changedKeys(from.Annotations, to.Annotations) {
+		blockers = append(blockers, Blocker{Path: meta.Child("annotations").Key(k), Reason: fmt.Sprintf(reasonRestartAll, kept[0])})
+	}
+	for _, k := range changedKeys(from.Labels, to.Labels) {
+		if c := readsLabel(to, kept, k); c != "" {
+			blockers = append(blockers, Blocker{Path: meta.Child("labels").Key(k), Reason: fmt.Sprintf(reasonEnvLabel, c)})
+		}
+	}
+	return blockers
+}
+
+// readsLabel returns the first of the named containers whose environment
+// reads the pod label key through the downward API, or "".
+func readsLabel(t *corev1.PodTemplateSpec, names []string, key string) string {
+	ref := "metadata.labels['" + key + "']"
+	for _, list := range [][]corev1.Container{t.Spec.InitContainers, t.Spec.Containers} {
+		for _, c := range list {
+			if !slices.Contains(names, c.Name) {
+				continue
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == ref {
+					return c.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// changedKeys returns the keys whose values differ between two maps, sorted.
+func changedKeys(a, b map[string]string) []string {
+	var keys []string
+	for k, va := range a {
+		if vb, ok := b[k]; !ok || va != vb {
+			keys = append(keys, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func initIndex(t *corev1.PodTemplateSpec, name string) int {
+	for i, c := range t.Spec.InitContainers {
+		if c.Name == name {
+			return i
+		}
+	}
+	return 0
 }
 
 // blankImages records the image changes of containers matched by position and
@@ -105,6 +271,7 @@ func blankImages(from, to []corev1.Container, init bool) []ImageChange {
 			changes = append(changes, ImageChange{
 				Container: to[i].Name,
 				Init:      init,
+				Sidecar:   init && isSidecar(&to[i]) && isSidecar(&from[i]),
 				From:      from[i].Image,
 				To:        to[i].Image,
 				Same:      SameImage(from[i].Image, to[i].Image),

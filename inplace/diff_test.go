@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	"github.com/inplace-dev/inplace/internal/builder"
 )
@@ -41,17 +43,60 @@ func TestDiffTemplates(t *testing.T) {
 				{Container: "sidecar", From: "busybox:1.36", To: "busybox:1.37"},
 			},
 		},
-		"an init container image": {
+		"an init container image: it never runs again on a live pod": {
 			from: base().InitImage("setup", "busybox:1").Obj(), to: base().InitImage("setup", "busybox:2").Obj(),
-			wantImages: []ImageChange{{Container: "setup", Init: true, From: "busybox:1", To: "busybox:2"}},
+			wantImages:         []ImageChange{{Container: "setup", Init: true, From: "busybox:1", To: "busybox:2"}},
+			wantNotInPlaceable: []string{"spec.template.spec.initContainers[0].image"},
+		},
+		"a native sidecar image": {
+			from: withSidecar(base().Obj(), "proxy:1"), to: withSidecar(base().Obj(), "proxy:2"),
+			wantImages: []ImageChange{{Container: "proxy", Init: true, Sidecar: true, From: "proxy:1", To: "proxy:2"}},
 		},
 		"a reference rewritten to the same image": {
 			from: base().Obj(), to: base().Image("app", "docker.io/library/nginx:alpine").Obj(),
 			wantImages: []ImageChange{{Container: "app", From: "nginx:alpine", To: "docker.io/library/nginx:alpine", Same: true}},
 		},
-		"labels and annotations": {
-			from: base().Obj(), to: base().Label("tier", "front").Annotation("checksum", "abc").Obj(),
+		"labels and annotations, no image: the annotation would restart the containers": {
+			from: base().Obj(), to: base().Label("tier", "front").Annotation("checksum/config", "abc").Obj(),
 			wantLabels: true, wantAnnotations: true,
+			wantNotInPlaceable: []string{"spec.template.metadata.annotations[checksum/config]"},
+		},
+		"kubectl rollout restart": {
+			from: base().Obj(), to: base().Annotation("kubectl.kubernetes.io/restartedAt", "2026-11-30T10:00:00Z").Obj(),
+			wantAnnotations:    true,
+			wantNotInPlaceable: []string{"spec.template.metadata.annotations[kubectl.kubernetes.io/restartedAt]"},
+		},
+		"an annotation with one image of two: the other container would not restart": {
+			from: base().Obj(), to: base().Image("app", "nginx:2").Annotation("checksum/config", "abc").Obj(),
+			wantImages:         []ImageChange{{Container: "app", From: "nginx:alpine", To: "nginx:2"}},
+			wantAnnotations:    true,
+			wantNotInPlaceable: []string{"spec.template.metadata.annotations[checksum/config]"},
+		},
+		"an annotation with every image: every container restarts anyway": {
+			from: base().Obj(), to: base().Image("app", "nginx:2").Image("sidecar", "busybox:2").Annotation("checksum/config", "abc").Obj(),
+			wantImages: []ImageChange{
+				{Container: "app", From: "nginx:alpine", To: "nginx:2"},
+				{Container: "sidecar", From: "busybox:1.36", To: "busybox:2"},
+			},
+			wantAnnotations: true,
+		},
+		"labels only: nothing reads them, nothing restarts": {
+			from: base().Obj(), to: base().Label("version", "2").Obj(),
+			wantLabels: true,
+		},
+		"a label a container reads in its environment": {
+			from: withLabelEnv(base().Label("version", "1").Obj(), "version"), to: withLabelEnv(base().Label("version", "2").Obj(), "version"),
+			wantLabels:         true,
+			wantNotInPlaceable: []string{"spec.template.metadata.labels[version]"},
+		},
+		"a label read in the environment of a container that restarts anyway": {
+			from: withLabelEnv(base().Label("version", "1").Obj(), "version"),
+			to:   withLabelEnv(base().Label("version", "2").Image("app", "nginx:2").Image("sidecar", "busybox:2").Obj(), "version"),
+			wantImages: []ImageChange{
+				{Container: "app", From: "nginx:alpine", To: "nginx:2"},
+				{Container: "sidecar", From: "busybox:1.36", To: "busybox:2"},
+			},
+			wantLabels: true,
 		},
 		"an env variable": {
 			from: base().Obj(), to: base().Env("MODE", "fast").Obj(),
@@ -131,7 +176,7 @@ func TestDiffTemplates(t *testing.T) {
 			if got.Labels != tc.wantLabels || got.Annotations != tc.wantAnnotations {
 				t.Errorf("labels, annotations = %v, %v; want %v, %v", got.Labels, got.Annotations, tc.wantLabels, tc.wantAnnotations)
 			}
-			if diff := cmp.Diff(tc.wantNotInPlaceable, pathStrings(got.NotInPlaceable)); diff != "" {
+			if diff := cmp.Diff(tc.wantNotInPlaceable, got.NotInPlaceablePaths(), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("not in-place-able (-want,+got):\n%s", diff)
 			}
 			if got.InPlaceable() != (len(tc.wantNotInPlaceable) == 0) {
@@ -222,12 +267,65 @@ func withProbe(t *corev1.PodTemplateSpec, port int) *corev1.PodTemplateSpec {
 	return t
 }
 
-func pathStrings(paths []*field.Path) []string {
-	var s []string
-	for _, p := range paths {
-		s = append(s, p.String())
+// withSidecar adds a native sidecar "proxy" (an init container that restarts
+// always) running image.
+func withSidecar(t *corev1.PodTemplateSpec, image string) *corev1.PodTemplateSpec {
+	t.Spec.InitContainers = append(t.Spec.InitContainers, corev1.Container{
+		Name: "proxy", Image: image, RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+	})
+	return t
+}
+
+// withLabelEnv makes every container read the pod label key in its
+// environment, through the downward API.
+func withLabelEnv(t *corev1.PodTemplateSpec, key string) *corev1.PodTemplateSpec {
+	for i := range t.Spec.Containers {
+		t.Spec.Containers[i].Env = append(t.Spec.Containers[i].Env, corev1.EnvVar{Name: "LABEL",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['" + key + "']"}}})
 	}
-	return s
+	return t
 }
 
 func intOrString(port int) intstr.IntOrString { return intstr.FromInt(port) }
+
+func TestNotInPlaceableErrorsSayWhy(t *testing.T) {
+	cases := map[string]struct {
+		from, to *corev1.PodTemplateSpec
+		want     []string
+	}{
+		"an init container image": {
+			from: builder.PodTemplate("web", "nginx").InitImage("setup", "busybox:1").Obj(),
+			to:   builder.PodTemplate("web", "nginx").InitImage("setup", "busybox:2").Obj(),
+			want: []string{`spec.template.spec.initContainers[0].image: Forbidden: cannot change in place: the kubelet does not run an init container again on a live pod (update policy InPlaceOnly)`},
+		},
+		"kubectl rollout restart": {
+			from: builder.PodTemplate("web", "nginx").Obj(),
+			to:   builder.PodTemplate("web", "nginx").Annotation("kubectl.kubernetes.io/restartedAt", "now").Obj(),
+			want: []string{`spec.template.metadata.annotations[kubectl.kubernetes.io/restartedAt]: Forbidden: cannot change in place: a changed pod annotation restarts every container, as the native rollout does, and the image of container "app" does not change (update policy InPlaceOnly)`},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := errorStrings(DiffTemplates(templatePath, tc.from, tc.to).NotInPlaceableErrors())
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("errors (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSidecarRestartsOnImageChange(t *testing.T) {
+	for version, want := range map[string]bool{
+		"v1.37.2":          true,
+		"v1.32.0":          true,
+		"v1.32.0-eks-1234": true,
+		"v1.31.9":          false,
+		"v1.29.0+k3s1":     false,
+		"":                 false,
+		"not a version":    false,
+	} {
+		if got := SidecarRestartsOnImageChange(version); got != want {
+			t.Errorf("SidecarRestartsOnImageChange(%q) = %v, want %v", version, got, want)
+		}
+	}
+}

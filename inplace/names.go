@@ -30,9 +30,14 @@ const (
 	// can resume.
 	AnnotationUpdateState = Prefix + "update-state"
 
-	// AnnotationHold records, on a workload, that the native controller is
-	// held back during an in-place rollout: since when, why, and what the user
-	// had asked for, so that it can be restored.
+	// AnnotationRollout records, on a workload, the in-place rollout under
+	// way: the target revision, since when, and why it halted if it did.
+	AnnotationRollout = Prefix + "rollout"
+
+	// AnnotationHold recorded, on a StatefulSet, that an earlier version of
+	// inplace held its controller back by raising the partition, and the
+	// user's partition. This version holds nothing back; it releases a hold
+	// it finds (the user's partition restored) and never writes one.
 	AnnotationHold = Prefix + "hold"
 )
 

@@ -114,6 +114,7 @@ func ValidateManagerAnnotations(from, to map[string]string, path *field.Path) fi
 // knownManagerAnnotations are the manager-owned annotations of this version.
 var knownManagerAnnotations = map[string]bool{
 	AnnotationHold:        true,
+	AnnotationRollout:     true,
 	AnnotationUpdateState: true,
 }
 

@@ -3,6 +3,7 @@ package inplace
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -79,34 +80,88 @@ func Snapshot(pod *corev1.Pod, containers []string) map[string]ContainerSnapshot
 
 // Progress is how far a patched pod's update has come.
 type Progress struct {
-	// Done is true when every changed container runs the new image.
+	// Observed is true once the kubelet has taken in the patched spec (the
+	// pod's observedGeneration has reached its generation): the sync that
+	// took it in computed the pod's status with its gate closed, and is
+	// replacing the containers.
+	Observed bool
+	// Replaced is true once the kubelet has taken down every container the
+	// update replaces: it has seen the patch, and each changed container is
+	// a new one or is not running. Until then a replaced container may still
+	// run (a preStop hook, a long grace period) and be reported ready, so the
+	// pod's gate stays closed: opened now, it would let the kubelet count the
+	// old container ready and send it traffic it then drops.
+	Replaced bool
+	// Done is true when every changed container is a new container, running
+	// and ready.
 	Done bool
 	// Failure says why the update cannot complete without a new change (an
-	// image that cannot be pulled, a container that crash-loops); "" when
-	// it may still.
+	// image that cannot be pulled, a container that crash-loops), as a
+	// stable text (container and reason) that changes only when the cause
+	// does; "" when it may still complete.
 	Failure string
+	// Detail is Failure with the kubelet's message, for events.
+	Detail string
 }
 
+// GateMayOpen reports whether the pod's gate may open. Guarded, the API
+// server refuses any status that makes the pod Ready while a replaced
+// container still runs (the readiness guard policy of manifests/base): the
+// gate opens as soon as the kubelet has taken in the patch, so that every
+// later sync of the kubelet has it open and the kubelet turns the pod Ready
+// the moment its new containers are. Unguarded, it opens only once the
+// kubelet reports every replaced container gone, which costs the pod up to
+// a second more of not being Ready (the kubelet's next container relist).
+func (p Progress) GateMayOpen(guarded bool) bool {
+	if guarded {
+		return p.Observed
+	}
+	return p.Replaced
+}
+
+// Settled reports whether the kubelet has acted on the patch as far as it
+// will without a new change: the replaced containers are gone, or the update
+// failed. A new patch is then unambiguous (the next new container is the
+// next patch's), so a pod whose target changed may be patched again.
+func (p Progress) Settled() bool { return p.Replaced || p.Failure != "" }
+
 // failingReasons are the kubelet's waiting reasons of a container that will
-// not start without a change: backoffs and refusals, not a first failed
-// attempt, which the kubelet retries.
+// not run without a change to the pod: back-offs and refusals. Pull and
+// create errors concern the spec's image and configuration; a crash loop
+// or a failed start concerns the container the kubelet last ran.
 var failingReasons = map[string]bool{
 	"ImagePullBackOff":           true,
-	"CrashLoopBackOff":           true,
+	"ErrImagePull":               true,
 	"InvalidImageName":           true,
 	"ErrImageNeverPull":          true,
 	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"CrashLoopBackOff":           true,
+	"RunContainerError":          true,
+	"PreStartHookError":          true,
+	"PostStartHookError":         true,
 }
 
-// CheckProgress judges a patched pod against its state. The update is done
-// when the kubelet has seen the patched spec (the pod's observedGeneration,
-// where the kubelet reports it, has reached its generation) and every changed
-// container:
-//   - is a new container (a container ID other than the recorded one),
-//   - started no earlier than the container it replaces (both times are the
-//     node's clock; the manager's may be skewed from it, so the patch time is
-//     not compared with them),
-//   - is running and ready.
+// runReasons are the failing reasons that concern a container the kubelet
+// started: they count only for a new container, not for the old one still
+// reported from before the patch.
+var runReasons = map[string]bool{
+	"CrashLoopBackOff":   true,
+	"RunContainerError":  true,
+	"PostStartHookError": true,
+}
+
+// CheckProgress judges a patched pod against its state. The kubelet must
+// first have seen the patched spec (the pod's observedGeneration, where the
+// kubelet reports it, has reached its generation): a status older than
+// that says nothing of the update. Then each changed container:
+//   - is replaced when it is a new container (a container ID other than the
+//     recorded one) or no longer runs;
+//   - is done when it is a new container, running and ready, started no
+//     earlier than the container it replaces (both times are the node's
+//     clock; the manager's may be skewed from it);
+//   - has failed when the kubelet keeps it from running: a pull or create
+//     error for the spec's image, a crash loop of a new container.
 //
 // The image the kubelet reports is not required to match the spec: on a
 // retag to the same digest, containerd 1.x reports the image's first tag
@@ -115,62 +170,62 @@ var failingReasons = map[string]bool{
 // #1493, #2297). A container that started after the patch was seen runs
 // the patched spec.
 //
-// A regular init container has already run and the kubelet does not run it
-// again on a live pod: its new image takes effect when the pod is next
-// created, so it has nothing to wait for. A sidecar (an init container that
-// restarts always) is waited for like a container.
+// A regular init container is not part of an in-place update (the kubelet
+// does not run it again on a live pod); a sidecar (an init container that
+// restarts always) is judged like a container.
 func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 	if s == nil || s.PatchedAt == nil {
 		return Progress{}
 	}
-	done := pod.Status.ObservedGeneration == 0 || pod.Status.ObservedGeneration >= pod.Generation
-	for name, before := range s.Containers {
+	if pod.Status.ObservedGeneration != 0 && pod.Status.ObservedGeneration < pod.Generation {
+		return Progress{}
+	}
+	p := Progress{Observed: true, Replaced: true, Done: true}
+	for _, name := range sortedKeys(s.Containers) {
+		before := s.Containers[name]
 		spec, init := containerSpec(pod, name)
 		if spec == nil {
-			return Progress{Failure: fmt.Sprintf("container %s is not in the pod", name)}
+			msg := fmt.Sprintf("container %s is not in the pod", name)
+			return Progress{Observed: true, Failure: msg, Detail: msg}
 		}
 		if init && !isSidecar(spec) {
 			continue
 		}
 		cs := containerStatus(pod, name)
 		if cs == nil {
-			done = false
+			p.Replaced, p.Done = false, false
 			continue
 		}
-		if w := cs.State.Waiting; w != nil && failingReasons[w.Reason] {
-			msg := fmt.Sprintf("container %s: %s", name, w.Reason)
-			if w.Message != "" {
-				msg += ": " + w.Message
-			}
-			return Progress{Failure: msg}
-		}
+		fresh := cs.ContainerID != "" && cs.ContainerID != before.ContainerID
 		running := cs.State.Running
-		if cs.ContainerID == "" || cs.ContainerID == before.ContainerID || running == nil || !cs.Ready ||
-			(before.StartedAt != nil && running.StartedAt.Before(before.StartedAt)) {
-			done = false
+		if !fresh && running != nil {
+			p.Replaced = false
+		}
+		if !fresh || running == nil || !cs.Ready || (before.StartedAt != nil && running.StartedAt.Before(before.StartedAt)) {
+			p.Done = false
+		}
+		if w := cs.State.Waiting; w != nil && p.Failure == "" && failingReasons[w.Reason] &&
+			(fresh || !runReasons[w.Reason]) && (runReasons[w.Reason] || SameImage(cs.Image, spec.Image) || cs.Image == "") {
+			p.Failure = fmt.Sprintf("container %s: %s", name, w.Reason)
+			p.Detail = p.Failure
+			if w.Message != "" {
+				p.Detail += ": " + w.Message
+			}
 		}
 	}
-	return Progress{Done: done}
+	if p.Failure != "" {
+		p.Done = false
+	}
+	return p
 }
 
-// Replaced reports whether the kubelet has replaced every changed container
-// of a patched pod: each reports another container ID than the recorded one
-// (a new container, running or not). The containers the update drains are
-// then gone, and readiness hangs on the new ones alone.
-func Replaced(pod *corev1.Pod, s *UpdateState) bool {
-	if s == nil || s.PatchedAt == nil {
-		return false
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	for name, before := range s.Containers {
-		spec, init := containerSpec(pod, name)
-		if spec == nil || init && !isSidecar(spec) {
-			continue
-		}
-		if cs := containerStatus(pod, name); cs == nil || cs.ContainerID == before.ContainerID {
-			return false
-		}
-	}
-	return true
+	slices.Sort(keys)
+	return keys
 }
 
 func containerSpec(pod *corev1.Pod, name string) (c *corev1.Container, init bool) {

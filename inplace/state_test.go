@@ -59,43 +59,63 @@ func TestCheckProgress(t *testing.T) {
 	}{
 		"a new container running the new image, ready": {
 			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, later, true),
-			want: Progress{Done: true},
+			want: Progress{Observed: true, Replaced: true, Done: true},
 		},
-		"not restarted yet: the same container": {
+		"not restarted yet: the same container, still running (a preStop hook)": {
 			spec: "example/app:v2", now: v1,
+			want: Progress{Observed: true},
 		},
 		"restarted but not ready yet": {
 			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, later, false),
+			want: Progress{Observed: true, Replaced: true},
+		},
+		"the old container stopped, the new one not created yet": {
+			spec: "example/app:v2", now: waiting("ContainerCreating", "", 0),
+			want: Progress{Observed: true, Replaced: true},
 		},
 		"docker.io/library/x reported for x": {
 			spec: "nginx:1.27", now: running("c2", "docker.io/library/nginx:1.27", "nginx@"+digestA, 1, later, true),
-			want: Progress{Done: true},
+			want: Progress{Observed: true, Replaced: true, Done: true},
 		},
 		"a retag to the same digest: the kubelet reports the old tag and the same image ID": {
 			spec: "example/app:v1-retag", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
-			want: Progress{Done: true},
+			want: Progress{Observed: true, Replaced: true, Done: true},
 		},
 		"a rollback to an image the node has: the same image ID as before the first update": {
 			spec: "example/app:v1", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
-			want: Progress{Done: true},
+			want: Progress{Observed: true, Replaced: true, Done: true},
 		},
 		"a registry mirror's name and a new image ID": {
 			spec: "example/app:v2", now: running("c2", "mirror.local/example/app:v2", "mirror.local/example/app@"+digestB, 1, later, true),
-			want: Progress{Done: true},
+			want: Progress{Observed: true, Replaced: true, Done: true},
 		},
 		"a container older than the one it replaces is not the new one": {
 			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, metav1.NewTime(t0.Add(-time.Second)), true),
+			want: Progress{Observed: true, Replaced: true},
 		},
 		"an image that cannot be pulled": {
-			spec: "example/app:v9", now: waiting("ImagePullBackOff", `Back-off pulling image "example/app:v9"`, 0),
-			want: Progress{Failure: `container app: ImagePullBackOff: Back-off pulling image "example/app:v9"`},
+			spec: "example/app:v9", now: withImage(waiting("ImagePullBackOff", `Back-off pulling image "example/app:v9"`, 0), "example/app:v9"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: ImagePullBackOff", Detail: `container app: ImagePullBackOff: Back-off pulling image "example/app:v9"`},
 		},
-		"a first failed pull is retried, not a failure yet": {
-			spec: "example/app:v9", now: waiting("ErrImagePull", "not found", 0),
+		"a failed pull": {
+			spec: "example/app:v9", now: withImage(waiting("ErrImagePull", "not found", 0), "example/app:v9"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: ErrImagePull", Detail: "container app: ErrImagePull: not found"},
 		},
-		"a container that crash-loops": {
-			spec: "example/app:bad", now: waiting("CrashLoopBackOff", "back-off 10s restarting failed container", 2),
-			want: Progress{Failure: "container app: CrashLoopBackOff: back-off 10s restarting failed container"},
+		"a pull error of the old image is not the new image's": {
+			spec: "example/app:v9", now: withImage(waiting("ImagePullBackOff", "", 0), "example/app:v1"),
+			want: Progress{Observed: true, Replaced: true},
+		},
+		"a new container that crash-loops": {
+			spec: "example/app:bad", now: withID(waiting("CrashLoopBackOff", "back-off 10s restarting failed container", 2), "c2"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: CrashLoopBackOff", Detail: "container app: CrashLoopBackOff: back-off 10s restarting failed container"},
+		},
+		"the old container's crash loop, still reported, is not the new image's": {
+			spec: "example/app:v2", now: withID(waiting("CrashLoopBackOff", "back-off 10s restarting failed container", 2), "c1"),
+			want: Progress{Observed: true, Replaced: true},
+		},
+		"a container that cannot be created": {
+			spec: "example/app:v2", now: withImage(waiting("CreateContainerError", "no such volume", 0), "example/app:v2"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: CreateContainerError", Detail: "container app: CreateContainerError: no such volume"},
 		},
 	}
 	for name, tc := range cases {
@@ -105,6 +125,29 @@ func TestCheckProgress(t *testing.T) {
 				t.Errorf("progress (-want,+got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func withImage(cs corev1.ContainerStatus, image string) corev1.ContainerStatus {
+	cs.Image = image
+	return cs
+}
+
+func withID(cs corev1.ContainerStatus, id string) corev1.ContainerStatus {
+	cs.ContainerID = "containerd://" + id
+	return cs
+}
+
+func TestSettled(t *testing.T) {
+	for p, want := range map[Progress]bool{
+		{}:                            false,
+		{Replaced: true}:              true,
+		{Failure: "container app: X"}: true,
+		{Replaced: true, Done: true}:  true,
+	} {
+		if got := p.Settled(); got != want {
+			t.Errorf("%+v.Settled() = %v, want %v", p, got, want)
+		}
 	}
 }
 

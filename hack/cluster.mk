@@ -33,6 +33,20 @@ bench-rollout: deploy-e2e ## Time one image change on the same StatefulSet in pl
 		-replicas $(BENCH_REPLICAS) -runs $(BENCH_RUNS) -from $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) -to $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-rollout.txt
 
+# STRESS_UPDATES, STRESS_PODS, STRESS_PRESTOP, STRESS_HOG: see e2e/flipstress.
+STRESS_UPDATES ?= 200
+STRESS_PODS ?= 10
+STRESS_PRESTOP ?= 3
+STRESS_HOG ?= 2
+
+.PHONY: stress-flips
+stress-flips: deploy-e2e images ## Roll a StatefulSet of pods with a preStop sleep back and forth in place under a CPU hog (STRESS_UPDATES=200 pod updates) and count readiness flips: must be 0.
+	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/flipstress ./e2e/flipstress
+	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/flipstress \
+		-updates $(STRESS_UPDATES) -pods $(STRESS_PODS) -prestop $(STRESS_PRESTOP) -hog $(STRESS_HOG) \
+		-images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
+		| tee $(CLUSTER_REPO_ROOT)/.cache/stress-flips.txt
+
 .PHONY: demo
 demo: ## The seed scenario on the local cluster, narrated; leaves the cluster up (make cluster-down stops it).
 	@$(CLUSTER_REPO_ROOT)/hack/demo.sh
@@ -60,7 +74,7 @@ kubeconfig: ## Print the path of the cluster's admin kubeconfig (valid inside th
 	@echo "$(CLUSTER_KUBECONFIG)"
 
 .PHONY: test-images
-test-images: ## Print the test app's image references: v1, v2, v3 (oldest first), then v2-retag (v2's digest), then bad (exits 1).
+test-images: ## Print the test app's image references: v1, v2, v3 (oldest first), then v2-retag (v2's digest), bad (exits 1), unready (never ready).
 	@$(CLUSTER_SCRIPTS)/images.sh test-refs
 
 .PHONY: images

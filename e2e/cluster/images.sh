@@ -8,7 +8,9 @@
 #   images.sh manager         build .cache/bin/inplace-manager and its image; prints the image's config digest
 #   images.sh ref NAME        the reference of an image: pause, manager, testapp-v1, ...
 #   images.sh test-refs       the test application's references, one a line: versions oldest first, then the
-#                             retag of v2 (same digest as v2), then the crash-looping one
+#                             retag of v2 (same digest as v2), then the crash-looping one, then the never-ready one
+#   images.sh stress-refs     twenty references of v1 and v2 under other tags, alternating, for make stress-flips:
+#                             the kubelet's restart back-off is kept per image reference (see e2e/flipstress)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -20,15 +22,17 @@ MANAGER_REF=ghcr.io/inplace-dev/inplace-manager:e2e
 TESTAPP_VERSIONS=(v1 v2 v3)
 
 # The image tarballs: NAME -> the references it carries.
+STRESS_TAGS=$(seq 0 9)
 declare -A TARBALL_REFS=(
 	[pause]=$PAUSE_REF
-	[testapp-v1]=$TESTAPP_REPO:v1
-	[testapp-v2]="$TESTAPP_REPO:v2 $TESTAPP_REPO:v2-retag"
+	[testapp-v1]="$TESTAPP_REPO:v1 $(for i in $STRESS_TAGS; do printf '%s:v1-s%s ' "$TESTAPP_REPO" "$i"; done)"
+	[testapp-v2]="$TESTAPP_REPO:v2 $TESTAPP_REPO:v2-retag $(for i in $STRESS_TAGS; do printf '%s:v2-s%s ' "$TESTAPP_REPO" "$i"; done)"
 	[testapp-v3]=$TESTAPP_REPO:v3
 	[testapp-bad]=$TESTAPP_REPO:bad
+	[testapp-unready]=$TESTAPP_REPO:unready
 	[manager]=$MANAGER_REF
 )
-TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad)
+TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad testapp-unready)
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-trimpath
 
@@ -47,6 +51,12 @@ test_refs() {
 	for v in "${TESTAPP_VERSIONS[@]}"; do echo "$TESTAPP_REPO:$v"; done
 	echo "$TESTAPP_REPO:v2-retag"
 	echo "$TESTAPP_REPO:bad"
+	echo "$TESTAPP_REPO:unready"
+}
+
+stress_refs() {
+	local i
+	for i in $STRESS_TAGS; do echo "$TESTAPP_REPO:v1-s$i"; echo "$TESTAPP_REPO:v2-s$i"; done
 }
 
 # inputs_hash: everything the test images are made from.
@@ -92,6 +102,8 @@ build() {
 	done
 	(cd "$ROOT" && go build -ldflags "-s -w -X main.version=bad -X main.crash=true" -o "$IMAGES/bin/testapp-bad/testapp" ./e2e/testapp)
 	mkimage testapp-bad "$IMAGES/bin/testapp-bad/testapp" 65532:65532 -port 8080
+	(cd "$ROOT" && go build -ldflags "-s -w -X main.version=unready -X main.unready=true" -o "$IMAGES/bin/testapp-unready/testapp" ./e2e/testapp)
+	mkimage testapp-unready "$IMAGES/bin/testapp-unready/testapp" 65532:65532 -port 8080
 	echo "$want" >"$IMAGES/.inputs"
 }
 
@@ -144,6 +156,7 @@ import-manager) import_tarballs manager ;;
 manager) manager ;;
 ref) ref "${2:?image name}" ;;
 test-refs) test_refs ;;
+stress-refs) stress_refs ;;
 *)
 	sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 2

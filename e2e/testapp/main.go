@@ -7,6 +7,8 @@
 //
 // The version is set at build time with -ldflags "-X main.version=v2". A build
 // with -X main.crash=true exits 1 at once instead: the image of a crash loop.
+// One with -X main.unready=true serves, but answers /healthz with 503: the
+// image of a release that runs and never becomes ready.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 var (
 	version = "dev"
 	crash   = ""
+	unready = ""
 )
 
 func main() {
@@ -40,6 +43,10 @@ func main() {
 		fmt.Fprintln(w, version)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if unready != "" {
+			http.Error(w, "never ready", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}

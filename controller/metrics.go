@@ -27,12 +27,12 @@ var (
 
 	fallbacksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inplace_fallbacks_to_recreate_total",
-		Help: "Pods handed to the native controller to be recreated, by workload kind and reason (NoReadinessGate, NotInPlaceable, NoRevision).",
+		Help: "Pods of an in-place rollout recreated instead, by workload kind and reason (NoReadinessGate, NoRevision, NotInPlaceable, SidecarKubelet: the native controller's delete let through; PatchRefused, BadUpdateState: deleted by the manager).",
 	}, []string{"kind", "reason"})
 
 	rolloutsInProgress = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "inplace_rollouts_in_progress",
-		Help: "Workloads whose native controller inplace holds back for an in-place rollout, by kind.",
+		Help: "Workloads whose pods inplace is updating in place (a rollout recorded on the workload), by kind.",
 	}, []string{"kind"})
 )
 
@@ -40,17 +40,18 @@ func init() {
 	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, rolloutsInProgress)
 }
 
-// heldSet tracks the workloads of a kind under a hold, for the gauge.
-type heldSet struct {
+// activeSet tracks the workloads of a kind with an in-place rollout
+// recorded, for the gauge.
+type activeSet struct {
 	kind string
 	mu   sync.Mutex
 	keys map[string]bool
 }
 
-func newHeldSet(kind string) *heldSet { return &heldSet{kind: kind, keys: map[string]bool{}} }
+func newActiveSet(kind string) *activeSet { return &activeSet{kind: kind, keys: map[string]bool{}} }
 
-// set records whether the workload is held.
-func (h *heldSet) set(key string, held bool) {
+// set records whether the workload has a rollout under way.
+func (h *activeSet) set(key string, held bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if held {

@@ -46,6 +46,9 @@ type podTarget struct {
 	templateOf func(ctx context.Context, revision string) (*corev1.PodTemplateSpec, error)
 	// grace is how long a pod stays not ready before its images change.
 	grace time.Duration
+	// eligibility decides whether the pod can go in place from a template
+	// to the target (inplace.Eligibility, with its node's kubelet version).
+	eligibility func(ctx context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string)
 }
 
 // podStep is what advancing one pod's update came to.
@@ -53,58 +56,84 @@ type podStep struct {
 	// requeueAfter, when set, is when the pod needs looking at again with
 	// no event to say so (a grace period running out).
 	requeueAfter time.Duration
-	// failure says why the pod's update cannot complete, if it cannot.
+	// failure says why the pod's update cannot complete, if it cannot: a
+	// stable text that changes only when the cause does.
 	failure string
 }
 
 // podUpdater performs the per-pod in-place update of DESIGN.md, "One pod,
-// in place": mark the pod not ready, wait the grace period, record its state
-// and patch it, wait for the kubelet, mark it ready, relabel it. Every write
-// is conditional on the resourceVersion it read, so a stale read cannot
-// double-apply a step; a conflict ends the pass, and the pod's next watch
-// event resumes it.
+// in place": close the gate, patch the images, open the gate, relabel the
+// pod once its new containers are ready. Every write is conditional on the
+// resourceVersion it read, so a stale read cannot double-apply a step; a
+// conflict ends the pass, and the pod's next watch event resumes it.
 //
-// The order of the writes follows what the kubelet does with them. A status
-// write (the gate, Ready) that agrees with the kubelet's own computation of
-// Ready makes it do nothing. A metadata or spec write (the update state, the
-// images, the revision label) makes it sync the pod with the pod as written,
-// conditions included; a sync soon after another waits for its next relist,
-// about a second. So the gate closes in a status write alone, the state is
-// recorded in the same write as the images, and at the end the gate and
-// Ready open in a status write before the relabel: no kubelet sync ever sees
-// a gate older than the one written, none flips Ready back, and none is
-// spent waiting.
+// What the order of the writes must respect is how the kubelet computes a
+// pod's Ready condition (pkg/kubelet/status):
+//   - It computes it in a pod sync, from the pod as it last received it,
+//     and, on a readiness probe's change, from the conditions it cached at
+//     its last sync. A sync soon after another waits for its next container
+//     relist, up to a second.
+//   - A status write by someone else that disagrees with its computation of
+//     Ready makes it sync the pod (to correct Ready); one that agrees does
+//     not.
+//   - Every ten seconds it writes again the status it cached wherever the
+//     API server's differs: Ready as it last computed it, however stale.
+//   - It receives a pod's writes in order, and kills a replaced container in
+//     the sync that takes in the new image, after computing that sync's
+//     status; a preStop hook keeps the old container running, and reported
+//     ready, for seconds after.
+//
+// Guarded (the readiness guard policy in force, see Guard), the API server
+// refuses any status that makes the pod Ready while its gate is False or a
+// replaced container runs, so the fast order is safe:
+//   - the gate closes with Ready False in the kubelet's own words (no sync
+//     of the kubelet for it; the kubelet's ten-second rewrite of a stale
+//     Ready True is refused), and the images change at once: the sync that
+//     takes them in is the one that kills the old containers, and it sees
+//     the gate closed;
+//   - the gate opens as soon as the kubelet reports the patched generation,
+//     so that its sync after the kill, the first with the new containers,
+//     caches the gate open, and it turns the pod Ready the moment a new
+//     container's probe passes.
+//
+// Unguarded, the same would let the kubelet's ten-second rewrite turn the
+// pod Ready again before the kill (seen under load), so the safe order
+// costs the pod about a second more of not being Ready:
+//   - the gate closes alone, and the kubelet turns the pod not Ready itself,
+//     from a status computed with the gate closed; the images change once it
+//     has (the proof that it has taken the gate in);
+//   - the gate opens only once the kubelet reports every replaced container
+//     gone.
+//
+// Either way the manager never writes Ready True, and the revision label
+// changes last, once the new containers are ready: the workload's status
+// counts the pod as updated when it is.
 type podUpdater struct {
 	client   client.Client
 	live     client.Reader
 	recorder events.EventRecorder
 	clock    clock.PassiveClock
+	// guard tells whether the readiness guard policy is in force; nil is
+	// unguarded.
+	guard Guard
 }
 
-// changedContainers names the pod's containers and init containers whose
-// image differs from the template's.
-func changedContainers(pod *corev1.Pod, t *corev1.PodTemplateSpec) []string {
-	var names []string
-	for _, pair := range []struct{ pod, tpl []corev1.Container }{
-		{pod.Spec.InitContainers, t.Spec.InitContainers},
-		{pod.Spec.Containers, t.Spec.Containers},
-	} {
-		for _, c := range pair.pod {
-			for _, tc := range pair.tpl {
-				if tc.Name == c.Name && tc.Image != c.Image {
-					names = append(names, c.Name)
-				}
-			}
-		}
-	}
-	return names
+// Guard tells whether the API server enforces the readiness guard: the
+// ValidatingAdmissionPolicy of manifests/base that refuses a pod status
+// making a managed pod Ready while its InPlaceUpdateReady gate is False or
+// while a container its in-place update replaces still runs. It is what
+// makes the fast order of writes safe.
+type Guard interface {
+	Guarded() bool
 }
+
+func (u *podUpdater) guarded() bool { return u.guard != nil && u.guard.Guarded() }
 
 // begin starts the in-place update of pod from the template it runs (from)
-// to t: it reads the pod live and closes its gate. A pod whose change touches
-// no image (labels and annotations only) is not restarted and never leaves
-// Ready: it is patched and relabelled at once.
-func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1.PodTemplateSpec, t *podTarget) error {
+// to t, the change being d: it reads the pod live and closes its gate. A
+// change that restarts no container (labels only) is written at once with
+// the new revision: the pod never leaves Ready.
+func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1.PodTemplateSpec, d inplace.TemplateDiff, t *podTarget) error {
 	pod := &corev1.Pod{}
 	if err := u.live.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
 		return client.IgnoreNotFound(err)
@@ -112,12 +141,17 @@ func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1
 	if pod.UID != cached.UID || inplace.Updating(pod) || pod.Labels[t.revisionLabel] == t.revision || pod.DeletionTimestamp != nil {
 		return nil // the cache was behind; the pod's event brings it back
 	}
-	containers := changedContainers(pod, t.template)
+	containers := d.Restarts()
 	if len(containers) == 0 {
 		base := pod.DeepCopy()
 		applyTemplateMetadata(pod, from, t.template)
 		pod.Labels[t.revisionLabel] = t.revision
-		return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
+		if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ignoreConflict(err)
+		}
+		u.recorder.Eventf(pod, t.workload, corev1.EventTypeNormal, ReasonInPlaceUpdated, "Update",
+			"Updated in place to revision %s: labels only, no container restarted", t.revision)
+		return nil
 	}
 	if err := u.closeGate(ctx, pod, t.revision); err != nil {
 		return ignoreConflict(err)
@@ -136,44 +170,40 @@ func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1
 func (u *podUpdater) advance(ctx context.Context, pod *corev1.Pod, t *podTarget) (podStep, error) {
 	state, err := inplace.StateOf(pod)
 	if err != nil {
-		return podStep{}, err
+		return podStep{}, u.recreate(ctx, pod, t, inplace.FallbackBadState, err.Error())
 	}
 	if state == nil {
 		// The gate is closed; the images are not patched yet. The time it
 		// closed is kept to the second, rounded down: a second more makes
 		// sure the whole grace period has passed.
 		gate := inplace.GateCondition(pod)
-		if t.grace > 0 {
+		if t.grace > 0 && gate != nil {
 			if wait := gate.LastTransitionTime.Add(t.grace + time.Second).Sub(u.clock.Now()); wait > 0 {
 				return podStep{requeueAfter: wait}, nil
 			}
 		}
-		return podStep{}, u.patch(ctx, pod, t, gate.LastTransitionTime)
-	}
-	if state.Revision != t.revision {
-		return u.retarget(ctx, pod, state, t)
+		return podStep{}, u.patch(ctx, pod, t)
 	}
 	progress := inplace.CheckProgress(pod, state)
+	if state.Revision != t.revision {
+		return podStep{failure: progress.Failure}, u.retarget(ctx, pod, state, progress, t)
+	}
 	switch {
 	case progress.Failure != "":
-		return podStep{failure: progress.Failure}, u.fail(ctx, pod, state, t, progress.Failure)
+		if progress.GateMayOpen(u.guarded()) && !gateOpen(pod) {
+			// Nothing old runs: the gate need not hold the pod; its Ready
+			// follows the failing container.
+			if err := u.openGate(ctx, pod); err != nil {
+				return podStep{}, ignoreConflict(err)
+			}
+		}
+		return podStep{failure: progress.Failure}, u.fail(ctx, pod, state, t, progress)
 	case progress.Done:
 		return podStep{}, u.finish(ctx, pod, state, t)
-	case !gateOpen(pod) && (kubeletSawPatch(pod) || inplace.Replaced(pod, state)):
-		// The kubelet is replacing the drained containers: it kills them in
-		// the very sync that took in the patch, before it starts the new
-		// ones, and any later sync sees them gone. The gate opens now, so
-		// that every sync from here on has it open, and the kubelet turns the
-		// pod Ready itself the moment the new containers are ready.
+	case progress.GateMayOpen(u.guarded()) && !gateOpen(pod):
 		return podStep{}, ignoreConflict(u.openGate(ctx, pod))
 	}
 	return podStep{}, nil
-}
-
-// kubeletSawPatch reports whether the kubelet has seen the pod's latest spec
-// (where it reports observedGeneration).
-func kubeletSawPatch(pod *corev1.Pod) bool {
-	return pod.Status.ObservedGeneration > 0 && pod.Status.ObservedGeneration >= pod.Generation
 }
 
 func gateOpen(pod *corev1.Pod) bool {
@@ -182,56 +212,127 @@ func gateOpen(pod *corev1.Pod) bool {
 }
 
 // patch records the update's state and changes the pod's images, labels and
-// annotations to the target's, in one write, from a live read: the
-// recorded containers are those the kubelet will replace.
-func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *podTarget, since metav1.Time) error {
+// annotations to the target's, in one write, from a live read: the recorded
+// containers are those the kubelet will replace. The containers to change
+// come from the diff between the pod's revision and the target, not from
+// the live pod's images: an image rewritten at the pod's creation (a
+// registry mirror, a digest pinned by a policy) is left alone.
+func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *podTarget) error {
 	pod := &corev1.Pod{}
 	if err := u.live.Get(ctx, client.ObjectKeyFromObject(cached), pod); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	if state, err := inplace.StateOf(pod); pod.UID != cached.UID || !inplace.Updating(pod) || state != nil || err != nil {
-		return err // the cache was behind
+		return nil // the cache was behind; the pod's event brings it back
+	}
+	if ready := condition(pod, corev1.PodReady); !u.guarded() && ready != nil && ready.Status == corev1.ConditionTrue {
+		// Unguarded, the gate closed alone and the kubelet turns the pod
+		// not Ready itself, from a status it computed with the gate closed:
+		// the proof that it has taken the gate in. The images change after.
+		logf.FromContext(ctx).V(1).Info("Waiting for the kubelet to take in the closed gate", "pod", klog.KObj(pod))
+		return nil
 	}
 	from, err := t.templateOf(ctx, pod.Labels[t.revisionLabel])
 	if err != nil {
 		return err
 	}
+	d, fallback := t.eligibility(ctx, pod, from)
+	if fallback != "" {
+		// The pod's revision went from the history, or the target changed,
+		// since the gate closed: nothing to patch; the native controller
+		// recreates it.
+		return ignoreConflict(u.openGate(ctx, pod))
+	}
 	now := metav1.NewTime(u.clock.Now())
 	state := &inplace.UpdateState{
 		Revision:   t.revision,
 		From:       pod.Labels[t.revisionLabel],
-		Since:      since,
+		Since:      inplace.GateCondition(pod).LastTransitionTime,
 		PatchedAt:  &now,
-		Containers: inplace.Snapshot(pod, changedContainers(pod, t.template)),
+		Containers: inplace.Snapshot(pod, d.Restarts()),
 	}
-	return u.write(ctx, pod, state, from, t)
+	return u.write(ctx, pod, state, from, d, t)
 }
 
-// write records state on the pod and sets its images, labels and
-// annotations to the target's, in one conditional write.
-func (u *podUpdater) write(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, from *corev1.PodTemplateSpec, t *podTarget) error {
+// write records state on the pod and sets the images the diff changes and
+// the labels and annotations to the target's, in one conditional write. A
+// write refused for another reason than a conflict (another admission
+// webhook's policy, say) hands the pod to the native controller.
+func (u *podUpdater) write(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, from *corev1.PodTemplateSpec, d inplace.TemplateDiff, t *podTarget) error {
 	base := pod.DeepCopy()
-	setImages(pod, t.template)
+	setImages(pod, t.template, d.Restarts())
 	applyTemplateMetadata(pod, from, t.template)
 	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
-	return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
+	err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
+	if err == nil || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return u.recreate(ctx, base, t, inplace.FallbackPatchRefused, err.Error())
+	}
+	return fmt.Errorf("patching pod %s: %w", klog.KObj(pod), err)
+}
+
+// recreate hands a pod whose update cannot go on in place to the native
+// controller: it deletes the pod (conditionally on what was read), and its
+// controller creates it again at the target revision. The pod is not ready
+// already (its gate is closed), so this spends no more of maxUnavailable.
+func (u *podUpdater) recreate(ctx context.Context, pod *corev1.Pod, t *podTarget, reason, detail string) error {
+	err := u.client.Delete(ctx, pod, client.Preconditions{UID: &pod.UID, ResourceVersion: &pod.ResourceVersion})
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil // the pod changed or went; its next event brings it back
+	}
+	if err != nil {
+		return fmt.Errorf("deleting pod %s to recreate it: %w", klog.KObj(pod), err)
+	}
+	fallbacksTotal.WithLabelValues(t.kind, reason).Inc()
+	u.recorder.Eventf(pod, t.workload, corev1.EventTypeWarning, ReasonRecreatedNotInPlace, "Recreate",
+		"Deleted for %s to recreate, not in place: %s: %s", klog.KObj(t.workload), fallbackWords[reason], detail)
+	logf.FromContext(ctx).Info("Recreating a pod instead of updating it in place", "pod", klog.KObj(pod), "reason", reason, "detail", detail)
+	return nil
+}
+
+// fallbackWords say, in events, why a pod is recreated instead.
+var fallbackWords = map[string]string{
+	inplace.FallbackNoReadinessGate: "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
+	inplace.FallbackNoRevision:      "the revision the pod runs is no longer in the workload's history",
+	inplace.FallbackNotInPlaceable:  "its change is more than container images, pod labels and pod annotations",
+	inplace.FallbackSidecarKubelet:  "a native sidecar's image changes and the node's kubelet (before 1.32) does not restart sidecars in place",
+	inplace.FallbackPatchRefused:    "the image patch was refused",
+	inplace.FallbackBadState:        "its in-place update state cannot be read",
 }
 
 // retarget moves a pod whose update aimed at an older revision to the new
-// one. A pod whose update failed is patched again at once (changing the
-// image back rolls a failed pod back in place); one the kubelet is
-// restarting finishes first, then goes on to the new revision without
-// opening its gate: patching it again mid-restart would leave its
-// completion ambiguous.
-func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget) (podStep, error) {
-	progress := inplace.CheckProgress(pod, state)
-	if progress.Failure == "" && !progress.Done {
-		return podStep{}, nil
+// one, once the kubelet has settled the older patch (the replaced
+// containers gone, or the update failed): a patch on top of one the kubelet
+// has not acted on would leave it unclear which container is whose.
+//   - Done (ready on the older target): it is relabelled to that revision,
+//     and the rollout updates it again like any other pod, closing its gate
+//     first.
+//   - Not ready (it failed, or never became ready): it is patched at once;
+//     changing the image back rolls a failed pod back in place.
+//   - The new target cannot be reached in place from the older one: the
+//     native controller recreates the pod; until then it finishes or stays
+//     as it is.
+func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, progress inplace.Progress, t *podTarget) error {
+	if progress.GateMayOpen(u.guarded()) && !gateOpen(pod) {
+		if err := u.openGate(ctx, pod); err != nil {
+			return ignoreConflict(err)
+		}
 	}
-	// The pod's labels, annotations and images are the older target's now.
+	if progress.Done {
+		return u.finish(ctx, pod, state, t)
+	}
+	if !progress.Settled() {
+		return nil
+	}
 	from, err := t.templateOf(ctx, state.Revision)
 	if err != nil {
-		return podStep{}, err
+		return err
+	}
+	d, fallback := t.eligibility(ctx, pod, from)
+	if fallback != "" {
+		return nil
 	}
 	now := metav1.NewTime(u.clock.Now())
 	next := &inplace.UpdateState{
@@ -239,10 +340,10 @@ func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inpla
 		From:       state.Revision,
 		Since:      state.Since,
 		PatchedAt:  &now,
-		Containers: inplace.Snapshot(pod, changedContainers(pod, t.template)),
+		Containers: inplace.Snapshot(pod, d.Restarts()),
 	}
 	logf.FromContext(ctx).V(1).Info("Retargeting an in-place update", "pod", klog.KObj(pod), "from", state.Revision, "to", t.revision)
-	return podStep{}, u.write(ctx, pod, next, from, t)
+	return u.write(ctx, pod, next, from, d, t)
 }
 
 // finish opens the gate of a pod whose update completed, if it is not open
@@ -268,37 +369,61 @@ func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace
 	return nil
 }
 
-// fail reports, once, a pod whose update cannot complete. The pod stays not
-// ready and counts against maxUnavailable, so the rollout halts instead of
-// spreading the failure.
-func (u *podUpdater) fail(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget, failure string) error {
-	if state.Failure == failure {
+// fail reports, once per cause, a pod whose update cannot complete. The pod
+// stays not ready and counts against maxUnavailable, so the rollout halts
+// instead of spreading the failure. The cause is kept in the state in a
+// stable form (the container and the kubelet's reason): the kubelet's
+// message changes with every back-off and would repeat the event.
+func (u *podUpdater) fail(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, t *podTarget, p inplace.Progress) error {
+	if state.Failure == p.Failure {
 		return nil
 	}
 	base := pod.DeepCopy()
-	state.Failure = failure
+	state.Failure = p.Failure
 	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
 	if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ignoreConflict(err)
 	}
 	updatesTotal.WithLabelValues(t.kind, resultFailure).Inc()
 	u.recorder.Eventf(pod, t.workload, corev1.EventTypeWarning, ReasonInPlaceUpdateFailed, "Update",
-		"In-place update to revision %s cannot complete: %s", state.Revision, failure)
-	logf.FromContext(ctx).Info("An in-place update cannot complete", "pod", klog.KObj(pod), "revision", state.Revision, "failure", failure)
+		"In-place update to revision %s cannot complete: %s", state.Revision, p.Detail)
+	logf.FromContext(ctx).Info("An in-place update cannot complete", "pod", klog.KObj(pod), "revision", state.Revision, "failure", p.Detail)
 	return nil
 }
 
-// abandon ends an update the workload no longer wants (the user handed the
-// rollout back to the native controller) whose images were never patched:
-// the gate opens again.
-func (u *podUpdater) abandon(ctx context.Context, pod *corev1.Pod) error {
-	return ignoreConflict(u.openGate(ctx, pod))
+// settle finishes what an update left on a pod that the rollout no longer
+// wants (the workload handed back to its native controller, the pod out of
+// the rollout's range or orphaned): an update not patched yet is abandoned,
+// one whose containers were replaced gets its gate open, and one done is
+// relabelled to the revision it reached.
+func (u *podUpdater) settle(ctx context.Context, pod *corev1.Pod, revisionLabel string) error {
+	state, err := inplace.StateOf(pod)
+	if err != nil {
+		return nil // recreated by the rollout, or left to release-holds
+	}
+	if state == nil {
+		return ignoreConflict(u.openGate(ctx, pod))
+	}
+	progress := inplace.CheckProgress(pod, state)
+	if progress.GateMayOpen(u.guarded()) && !gateOpen(pod) {
+		if err := u.openGate(ctx, pod); err != nil {
+			return ignoreConflict(err)
+		}
+	}
+	if !progress.Done {
+		return nil
+	}
+	base := pod.DeepCopy()
+	pod.Labels[revisionLabel] = state.Revision
+	delete(pod.Annotations, inplace.AnnotationUpdateState)
+	return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
 }
 
-// closeGate marks the pod not ready for an in-place update to revision,
-// together with its Ready condition as the kubelet would compute it: written
+// closeGate marks the pod not ready for an in-place update to revision.
+// Guarded, Ready False goes with it in the kubelet's own words: written
 // alone, the gate makes the kubelet re-sync the pod, and an image patch
-// right after waits behind that sync.
+// right after waits behind that sync. Unguarded, the gate goes alone: the
+// kubelet's sync is the proof the patch waits for.
 func (u *podUpdater) closeGate(ctx context.Context, pod *corev1.Pod, revision string) error {
 	base := pod.DeepCopy()
 	now := metav1.NewTime(u.clock.Now())
@@ -306,7 +431,7 @@ func (u *podUpdater) closeGate(ctx context.Context, pod *corev1.Pod, revision st
 		Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse,
 		Reason: inplace.ReasonInPlaceUpdate, Message: "updating in place to revision " + revision,
 	}, now)
-	if ready := inplace.ReadyCondition(pod, corev1.ConditionFalse); ready.Reason == inplace.ReasonReadinessGatesNotReady {
+	if ready := inplace.ReadyCondition(pod, corev1.ConditionFalse); u.guarded() && ready.Reason == inplace.ReasonReadinessGatesNotReady {
 		// The containers are ready: Ready now hangs on the gates.
 		setCondition(pod, ready, now)
 	}
@@ -338,16 +463,28 @@ func setCondition(pod *corev1.Pod, c corev1.PodCondition, now metav1.Time) {
 	pod.Status.Conditions = append(pod.Status.Conditions, c)
 }
 
-// setImages sets each of the pod's containers to the template's image.
-func setImages(pod *corev1.Pod, t *corev1.PodTemplateSpec) {
-	for _, pair := range []struct{ pod, tpl []corev1.Container }{
-		{pod.Spec.InitContainers, t.Spec.InitContainers},
-		{pod.Spec.Containers, t.Spec.Containers},
-	} {
-		for i := range pair.pod {
-			for _, tc := range pair.tpl {
-				if tc.Name == pair.pod[i].Name {
-					pair.pod[i].Image = tc.Image
+func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// setImages sets the named containers (and native sidecars) of the pod to
+// the template's images.
+func setImages(pod *corev1.Pod, t *corev1.PodTemplateSpec, names []string) {
+	for _, name := range names {
+		for _, pair := range []struct{ pod, tpl []corev1.Container }{
+			{pod.Spec.InitContainers, t.Spec.InitContainers},
+			{pod.Spec.Containers, t.Spec.Containers},
+		} {
+			for i := range pair.pod {
+				for _, tc := range pair.tpl {
+					if tc.Name == name && pair.pod[i].Name == name {
+						pair.pod[i].Image = tc.Image
+					}
 				}
 			}
 		}

@@ -2,16 +2,22 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
@@ -40,6 +46,11 @@ func gateStatus(pod *corev1.Pod) corev1.ConditionStatus {
 	return ""
 }
 
+// guarded is a Guard that says what it is.
+type guarded bool
+
+func (g guarded) Guarded() bool { return bool(g) }
+
 // TestPodUpdateSteps walks one pod through its in-place update against a fake
 // API server, playing the kubelet's part, and checks each write.
 func TestPodUpdateSteps(t *testing.T) {
@@ -51,7 +62,7 @@ func TestPodUpdateSteps(t *testing.T) {
 	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
 	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
-	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock, guard: guarded(true)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
 	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Label("tier", "front").Obj(), 0)
 	read := func() *corev1.Pod {
@@ -65,7 +76,7 @@ func TestPodUpdateSteps(t *testing.T) {
 
 	// Begin: the gate closes with Ready, in the kubelet's words; with no
 	// grace period the images are patched in the same pass, with the state.
-	if err := u.begin(t.Context(), read(), from, target); err != nil {
+	if err := u.begin(t.Context(), read(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
 		t.Fatal(err)
 	}
 	got := read()
@@ -86,7 +97,8 @@ func TestPodUpdateSteps(t *testing.T) {
 	}
 
 	// The kubelet takes in the patch and replaces the container; the new
-	// one is not ready yet: the gate opens, Ready stays the kubelet's to turn.
+	// one is not ready yet: the gate is open (guarded, it opened once the
+	// kubelet took the patch in), Ready stays the kubelet's to turn.
 	got.Generation = 2
 	kubeletRunning(got, "c2", false, now.Add(time.Second))
 	if err := c.Status().Update(t.Context(), got); err != nil {
@@ -130,10 +142,10 @@ func TestPodUpdateWaitsForTheGracePeriod(t *testing.T) {
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
 	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
-	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock}
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock, guard: guarded(true)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
 	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 10*time.Second)
-	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
 		t.Fatal(err)
 	}
 	got := &corev1.Pod{}
@@ -166,55 +178,127 @@ func testTarget(from, to *corev1.PodTemplateSpec, grace time.Duration) *podTarge
 		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
 		template: to, grace: grace,
 		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
+		eligibility: func(_ context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string) {
+			return inplace.Eligibility(pod, from, to, "v1.37.2")
+		},
 	}
 }
 
-func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
-	for i := range pod.Status.Conditions {
-		if pod.Status.Conditions[i].Type == t {
-			return &pod.Status.Conditions[i]
-		}
+// TestWhenTheGateOpens: the kubelet reports the patched generation as it
+// begins to replace the container, and the old one may run on for seconds
+// (a preStop hook, a long grace period), reported ready. Guarded (the API
+// server refuses a Ready True while it runs), the gate opens at once, so
+// that the kubelet's next sync caches it open; unguarded, only once the
+// kubelet reports the old container gone.
+func TestWhenTheGateOpens(t *testing.T) {
+	for _, tc := range []struct {
+		guarded                       bool
+		openWhileOldRuns, openWhenNew bool
+	}{
+		{guarded: true, openWhileOldRuns: true, openWhenNew: true},
+		{guarded: false, openWhileOldRuns: false, openWhenNew: true},
+	} {
+		t.Run(fmt.Sprintf("guarded %v", tc.guarded), func(t *testing.T) {
+			pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+			pod.Generation = 1
+			pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+			kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+			u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now), guard: guarded(tc.guarded)}
+			from := builder.PodTemplate("web", "nginx:1.27").Obj()
+			target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
+			if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.Pod{}
+			step := func(edit func(*corev1.Pod)) {
+				t.Helper()
+				_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+				edit(got)
+				if err := c.Status().Update(t.Context(), got); err != nil {
+					t.Fatal(err)
+				}
+				got.Generation = 2 // as the API server counts the patch; the fake one does not
+				if _, err := u.advance(t.Context(), got, target); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+			}
+			if !tc.guarded {
+				// Unguarded, the gate closed alone and the images wait for the
+				// kubelet to turn the pod not Ready itself.
+				if _, err := u.advance(t.Context(), got, target); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+				if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionTrue {
+					t.Fatalf("unguarded, the manager wrote Ready: %+v", r)
+				}
+				if got.Spec.Containers[0].Image != "nginx:1.27" {
+					t.Fatalf("unguarded, the images changed before the kubelet took in the closed gate")
+				}
+				step(func(p *corev1.Pod) {
+					setCondition(p, inplace.ReadyCondition(p, corev1.ConditionFalse), metav1.NewTime(now))
+				})
+				if got.Spec.Containers[0].Image != "nginx:1.28" {
+					t.Fatalf("the images did not change once the kubelet took in the closed gate")
+				}
+			}
+
+			step(func(p *corev1.Pod) {})
+			if gateOpen(got) {
+				t.Fatalf("the gate opened before the kubelet saw the patch")
+			}
+			// The kubelet took in the patch and is running the old container's
+			// preStop hook: the old container is still running, still ready.
+			step(func(p *corev1.Pod) { p.Status.ObservedGeneration = 2 })
+			if gateOpen(got) != tc.openWhileOldRuns {
+				t.Fatalf("gate open while the replaced container still runs: %v, want %v", gateOpen(got), tc.openWhileOldRuns)
+			}
+			// The kubelet reports the new container, not ready yet.
+			step(func(p *corev1.Pod) {
+				p.Generation = 2
+				kubeletRunning(p, "c2", false, now.Add(5*time.Second))
+			})
+			if gateOpen(got) != tc.openWhenNew {
+				t.Errorf("gate open once the old container is gone: %v, want %v", gateOpen(got), tc.openWhenNew)
+			}
+			if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionFalse {
+				t.Errorf("Ready = %+v: the new container is not ready", r)
+			}
+		})
 	}
-	return nil
 }
 
-// TestGateOpensOnceTheKubeletSawThePatch: the kubelet kills the replaced
-// containers in the sync that takes in the patch, so the gate may open as
-// soon as it reports the patched generation, before the new container runs.
-func TestGateOpensOnceTheKubeletSawThePatch(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+// TestRefusedPatchRecreates: another admission webhook refuses the image
+// patch after the gate closed. The pod is not left not ready: it is deleted,
+// for its controller to recreate, with a Warning event.
+func TestRefusedPatchRecreates(t *testing.T) {
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
-	pod.Generation = 1
 	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
-	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now)}
+	base := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	c := interceptor.NewClient(base, interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			return apierrors.NewForbidden(corev1.Resource("pods"), obj.GetName(), errors.New("images must come from registry.example"))
+		},
+	})
+	recorder := events.NewFakeRecorder(10)
+	u := &podUpdater{client: c, live: base, recorder: recorder, clock: clocktesting.NewFakeClock(now), guard: guarded(true)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
 	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
-	if err := u.begin(t.Context(), pod.DeepCopy(), from, target); err != nil {
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
 		t.Fatal(err)
 	}
-	got := &corev1.Pod{}
-	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
-	got.Generation = 2 // as the API server counts the patch; the fake one does not
-	if _, err := u.advance(t.Context(), got, target); err != nil {
-		t.Fatal(err)
+	if err := base.Get(t.Context(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the pod whose patch was refused is still there (%v)", err)
 	}
-	if gateOpen(got) {
-		t.Fatalf("the gate opened before the kubelet saw the patch")
+	var got []string
+	for len(recorder.Events) > 0 {
+		got = append(got, <-recorder.Events)
 	}
-	got.Status.ObservedGeneration = 2
-	if err := c.Status().Update(t.Context(), got); err != nil {
-		t.Fatal(err)
-	}
-	got.Generation = 2
-	if _, err := u.advance(t.Context(), got, target); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
-	if !gateOpen(got) {
-		t.Errorf("the gate is still closed once the kubelet saw the patch")
-	}
-	if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionFalse {
-		t.Errorf("Ready = %+v: the old container is still being replaced", r)
+	if !slices.ContainsFunc(got, func(e string) bool {
+		return strings.HasPrefix(e, "Warning RecreatedNotInPlace") && strings.Contains(e, "images must come from registry.example")
+	}) {
+		t.Errorf("events %q: want a RecreatedNotInPlace warning that says why", got)
 	}
 }

@@ -2,34 +2,61 @@ package controller
 
 import (
 	"context"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	"github.com/inplace-dev/inplace/inplace"
 )
 
-// ReadinessGateKeeper sets InPlaceUpdateReady=True on every managed pod that
-// has the gate and no in-place update in progress. A pod with the gate and
-// no writer would never become Ready (OpenKruise issues #114 and #892), so
-// the keeper sits on the readiness path of every pod the webhook gated: it
-// acts on the pod's creation, before its containers start, so that the gate
-// is open by the time they are ready and costs the pod no time.
+// AbandonAfter is how long past its grace period an in-place update may
+// keep a pod's gate closed without its images patched before any manager
+// replica opens the gate again: the elected replica patches within
+// milliseconds of the grace period, so an update still unpatched then was
+// left by a replica that stopped. The rollout begins it again if it still
+// wants it.
+const AbandonAfter = 30 * time.Second
+
+// ReadinessGateKeeper keeps the InPlaceUpdateReady gate of every managed pod
+// from staying closed without a reason. A pod with the gate and no writer
+// would never become Ready (OpenKruise issues #114 and #892), so the keeper
+// runs on every manager replica, not only the elected one, and opens the
+// gate of:
+//   - a pod with no in-place update in progress: on its creation, before its
+//     containers start, so that the gate costs it no time;
+//   - a pod whose update the kubelet has taken in (and, unguarded, whose
+//     replaced containers are gone): the kubelet then turns it Ready the
+//     moment its new containers are;
+//   - a pod whose update was begun and never patched (its gate closed for
+//     longer than the grace period and AbandonAfter, or its workload gone):
+//     the replica that began it stopped.
+//
+// Its writes are conditional on the resourceVersion it read: of two
+// replicas opening the same gate one succeeds and the other finds the pod
+// changed, and none opens a gate that an update closed since it read.
 type ReadinessGateKeeper struct {
 	Client client.Client
 	Clock  clock.PassiveClock
+	// Guard says when a patched pod's gate may open (see Guard); nil is
+	// unguarded.
+	Guard Guard
 }
 
-// SetupWithManager registers the keeper. Only pods whose gate needs opening
-// reach the queue.
+// SetupWithManager registers the keeper on every replica. Only the pods
+// whose gate may need opening reach the queue.
 func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -38,31 +65,99 @@ func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 		Named("readiness-gate-keeper").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			pod, ok := o.(*corev1.Pod)
-			return ok && inplace.NeedsGateOpened(pod)
+			return ok && inplace.HasGate(pod) && (inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !gateOpen(pod))
 		}))).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: reconcileTimeout}).
 		Complete(r)
 }
 
-// Reconcile opens the pod's gate if it needs opening.
+// Reconcile opens the pod's gate if nothing holds it closed.
 func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer Watchdog.track()()
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !inplace.NeedsGateOpened(pod) {
-		return ctrl.Result{}, nil
+	open, after, why := r.shouldOpen(ctx, pod)
+	if !open {
+		return ctrl.Result{RequeueAfter: after}, nil
 	}
 	err := OpenGate(ctx, r.Client, pod, metav1.NewTime(r.Clock.Now()))
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-		// The pod changed since the cache saw it (the kubelet or the
-		// rollout wrote first); its watch event brings it back here.
+		// The pod changed since the cache saw it (the kubelet, the rollout
+		// or another replica wrote first); its watch event brings it back.
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	logf.FromContext(ctx).V(1).Info("Opened the readiness gate", "pod", klog.KObj(pod))
+	logf.FromContext(ctx).V(1).Info("Opened the readiness gate", "pod", klog.KObj(pod), "why", why)
 	return ctrl.Result{}, nil
+}
+
+// shouldOpen decides whether the pod's gate opens now; if not, after says
+// when to look again (0: at the pod's next event).
+func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (open bool, after time.Duration, why string) {
+	if !inplace.HasGate(pod) || pod.DeletionTimestamp != nil || gateOpen(pod) {
+		return false, 0, ""
+	}
+	if inplace.NeedsGateOpened(pod) {
+		return true, 0, "no update in progress"
+	}
+	state, err := inplace.StateOf(pod)
+	if err != nil {
+		return false, 0, "" // the rollout recreates the pod
+	}
+	if state != nil {
+		if inplace.CheckProgress(pod, state).GateMayOpen(r.Guard != nil && r.Guard.Guarded()) {
+			return true, 0, "the kubelet has taken in the patch"
+		}
+		return false, 0, ""
+	}
+	// Begun, not patched.
+	grace, found := r.gracePeriod(ctx, pod)
+	if !found {
+		return true, 0, "its workload is gone"
+	}
+	gate := inplace.GateCondition(pod)
+	deadline := gate.LastTransitionTime.Add(grace + AbandonAfter + time.Second)
+	if wait := deadline.Sub(r.Clock.Now()); wait > 0 {
+		return false, wait, ""
+	}
+	return true, 0, "the update was begun and never patched"
+}
+
+// gracePeriod returns the grace period of the workload that controls the pod
+// (inplace.dev/grace-period-seconds), read from the cache's metadata; found
+// is false when the pod has no controller or it is gone.
+func (r *ReadinessGateKeeper) gracePeriod(ctx context.Context, pod *corev1.Pod) (time.Duration, bool) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return 0, false
+	}
+	gvk := schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: ref.Name}, m); err != nil || m.UID != ref.UID {
+		if apierrors.IsNotFound(err) || err == nil {
+			return 0, false
+		}
+		return inplace.MaxGracePeriodSeconds * time.Second, true // cannot tell: the longest
+	}
+	if gvk.GroupKind() == (schema.GroupKind{Group: appsv1.GroupName, Kind: "ReplicaSet"}) {
+		if owner := metav1.GetControllerOfNoCopy(m); owner != nil {
+			d := &metav1.PartialObjectMetadata{}
+			d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind(owner.Kind))
+			if err := r.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: owner.Name}, d); err == nil {
+				m = d
+			}
+		}
+	}
+	seconds, err := inplace.GracePeriodOf(m.Annotations)
+	if err != nil {
+		seconds = inplace.MaxGracePeriodSeconds
+	}
+	return time.Duration(seconds) * time.Second, true
 }
 
 // OpenGate sets the pod's InPlaceUpdateReady condition True, conditionally on

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -34,33 +34,58 @@ const statefulSetKind = "StatefulSet"
 
 var templatePath = field.NewPath("spec", "template")
 
-// heldOrUpdating lets through the StatefulSets that are held, or were: a
-// released one may leave pods to settle.
-type heldOrUpdating struct{ predicate.Funcs }
+// rolloutPending lets through the StatefulSets that may have pods to update
+// or a record to keep: a spec the StatefulSet controller has not observed,
+// a revision not rolled out to every pod, a rollout or a hold recorded.
+// Pod events reach the reconciler on their own.
+type rolloutPending struct{ predicate.Funcs }
 
-func (heldOrUpdating) Create(e event.CreateEvent) bool { return isHeld(e.Object) }
-func (heldOrUpdating) Delete(e event.DeleteEvent) bool { return isHeld(e.Object) }
-func (heldOrUpdating) Update(e event.UpdateEvent) bool {
-	return isHeld(e.ObjectOld) || isHeld(e.ObjectNew)
-}
-func (heldOrUpdating) Generic(e event.GenericEvent) bool { return isHeld(e.Object) }
-
-func isHeld(o client.Object) bool {
-	_, ok := o.GetAnnotations()[inplace.AnnotationHold]
-	return ok
+func (rolloutPending) Create(e event.CreateEvent) bool   { return pending(e.Object) }
+func (rolloutPending) Delete(event.DeleteEvent) bool     { return false }
+func (rolloutPending) Generic(e event.GenericEvent) bool { return pending(e.Object) }
+func (rolloutPending) Update(e event.UpdateEvent) bool {
+	return pending(e.ObjectOld) || pending(e.ObjectNew)
 }
 
-// StatefulSetRollout performs the in-place rollout of a StatefulSet that the
-// webhook holds (its partition raised to replicas, the user's recorded in the
-// hold annotation). From the highest ordinal down to the user's partition,
-// at most maxUnavailable at once, it updates each pod in place, or hands it
-// to the native controller to recreate when it cannot (no readiness gate, or
-// a change live pods cannot take); it lowers the partition as pods finish,
-// so the native controller never deletes one, and restores the user's
-// partition at the end.
+func pending(o client.Object) bool {
+	sts, ok := o.(*appsv1.StatefulSet)
+	if !ok {
+		return false
+	}
+	a := sts.Annotations
+	_, rollout := a[inplace.AnnotationRollout]
+	_, hold := a[inplace.AnnotationHold]
+	return rollout || hold || sts.Status.ObservedGeneration < sts.Generation ||
+		sts.Status.CurrentRevision != sts.Status.UpdateRevision ||
+		sts.Status.UpdatedReplicas != sts.Status.Replicas
+}
+
+// StatefulSetRollout updates in place the pods of a managed StatefulSet
+// that its own controller would recreate in a rolling update.
 //
-// Everything it needs to resume is on the objects: the hold on the
-// StatefulSet and each pod's update state. Watch events drive it: a pod's
+// The StatefulSet is left exactly as the user wrote it: no partition raised,
+// no strategy changed. Its controller runs the rollout, and its status, which
+// kubectl rollout status, kstatus (Helm, Flux) and Argo CD read, stays its
+// own and true. When it deletes a pod to recreate it at the new revision,
+// the validating webhook refuses the delete if this reconciler updates that
+// pod in place instead (inplace.RefuseRolloutDelete); the reconciler then
+// closes the pod's gate, patches its images, and relabels it to the new
+// revision once its new containers are ready, and the StatefulSet controller,
+// seeing the pod updated, goes on to the next. With the manager down, the
+// webhook fails open and the StatefulSet controller recreates the pods as it
+// always has.
+//
+// The reconciler chooses the pods the StatefulSet controller would: from
+// the highest ordinal down to the partition, those already unavailable on an
+// old revision at once (a fix for a crash-looping revision must be able to
+// roll out), then the others within maxUnavailable, one after another on
+// OrderedReady once every pod is available. A pod it cannot update in place
+// (no readiness gate, a change live pods cannot take) counts against the
+// same budget and is left to the StatefulSet controller, whose delete the
+// webhook lets through.
+//
+// Everything it needs to resume is on the objects: each pod's update state
+// and the rollout record on the StatefulSet. Watch events drive it: a pod's
 // status change, a StatefulSet's spec or status change.
 type StatefulSetRollout struct {
 	Client client.Client
@@ -70,9 +95,13 @@ type StatefulSetRollout struct {
 	Clock     clock.PassiveClock
 	// Scope decides whether the StatefulSet's namespace is still managed.
 	Scope inplace.Scope
+	// Guard says which order of writes is safe (see Guard); nil is
+	// unguarded.
+	Guard Guard
 
-	updater *podUpdater
-	held    *heldSet
+	updater  *podUpdater
+	active   *activeSet
+	kubelets *kubeletVersions
 }
 
 // SetupWithManager registers the reconciler: StatefulSets, and the managed
@@ -81,48 +110,58 @@ func (r *StatefulSetRollout) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	r.updater = &podUpdater{client: r.Client, live: r.APIReader, recorder: r.Recorder, clock: r.Clock}
-	r.held = newHeldSet(statefulSetKind)
+	r.updater = &podUpdater{client: r.Client, live: r.APIReader, recorder: r.Recorder, clock: r.Clock, guard: r.Guard}
+	r.active = newActiveSet(statefulSetKind)
+	r.kubelets = &kubeletVersions{reader: r.APIReader}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("statefulset-rollout").
-		For(&appsv1.StatefulSet{}, builder.WithPredicates(heldOrUpdating{})).
+		For(&appsv1.StatefulSet{}, builder.WithPredicates(rolloutPending{})).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &appsv1.StatefulSet{}, handler.OnlyControllerOwner())).
+		WithOptions(controller.Options{ReconciliationTimeout: reconcileTimeout, EnableWarmup: ptr.To(true)}).
 		Complete(r)
 }
+
+// reconcileTimeout bounds one pass: every step is a few API calls, and a
+// pass that hangs on one must not wedge the rollout.
+const reconcileTimeout = 30 * time.Second
 
 // Reconcile advances the StatefulSet's in-place rollout by what its pods'
 // states allow.
 func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer Watchdog.track()()
 	sts := &appsv1.StatefulSet{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sts); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.held.set(req.String(), false)
+			r.active.set(req.String(), false)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	log := logf.FromContext(ctx)
-	hold, err := inplace.HoldOf(sts.Annotations)
-	if err != nil {
-		log.Error(err, "Ignoring a malformed hold", "statefulset", klog.KObj(sts))
-		return ctrl.Result{}, nil
+	if _, held := sts.Annotations[inplace.AnnotationHold]; held {
+		return ctrl.Result{}, r.releaseHold(ctx, sts)
 	}
-	r.held.set(req.String(), hold != nil)
 	pods, err := r.pods(ctx, sts)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	target := r.target(sts)
-	if hold == nil {
-		return ctrl.Result{}, r.settle(ctx, pods, target)
+	rollout, err := inplace.RolloutOf(sts.Annotations)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Replacing a malformed rollout record", "statefulset", klog.KObj(sts))
+		rollout = &inplace.Rollout{}
 	}
-	if reason := r.releaseReason(ctx, sts); reason != "" {
-		return ctrl.Result{}, r.release(ctx, sts, hold, reason)
+	r.active.set(req.String(), rollout != nil)
+
+	if reason := r.handedBack(ctx, sts); reason != "" {
+		return ctrl.Result{}, r.handBack(ctx, sts, rollout, pods, reason)
 	}
 	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
 		return ctrl.Result{}, nil // the StatefulSet controller has not computed the revision yet
 	}
 
-	plan := r.plan(sts, hold, pods)
+	target := r.target(sts)
+	plan, err := r.plan(ctx, sts, pods, target)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	var result ctrl.Result
 	var failures []string
 	for _, p := range plan.inProgress {
@@ -135,17 +174,26 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 		}
 		result = sooner(result, step.requeueAfter)
 	}
-	if err := r.start(ctx, sts, plan, target); err != nil {
-		return ctrl.Result{}, err
+	for _, p := range plan.settling {
+		if err := r.updater.settle(ctx, p.pod, appsv1.StatefulSetRevisionLabel); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if err := r.reportFailures(ctx, sts, hold, failures); err != nil {
-		return ctrl.Result{}, err
+	if len(plan.start) > 0 {
+		if rollout, err = r.recordStart(ctx, sts, rollout); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if plan.complete {
-		return ctrl.Result{}, r.complete(ctx, sts, hold)
+	for _, p := range plan.start {
+		if err := r.updater.begin(ctx, p.pod, p.from, p.diff, target); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if plan.partition < inplace.Partition(sts) {
-		if err := r.setPartition(ctx, sts, plan.partition); err != nil {
+	if rollout != nil {
+		if plan.complete {
+			return ctrl.Result{}, r.complete(ctx, sts, rollout)
+		}
+		if err := r.reportFailures(ctx, sts, rollout, failures); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -154,220 +202,239 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 
 // statefulPod is a pod of the StatefulSet in the terms of the plan.
 type statefulPod struct {
-	pod     *corev1.Pod
-	ordinal int
-	updated bool // at the update revision, with no update in progress
+	pod      *corev1.Pod
+	ordinal  int
+	updating bool
+	// from and diff are the template the pod runs and its change to the
+	// target; fallback says why it cannot be updated in place ("" when it
+	// can). Set for the pods the rollout must update.
+	from     *corev1.PodTemplateSpec
+	diff     inplace.TemplateDiff
+	fallback string
 }
 
 // statefulPlan is what a pass can do, computed from the StatefulSet and its
 // pods alone.
 type statefulPlan struct {
-	// inProgress are the pods with an update in progress.
+	// inProgress are the pods the rollout is updating.
 	inProgress []statefulPod
-	// candidates are the pods to start, highest ordinal first, as many as
-	// maxUnavailable allows.
-	candidates []statefulPod
-	// partition is the lowest the partition may go: every pod at or above
-	// it is at the update revision.
-	partition int32
-	// complete is true when every pod from the user's partition up is
-	// updated and available.
+	// settling are pods with an update left over that the rollout no
+	// longer wants: out of its range.
+	settling []statefulPod
+	// start are the pods to begin updating in place now.
+	start []statefulPod
+	// complete is true when every pod from the partition up runs the
+	// update revision, none is being updated, and all are available.
 	complete bool
 	// availableIn, when set, is when a pod becomes available (minReadySeconds).
 	availableIn time.Duration
 }
 
-func (r *StatefulSetRollout) plan(sts *appsv1.StatefulSet, hold *inplace.Hold, pods []*corev1.Pod) statefulPlan {
+// plan sorts the StatefulSet's pods as its controller's rolling update would
+// (pkg/controller/statefulset, updateStatefulSetAfterInvariantEstablished):
+// the pods from the partition to replicas whose revision is not the update
+// revision are its targets, highest ordinal first; unavailable ones go at
+// once, the others as maxUnavailable allows, and on OrderedReady only once
+// every pod is available.
+func (r *StatefulSetRollout) plan(ctx context.Context, sts *appsv1.StatefulSet, pods []*corev1.Pod, t *podTarget) (statefulPlan, error) {
 	replicas := int(ptr.Deref(sts.Spec.Replicas, 1))
-	userPartition := int(hold.UserPartition())
 	byOrdinal := make([]*statefulPod, replicas)
+	var plan statefulPlan
 	for _, pod := range pods {
-		ord, ok := ordinal(sts, pod)
-		if !ok || ord >= replicas || byOrdinal[ord] != nil {
+		ord, ok := inplace.Ordinal(sts, pod)
+		if !ok {
 			continue
 		}
-		byOrdinal[ord] = &statefulPod{pod: pod, ordinal: ord,
-			updated: pod.Labels[appsv1.StatefulSetRevisionLabel] == sts.Status.UpdateRevision && !inplace.Updating(pod)}
+		p := &statefulPod{pod: pod, ordinal: ord, updating: inplace.Updating(pod)}
+		if ord >= replicas || !inplace.InRolloutRange(sts, ord) {
+			if p.updating {
+				plan.settling = append(plan.settling, *p)
+			}
+			if ord < replicas {
+				byOrdinal[ord] = p
+			}
+			continue
+		}
+		if byOrdinal[ord] == nil {
+			byOrdinal[ord] = p
+		}
 	}
 
 	now := r.Clock.Now()
 	minReady := time.Duration(sts.Spec.MinReadySeconds) * time.Second
-	var plan statefulPlan
-	unavailable := 0
+	unavailable, allAvailable := 0, true
 	for _, p := range byOrdinal {
 		if p == nil {
 			unavailable++
+			allAvailable = false
 			continue
 		}
-		if inplace.Updating(p.pod) {
-			plan.inProgress = append(plan.inProgress, *p)
+		wait, ok := availableIn(p.pod, minReady, now)
+		if p.updating || !ok {
 			unavailable++
-			continue
+			allAvailable = false
 		}
-		if wait, ok := availableIn(p.pod, minReady, now); !ok {
-			unavailable++
-			if wait > 0 && (plan.availableIn == 0 || wait < plan.availableIn) {
-				plan.availableIn = wait
-			}
+		if wait > 0 && (plan.availableIn == 0 || wait < plan.availableIn) {
+			plan.availableIn = wait
 		}
 	}
 
-	// The partition follows the pods that are done, from the top.
-	plan.partition = int32(replicas)
-	for ord := replicas - 1; ord >= userPartition; ord-- {
-		if byOrdinal[ord] == nil || !byOrdinal[ord].updated {
-			break
-		}
-		plan.partition = int32(ord)
-	}
-	plan.partition = max(plan.partition, int32(userPartition))
-	plan.complete = plan.partition == int32(userPartition) && plan.availableIn == 0 && len(plan.inProgress) == 0
-	if plan.complete {
-		for ord := userPartition; ord < replicas; ord++ {
-			if _, ok := availableIn(byOrdinal[ord].pod, minReady, now); !ok {
-				plan.complete = false
-			}
-		}
-	}
-
-	budget := maxUnavailable(sts, replicas) - unavailable
-	ordered := sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement
-	for ord := replicas - 1; ord >= userPartition && budget > 0; ord-- {
+	// Targets, highest ordinal first.
+	var targets []*statefulPod
+	plan.complete = true
+	for ord := replicas - 1; ord >= int(inplace.Partition(sts)); ord-- {
 		p := byOrdinal[ord]
-		if p != nil && p.updated {
+		if p == nil {
+			plan.complete = false
 			continue
 		}
-		startable := p != nil && !inplace.Updating(p.pod) && p.pod.DeletionTimestamp == nil
-		if ordered && (!startable || !higherDone(byOrdinal, ord, minReady, now)) {
-			break // OrderedReady: one ordinal after another, each available first
-		}
-		if !startable {
+		if p.updating {
+			plan.inProgress = append(plan.inProgress, *p)
+			plan.complete = false
 			continue
-		}
-		plan.candidates = append(plan.candidates, *p)
-		budget--
-	}
-	return plan
-}
-
-// higherDone reports whether every pod above ord is updated and available.
-func higherDone(byOrdinal []*statefulPod, ord int, minReady time.Duration, now time.Time) bool {
-	for _, p := range byOrdinal[ord+1:] {
-		if p == nil || !p.updated {
-			return false
 		}
 		if _, ok := availableIn(p.pod, minReady, now); !ok {
-			return false
+			plan.complete = false
 		}
-	}
-	return true
-}
-
-// start begins the update of each candidate: in place when the pod has the
-// gate and its change can be applied in place, else by the native
-// controller, once every pod above it is done (the partition must come down
-// to it, and the StatefulSet controller recreates a pod below the partition
-// at the old revision).
-func (r *StatefulSetRollout) start(ctx context.Context, sts *appsv1.StatefulSet, plan statefulPlan, target *podTarget) error {
-	for _, p := range plan.candidates {
-		from, err := target.templateOf(ctx, p.pod.Labels[appsv1.StatefulSetRevisionLabel])
-		if err != nil {
-			return err
-		}
-		reason := ""
-		switch {
-		case !inplace.HasGate(p.pod):
-			reason = "NoReadinessGate"
-		case from == nil:
-			reason = "NoRevision"
-		case !inplace.DiffTemplates(templatePath, from, target.template).InPlaceable():
-			reason = "NotInPlaceable"
-		}
-		if reason == "" {
-			if err := r.updater.begin(ctx, p.pod, from, target); err != nil {
-				return err
-			}
+		if p.pod.Labels[appsv1.StatefulSetRevisionLabel] == t.revision {
 			continue
 		}
-		if int32(p.ordinal+1) < plan.partition {
-			continue // wait for the pods above it
+		plan.complete = false
+		if p.pod.DeletionTimestamp != nil || p.pod.Status.Phase == corev1.PodFailed || p.pod.Status.Phase == corev1.PodSucceeded {
+			continue // the StatefulSet controller replaces it
 		}
-		if err := r.recreate(ctx, sts, p, reason); err != nil {
-			return err
+		from, err := t.templateOf(ctx, p.pod.Labels[appsv1.StatefulSetRevisionLabel])
+		if err != nil {
+			return plan, err
+		}
+		p.from = from
+		p.diff, p.fallback = t.eligibility(ctx, p.pod, from)
+		targets = append(targets, p)
+	}
+
+	// First the targets that are down (not Ready): updating them costs no
+	// availability, and a fix for a crash-looping revision must be able to
+	// roll out whatever the budget. (The StatefulSet controller does the
+	// same on Parallel; on OrderedReady it would wait forever for them.)
+	budget := maxUnavailable(sts, replicas) - unavailable
+	for _, p := range targets {
+		if !podReady(p.pod) && p.fallback == "" {
+			plan.start = append(plan.start, *p)
 		}
 	}
-	return nil
-}
-
-// recreate hands a pod to the native controller: the partition comes down
-// to its ordinal and the pod is deleted, to come back at the update revision.
-func (r *StatefulSetRollout) recreate(ctx context.Context, sts *appsv1.StatefulSet, p statefulPod, reason string) error {
-	if err := r.setPartition(ctx, sts, int32(p.ordinal)); err != nil {
-		return err
+	// Then the available ones, as the budget allows; one the StatefulSet
+	// controller recreates takes its share of the budget as well.
+	ordered := sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement
+	if ordered && !allAvailable {
+		return plan, nil
 	}
-	err := r.Client.Delete(ctx, p.pod, client.Preconditions{UID: &p.pod.UID, ResourceVersion: &p.pod.ResourceVersion})
-	if err := ignoreConflict(err); err != nil {
-		return err
+	for _, p := range targets {
+		if budget <= 0 {
+			break
+		}
+		if !podReady(p.pod) {
+			continue
+		}
+		budget--
+		if p.fallback == "" {
+			plan.start = append(plan.start, *p)
+		}
 	}
-	fallbacksTotal.WithLabelValues(statefulSetKind, reason).Inc()
-	r.Recorder.Eventf(p.pod, sts, corev1.EventTypeNormal, ReasonRecreatedNotInPlace, "Recreate",
-		"Recreated by the StatefulSet controller, not in place: %s", fallbackWords[reason])
-	logf.FromContext(ctx).Info("Handed a pod to the native controller", "pod", klog.KObj(p.pod), "reason", reason)
-	return nil
+	return plan, nil
 }
 
-var fallbackWords = map[string]string{
-	"NoReadinessGate": "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
-	"NoRevision":      "the revision the pod runs is no longer in the StatefulSet's history",
-	"NotInPlaceable":  "its change is more than images, labels and annotations",
-}
-
-// complete ends the rollout: the user's partition back, the hold gone. The
-// StatefulSet's status then reads as after a native rollout.
-func (r *StatefulSetRollout) complete(ctx context.Context, sts *appsv1.StatefulSet, hold *inplace.Hold) error {
-	if err := r.release(ctx, sts, hold, ""); err != nil {
-		return err
+// target is the update revision of the StatefulSet, for its pods.
+func (r *StatefulSetRollout) target(sts *appsv1.StatefulSet) *podTarget {
+	grace, _ := inplace.GracePeriodOf(sts.Annotations)
+	t := &podTarget{
+		kind:          statefulSetKind,
+		workload:      sts,
+		revisionLabel: appsv1.StatefulSetRevisionLabel,
+		revision:      sts.Status.UpdateRevision,
+		template:      &sts.Spec.Template,
+		grace:         time.Duration(grace) * time.Second,
+		templateOf: func(ctx context.Context, revision string) (*corev1.PodTemplateSpec, error) {
+			if revision == "" {
+				return nil, nil
+			}
+			return revisionTemplate(ctx, r.Client, r.APIReader, sts.Namespace, revision)
+		},
 	}
-	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutCompleted, "Rollout",
-		"Rolled out revision %s in place in %v", sts.Status.UpdateRevision, r.Clock.Since(hold.Since.Time).Round(time.Millisecond))
-	return nil
+	t.eligibility = func(ctx context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string) {
+		d, fallback := inplace.Eligibility(pod, from, t.template, "")
+		if fallback == inplace.FallbackSidecarKubelet {
+			d, fallback = inplace.Eligibility(pod, from, t.template, r.kubelets.version(ctx, pod.Spec.NodeName))
+		}
+		return d, fallback
+	}
+	return t
 }
 
-// release restores the user's partition and removes the hold.
-func (r *StatefulSetRollout) release(ctx context.Context, sts *appsv1.StatefulSet, hold *inplace.Hold, reason string) error {
-	if err := ReleaseStatefulSet(ctx, r.Client, sts, hold); err != nil {
+// recordStart records the rollout on the StatefulSet when its first pod's
+// update begins, or when the target changed: kubectl get -o yaml then shows
+// an in-place rollout under way, since when, and why it halted if it does.
+func (r *StatefulSetRollout) recordStart(ctx context.Context, sts *appsv1.StatefulSet, rollout *inplace.Rollout) (*inplace.Rollout, error) {
+	if rollout != nil && rollout.Revision == sts.Status.UpdateRevision {
+		return rollout, nil
+	}
+	next := &inplace.Rollout{Revision: sts.Status.UpdateRevision, Since: metav1.NewTime(r.Clock.Now())}
+	base := sts.DeepCopy()
+	metav1.SetMetaDataAnnotation(&sts.ObjectMeta, inplace.AnnotationRollout, next.Encode())
+	if err := r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return rollout, ignoreConflict(err)
+	}
+	r.active.set(client.ObjectKeyFromObject(sts).String(), true)
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutStarted, "Rollout",
+		"Rolling out revision %s in place", next.Revision)
+	return next, nil
+}
+
+// complete ends the record of a rollout whose every pod is updated. The
+// event is told once: only the pass whose conditional write removed the
+// record tells it.
+func (r *StatefulSetRollout) complete(ctx context.Context, sts *appsv1.StatefulSet, rollout *inplace.Rollout) error {
+	base := sts.DeepCopy()
+	delete(sts.Annotations, inplace.AnnotationRollout)
+	if err := r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ignoreConflict(err)
 	}
-	r.held.set(client.ObjectKeyFromObject(sts).String(), false)
-	if reason != "" {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonHoldReleased, "Release",
-			"Handed the rollout back to the StatefulSet controller: %s", reason)
+	r.active.set(client.ObjectKeyFromObject(sts).String(), false)
+	if rollout.Revision == sts.Status.UpdateRevision {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutCompleted, "Rollout",
+			"Rolled out revision %s in place in %v", rollout.Revision, r.Clock.Since(rollout.Since.Time).Round(time.Millisecond))
 	}
 	return nil
 }
 
-// ReleaseStatefulSet hands a held StatefulSet back to its native
-// controller: the user's partition restored (hold may be nil when it could
-// not be read: the partition then goes to 0, the default), the hold removed.
-// The write is conditional on the resourceVersion sts was read at.
-func ReleaseStatefulSet(ctx context.Context, c client.Client, sts *appsv1.StatefulSet, hold *inplace.Hold) error {
-	base := sts.DeepCopy()
-	if sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
-		p := int32(0)
-		if hold != nil {
-			p = hold.UserPartition()
-		}
-		inplace.SetPartition(sts, p)
+// reportFailures makes a halted rollout visible on the StatefulSet: the
+// reason in the rollout record, and a Warning event when it changes.
+func (r *StatefulSetRollout) reportFailures(ctx context.Context, sts *appsv1.StatefulSet, rollout *inplace.Rollout, failures []string) error {
+	slices.Sort(failures)
+	failure := strings.Join(failures, "; ")
+	if failure == rollout.Failure {
+		return nil
 	}
-	delete(sts.Annotations, inplace.AnnotationHold)
-	return c.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	base := sts.DeepCopy()
+	rollout.Failure = failure
+	metav1.SetMetaDataAnnotation(&sts.ObjectMeta, inplace.AnnotationRollout, rollout.Encode())
+	if err := r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ignoreConflict(err)
+	}
+	if failure != "" {
+		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
+			"The in-place rollout is halted at maxUnavailable: %s", failure)
+	}
+	return nil
 }
 
-// releaseReason says why a held StatefulSet must go back to its native
-// controller, or "" when it stays held.
-func (r *StatefulSetRollout) releaseReason(ctx context.Context, sts *appsv1.StatefulSet) string {
-	if sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-		return "its update strategy is OnDelete"
+// handedBack says why the StatefulSet's rollouts are its controller's alone
+// now, or "" while they are in place.
+func (r *StatefulSetRollout) handedBack(ctx context.Context, sts *appsv1.StatefulSet) string {
+	if sts.DeletionTimestamp != nil {
+		return "it is being deleted"
+	}
+	if !inplace.RollsOut(sts) {
+		return "its update strategy is " + string(sts.Spec.UpdateStrategy.Type)
 	}
 	if p, err := inplace.UpdatePolicyOf(sts.Annotations); err != nil || p == inplace.Recreate {
 		return "its update policy is not in place"
@@ -379,76 +446,61 @@ func (r *StatefulSetRollout) releaseReason(ctx context.Context, sts *appsv1.Stat
 	return ""
 }
 
-// settle finishes what a StatefulSet that is no longer held left in its pods:
-// an update already patched completes, one not yet patched is abandoned.
-func (r *StatefulSetRollout) settle(ctx context.Context, pods []*corev1.Pod, target *podTarget) error {
+// handBack settles the pods an in-place rollout left mid-update on a
+// StatefulSet that is no longer managed (the webhook now lets its
+// controller recreate the rest), and removes the rollout record.
+func (r *StatefulSetRollout) handBack(ctx context.Context, sts *appsv1.StatefulSet, rollout *inplace.Rollout, pods []*corev1.Pod, reason string) error {
 	for _, pod := range pods {
-		if !inplace.Updating(pod) {
-			continue
-		}
-		state, err := inplace.StateOf(pod)
-		switch {
-		case err != nil:
-			continue
-		case state == nil:
-			err = r.updater.abandon(ctx, pod)
-		case inplace.CheckProgress(pod, state).Done:
-			err = r.updater.finish(ctx, pod, state, target)
-		}
-		if err != nil {
-			return err
+		if inplace.Updating(pod) {
+			if err := r.updater.settle(ctx, pod, appsv1.StatefulSetRevisionLabel); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
-}
-
-// reportFailures makes a halted rollout visible on the StatefulSet: the
-// reason in the hold, and a Warning event when it changes.
-func (r *StatefulSetRollout) reportFailures(ctx context.Context, sts *appsv1.StatefulSet, hold *inplace.Hold, failures []string) error {
-	slices.Sort(failures)
-	failure := strings.Join(failures, "; ")
-	if failure == hold.Failure {
+	if rollout == nil || sts.DeletionTimestamp != nil {
 		return nil
 	}
 	base := sts.DeepCopy()
-	hold.Failure = failure
-	sts.Annotations[inplace.AnnotationHold] = hold.Encode()
+	delete(sts.Annotations, inplace.AnnotationRollout)
 	if err := r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return ignoreConflict(err)
 	}
-	if failure != "" {
-		r.Recorder.Eventf(sts, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
-			"The in-place rollout is halted at maxUnavailable: %s", failure)
-	}
+	r.active.set(client.ObjectKeyFromObject(sts).String(), false)
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonHoldReleased, "Release",
+		"Left the rollout to the StatefulSet controller: %s", reason)
 	return nil
 }
 
-func (r *StatefulSetRollout) setPartition(ctx context.Context, sts *appsv1.StatefulSet, p int32) error {
-	if inplace.Partition(sts) == p {
-		return nil
+// releaseHold undoes a hold written by an earlier version of inplace (the
+// partition raised to replicas): the user's partition back, the hold gone.
+func (r *StatefulSetRollout) releaseHold(ctx context.Context, sts *appsv1.StatefulSet) error {
+	hold, err := inplace.HoldOf(sts.Annotations)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Releasing a malformed hold: the partition goes to 0", "statefulset", klog.KObj(sts))
 	}
-	base := sts.DeepCopy()
-	inplace.SetPartition(sts, p)
-	return ignoreConflict(r.Client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+	if err := ReleaseStatefulSet(ctx, r.Client, sts, hold); err != nil {
+		return ignoreConflict(err)
+	}
+	r.Recorder.Eventf(sts, nil, corev1.EventTypeNormal, ReasonHoldReleased, "Release",
+		"Released the partition hold of an earlier inplace version: partition %d", inplace.Partition(sts))
+	return nil
 }
 
-// target is the update revision of the StatefulSet, for its pods.
-func (r *StatefulSetRollout) target(sts *appsv1.StatefulSet) *podTarget {
-	grace, _ := inplace.GracePeriodOf(sts.Annotations)
-	return &podTarget{
-		kind:          statefulSetKind,
-		workload:      sts,
-		revisionLabel: appsv1.StatefulSetRevisionLabel,
-		revision:      sts.Status.UpdateRevision,
-		template:      &sts.Spec.Template,
-		grace:         time.Duration(grace) * time.Second,
-		templateOf: func(ctx context.Context, revision string) (*corev1.PodTemplateSpec, error) {
-			if revision == "" {
-				return nil, nil
-			}
-			return revisionTemplate(ctx, r.Client, sts.Namespace, revision)
-		},
+// ReleaseStatefulSet undoes a hold written by an earlier version of
+// inplace: the user's partition restored (hold may be nil when it could not
+// be read: the partition then goes to 0, the default), the hold removed.
+// The write is conditional on the resourceVersion sts was read at.
+func ReleaseStatefulSet(ctx context.Context, c client.Client, sts *appsv1.StatefulSet, hold *inplace.Hold) error {
+	base := sts.DeepCopy()
+	if inplace.RollsOut(sts) {
+		p := int32(0)
+		if hold != nil {
+			p = hold.UserPartition()
+		}
+		inplace.SetPartition(sts, p)
 	}
+	delete(sts.Annotations, inplace.AnnotationHold)
+	return c.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // pods returns the pods the StatefulSet controls. The cache holds only the
@@ -484,23 +536,6 @@ func (r *StatefulSetRollout) listOwned(ctx context.Context, c client.Reader, sts
 	return owned, nil
 }
 
-// ordinal returns the pod's ordinal index (its ordinal less the
-// StatefulSet's start ordinal), which the partition counts in.
-func ordinal(sts *appsv1.StatefulSet, pod *corev1.Pod) (int, bool) {
-	suffix, ok := strings.CutPrefix(pod.Name, sts.Name+"-")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(suffix)
-	if err != nil {
-		return 0, false
-	}
-	if sts.Spec.Ordinals != nil {
-		n -= int(sts.Spec.Ordinals.Start)
-	}
-	return n, n >= 0
-}
-
 // availableIn reports whether the pod is available (Ready for
 // minReadySeconds), and if it is Ready but not yet available, how long until
 // it is.
@@ -523,8 +558,13 @@ func availableIn(pod *corev1.Pod, minReady time.Duration, now time.Time) (time.D
 	return 0, false
 }
 
+func podReady(pod *corev1.Pod) bool {
+	c := condition(pod, corev1.PodReady)
+	return c != nil && c.Status == corev1.ConditionTrue && pod.DeletionTimestamp == nil
+}
+
 // maxUnavailable is the user's rollingUpdate.maxUnavailable, 1 by default,
-// never less than 1.
+// never less than 1, rounded down: as the StatefulSet controller counts it.
 func maxUnavailable(sts *appsv1.StatefulSet, replicas int) int {
 	v := intstr.FromInt32(1)
 	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {

@@ -176,6 +176,7 @@ type testImages struct {
 	V1, V2, V3 string // versions, oldest first
 	V2Retag    string // the very image of V2 (same digest) under another tag
 	Bad        string // exits 1 at once: a crash loop
+	Unready    string // serves "unready" and never passes its readiness probe
 }
 
 // loadTestImages reads the references from E2E_TEST_IMAGES (set by make
@@ -193,14 +194,14 @@ func loadTestImages() (testImages, error) {
 		}
 		refs = strings.Fields(string(out))
 	}
-	if len(refs) != 5 {
-		return testImages{}, fmt.Errorf("want 5 test image references (v1 v2 v3 v2-retag bad, as make -s test-images prints them), got %q", refs)
+	if len(refs) != 6 {
+		return testImages{}, fmt.Errorf("want 6 test image references (v1 v2 v3 v2-retag bad unready, as make -s test-images prints them), got %q", refs)
 	}
-	return testImages{V1: refs[0], V2: refs[1], V3: refs[2], V2Retag: refs[3], Bad: refs[4]}, nil
+	return testImages{V1: refs[0], V2: refs[1], V3: refs[2], V2Retag: refs[3], Bad: refs[4], Unready: refs[5]}, nil
 }
 
 func (i testImages) String() string {
-	return strings.Join([]string{i.V1, i.V2, i.V3, i.V2Retag, i.Bad}, " ")
+	return strings.Join([]string{i.V1, i.V2, i.V3, i.V2Retag, i.Bad, i.Unready}, " ")
 }
 
 // Serves is what a container of image answers on GET /: the tag of a version,

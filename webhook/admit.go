@@ -2,9 +2,10 @@ package webhook
 
 import (
 	"context"
+	"fmt"
+	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,7 +23,7 @@ type admitter struct {
 	clock           clock.PassiveClock
 }
 
-// admission is one workload write, as a defaulter sees it.
+// workloadWrite is one workload write, as a defaulter sees it.
 type workloadWrite struct {
 	req admission.Request
 	// old is the stored object of an update; nil on create.
@@ -34,13 +35,13 @@ type workloadWrite struct {
 // begin decides whether a defaulter acts on a write, and guards the
 // manager-owned annotations. It returns nil when the write is the manager's
 // own (which passes untouched), when the namespace is not managed, or when
-// the workload's policy is malformed (the validator refuses it). Otherwise it
-// restores the manager-owned annotations a re-apply or a replace dropped,
-// and refuses, with a 422, a user's write of one.
+// the workload's policy is malformed (the validator refuses it).
 //
-// The guard lives here, not in the validating webhook: only the mutating
-// webhook sees the user's own request, before this webhook restores or
-// updates the hold on the user's behalf.
+// The manager-owned annotations (inplace.dev/ names but the two users write)
+// are the manager's record of a rollout under way; a user's write never
+// sets them. They are not refused either, which would break a restore from
+// backup or a `kubectl get -o yaml | kubectl apply`: on create they are
+// removed, on update the stored values are kept, each with a warning.
 func (a *admitter) begin(ctx context.Context, obj client.Object, newObject func() client.Object) (*workloadWrite, error) {
 	req, err := request(ctx)
 	if err != nil {
@@ -58,17 +59,20 @@ func (a *admitter) begin(ctx context.Context, obj client.Object, newObject func(
 		return nil, nil
 	}
 	w := &workloadWrite{req: req}
-	var oldAnnotations map[string]string
+	var stored map[string]string
 	if req.Operation == admissionv1.Update {
 		w.old = newObject()
 		if err := a.decoder.DecodeRaw(req.OldObject, w.old); err != nil {
 			return nil, err
 		}
-		oldAnnotations = w.old.GetAnnotations()
-		restoreManagerAnnotations(oldAnnotations, obj)
+		stored = w.old.GetAnnotations()
 	}
-	if errs := inplace.ValidateManagerAnnotations(oldAnnotations, obj.GetAnnotations(), annotationsPath); len(errs) > 0 {
-		return nil, apierrors.NewInvalid(groupKind(req), obj.GetName(), errs)
+	for _, k := range keepManagerAnnotations(stored, obj) {
+		if req.Operation == admissionv1.Create {
+			warn(ctx, fmt.Sprintf("inplace: removed the annotation %s: it is the inplace manager's record and is written by the manager only", k))
+		} else {
+			warn(ctx, fmt.Sprintf("inplace: kept the stored value of the annotation %s: it is the inplace manager's record and is written by the manager only", k))
+		}
 	}
 	if w.policy, err = inplace.UpdatePolicyOf(obj.GetAnnotations()); err != nil {
 		return nil, nil
@@ -76,27 +80,88 @@ func (a *admitter) begin(ctx context.Context, obj client.Object, newObject func(
 	return w, nil
 }
 
-// restoreManagerAnnotations puts back the manager-owned annotations of the
-// stored object that the request dropped: a kubectl apply or replace of the
-// user's manifest, which never carries them, must not end a hold.
-func restoreManagerAnnotations(stored map[string]string, obj metav1.Object) {
-	var annotations map[string]string
+// keepManagerAnnotations sets the object's manager-owned annotations to the
+// stored ones (none on create): a user's value is replaced, one the user's
+// write dropped (a kubectl apply or replace of the user's manifest, which
+// never carries them) is put back. It returns the keys the user had set to
+// another value, sorted.
+func keepManagerAnnotations(stored map[string]string, obj metav1.Object) []string {
+	annotations := obj.GetAnnotations()
+	var changed []string
+	for k, v := range annotations {
+		if inplace.IsManagerOwned(k) {
+			if sv, ok := stored[k]; !ok || sv != v {
+				changed = append(changed, k)
+			}
+		}
+	}
+	dropped := false
+	for k := range stored {
+		if _, ok := annotations[k]; inplace.IsManagerOwned(k) && !ok {
+			dropped = true
+		}
+	}
+	if len(changed) == 0 && !dropped {
+		return nil
+	}
+	next := make(map[string]string, len(annotations))
+	for k, v := range annotations {
+		if !inplace.IsManagerOwned(k) {
+			next[k] = v
+		}
+	}
 	for k, v := range stored {
+		if inplace.IsManagerOwned(k) {
+			next[k] = v
+		}
+	}
+	obj.SetAnnotations(next)
+	slices.Sort(changed)
+	return changed
+}
+
+// stripTemplateAnnotations removes from a pod template the manager-owned
+// annotations that its stored version did not have (stored is nil on
+// create): a pod created with one would be taken for a pod mid-update. One
+// the stored template already had is left, so that no rollout starts; the
+// pod webhook removes it from the pods.
+func stripTemplateAnnotations(ctx context.Context, stored, template *metav1.ObjectMeta) {
+	for k := range template.Annotations {
 		if !inplace.IsManagerOwned(k) {
 			continue
 		}
-		if _, ok := obj.GetAnnotations()[k]; ok {
-			continue
-		}
-		if annotations == nil {
-			annotations = obj.GetAnnotations()
-			if annotations == nil {
-				annotations = map[string]string{}
+		if stored != nil {
+			if _, had := stored.Annotations[k]; had {
+				continue
 			}
 		}
-		annotations[k] = v
+		delete(template.Annotations, k)
+		warn(ctx, fmt.Sprintf("inplace: removed the annotation %s from the pod template: it is written on pods by the inplace manager only", k))
 	}
-	if annotations != nil {
-		obj.SetAnnotations(annotations)
+}
+
+// warningsKey holds, in a request's context, the warnings its handler adds.
+type warningsKey struct{}
+
+// warn adds a warning to the admission response of the request being
+// handled (when its handler is wrapped by withWarnings).
+func warn(ctx context.Context, msg string) {
+	if w, ok := ctx.Value(warningsKey{}).(*[]string); ok {
+		*w = append(*w, msg)
 	}
+}
+
+// withWarnings lets a typed defaulter, whose Default returns no warnings,
+// add them with warn.
+func withWarnings(wh *admission.Webhook) *admission.Webhook {
+	inner := wh.Handler
+	wh.Handler = admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
+		var warnings []string
+		resp := inner.Handle(context.WithValue(ctx, warningsKey{}, &warnings), req)
+		if resp.Allowed {
+			resp.Warnings = append(resp.Warnings, warnings...)
+		}
+		return resp
+	})
+	return wh
 }

@@ -2,11 +2,13 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -40,6 +43,8 @@ var (
 	env *envtest.Environment
 	cfg *rest.Config
 	c   client.Client
+	// aliceConfig is c's: an administrator who is not the manager.
+	aliceConfig *rest.Config
 )
 
 func TestMain(m *testing.M) {
@@ -69,7 +74,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if c, err = client.New(alice.Config(), client.Options{Scheme: app.Scheme()}); err != nil {
+	aliceConfig = alice.Config()
+	if c, err = client.New(aliceConfig, client.Options{Scheme: app.Scheme()}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -240,49 +246,17 @@ func TestWebhookInAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("an image-only update holds the StatefulSet back: partition raised, the user's recorded", func(t *testing.T) {
-		sts := steadyStatefulSet(t, "hold-image", 1)
+	t.Run("an image update leaves the StatefulSet as the user wrote it: no partition raised, nothing held", func(t *testing.T) {
+		sts := steadyStatefulSet(t, "as-written", 1)
 		sts.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
 		if err := c.Update(t.Context(), sts); err != nil {
 			t.Fatal(err)
 		}
-		if p := *sts.Spec.UpdateStrategy.RollingUpdate.Partition; p != 3 {
-			t.Errorf("partition = %d, want 3 (replicas)", p)
+		if p := *sts.Spec.UpdateStrategy.RollingUpdate.Partition; p != 1 {
+			t.Errorf("partition = %d, want the user's 1", p)
 		}
-		hold, err := inplace.HoldOf(sts.Annotations)
-		if err != nil || hold == nil {
-			t.Fatalf("hold = %v, %v", hold, err)
-		}
-		if hold.UserPartition() != 1 || hold.Reason != inplace.ReasonInPlaceRollout || hold.Since.IsZero() {
-			t.Errorf("hold = %+v, want the user's partition 1, the reason and the time", hold)
-		}
-
-		// A re-apply of the user's manifest (partition 1, no hold) keeps it.
-		reapply := sts.DeepCopy()
-		delete(reapply.Annotations, inplace.AnnotationHold)
-		reapply.Spec.UpdateStrategy.RollingUpdate.Partition = ptrTo[int32](1)
-		if err := c.Update(t.Context(), reapply); err != nil {
-			t.Fatal(err)
-		}
-		if p := *reapply.Spec.UpdateStrategy.RollingUpdate.Partition; p != 3 {
-			t.Errorf("after a re-apply, partition = %d, want 3", p)
-		}
-		if again, _ := inplace.HoldOf(reapply.Annotations); again == nil || again.UserPartition() != 1 || !again.Since.Equal(&hold.Since) {
-			t.Errorf("after a re-apply, hold = %+v, want %+v", again, hold)
-		}
-	})
-
-	t.Run("an env update is left to the native controller", func(t *testing.T) {
-		sts := steadyStatefulSet(t, "hold-env", 0)
-		sts.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "MODE", Value: "fast"}}
-		if err := c.Update(t.Context(), sts); err != nil {
-			t.Fatal(err)
-		}
-		if p := *sts.Spec.UpdateStrategy.RollingUpdate.Partition; p != 0 {
-			t.Errorf("partition = %d, want 0", p)
-		}
-		if _, held := sts.Annotations[inplace.AnnotationHold]; held {
-			t.Errorf("the StatefulSet was held: %v", sts.Annotations)
+		if got := inplaceKeys(sts.Annotations); len(got) != 1 || got[inplace.AnnotationUpdatePolicy] != "InPlaceIfPossible" {
+			t.Errorf("inplace.dev annotations = %v, want the update policy only", got)
 		}
 	})
 
@@ -292,10 +266,49 @@ func TestWebhookInAPIServer(t *testing.T) {
 		wantInvalid(t, err, `metadata.annotations[inplace.dev/update-policy]: Unsupported value: "InPlace"`)
 	})
 
-	t.Run("a manager-owned annotation is refused from a user", func(t *testing.T) {
-		sts := builder.StatefulSet("sneaky", "apps").Annotation(inplace.AnnotationHold, "{}").Obj()
-		err := c.Create(t.Context(), sts)
-		wantInvalid(t, err, "metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only")
+	t.Run("a manager-owned annotation a user writes is dropped on create and kept on update, with a warning", func(t *testing.T) {
+		warned := &warnings{}
+		restored := builder.StatefulSet("restored", "apps").Annotation(inplace.AnnotationRollout, `{"revision":"x"}`).Obj()
+		restored.Spec.Template.Annotations = map[string]string{inplace.AnnotationUpdateState: "{}"}
+		if err := clientWarnedTo(t, warned).Create(t.Context(), restored); err != nil {
+			t.Fatalf("a restored StatefulSet carrying the manager's record was refused: %v", err)
+		}
+		if _, ok := restored.Annotations[inplace.AnnotationRollout]; ok {
+			t.Errorf("the manager's record was kept on create: %v", restored.Annotations)
+		}
+		if _, ok := restored.Spec.Template.Annotations[inplace.AnnotationUpdateState]; ok {
+			t.Errorf("the pod template kept %s", inplace.AnnotationUpdateState)
+		}
+		warned.want(t, "removed the annotation inplace.dev/rollout", "removed the annotation inplace.dev/update-state from the pod template")
+
+		asManager, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		record := `{"revision":"recorded","since":null}`
+		metav1.SetMetaDataAnnotation(&restored.ObjectMeta, inplace.AnnotationRollout, record)
+		if err := asManager.Update(t.Context(), restored); err != nil {
+			t.Fatalf("the manager's own write was refused: %v", err)
+		}
+		warned = &warnings{}
+		forged := restored.DeepCopy()
+		forged.Annotations[inplace.AnnotationRollout] = `{"revision":"forged"}`
+		if err := clientWarnedTo(t, warned).Update(t.Context(), forged); err != nil {
+			t.Fatalf("an update carrying a changed record was refused: %v", err)
+		}
+		if got := forged.Annotations[inplace.AnnotationRollout]; got != record {
+			t.Errorf("record = %s after a user's update, want the stored %s", got, record)
+		}
+		warned.want(t, "kept the stored value of the annotation inplace.dev/rollout")
+
+		reapplied := forged.DeepCopy()
+		delete(reapplied.Annotations, inplace.AnnotationRollout)
+		if err := c.Update(t.Context(), reapplied); err != nil {
+			t.Fatal(err)
+		}
+		if got := reapplied.Annotations[inplace.AnnotationRollout]; got != record {
+			t.Errorf("record = %q after a re-apply of the user's manifest, want it kept", got)
+		}
 	})
 
 	t.Run("the manager may write its own annotations", func(t *testing.T) {
@@ -303,9 +316,66 @@ func TestWebhookInAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sts := builder.StatefulSet("held", "apps").Annotation(inplace.AnnotationHold, "{}").Obj()
+		sts := builder.StatefulSet("held", "apps").Annotation(inplace.AnnotationRollout, "{}").Obj()
 		if err := asManager.Create(t.Context(), sts); err != nil {
 			t.Errorf("the manager's write was refused: %v", err)
+		}
+	})
+
+	t.Run("the StatefulSet controller's delete of a pod updated in place is refused; every other delete passes", func(t *testing.T) {
+		controllerUser, err := env.AddUser(envtest.User{Name: "system:serviceaccount:kube-system:statefulset-controller", Groups: []string{"system:masters"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asController, err := client.New(controllerUser.Config(), client.Options{Scheme: app.Scheme()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sts := builder.StatefulSet("roll", "apps").Replicas(3).Obj()
+		create(t, sts)
+		create(t, controllerRevision("roll-1", sts))
+		pod := func(name string) *corev1.Pod {
+			p := builder.Pod(name, "apps").OwnedBy("apps/v1", "StatefulSet", "roll", sts.UID).
+				Label("app", "roll").Label(appsv1.StatefulSetRevisionLabel, "roll-1").Obj()
+			create(t, p) // through the pod webhook: gated
+			return p
+		}
+		updated, scaledDown, byUser := pod("roll-2"), pod("roll-5"), pod("roll-1")
+		sts.Spec.Template.Spec.Containers[0].Image = "nginx:1.28"
+		if err := c.Update(t.Context(), sts); err != nil {
+			t.Fatal(err)
+		}
+
+		// The webhook reads the StatefulSet from its cache: it sees the new
+		// template a moment later.
+		var refused error
+		err = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			refused = asController.Delete(ctx, updated, client.DryRunAll)
+			return refused != nil, nil
+		})
+		if err != nil {
+			t.Fatalf("the StatefulSet controller's delete of %s, updated in place, was never refused", updated.Name)
+		}
+		if !apierrors.IsForbidden(refused) || !strings.Contains(refused.Error(), "updated in place") {
+			t.Errorf("refusal = %v, want a 403 saying the pod is updated in place", refused)
+		}
+		if err := asController.Delete(t.Context(), scaledDown); err != nil {
+			t.Errorf("a scale-down delete (ordinal 5 of 3 replicas) was refused: %v", err)
+		}
+		if err := c.Delete(t.Context(), byUser); err != nil {
+			t.Errorf("a user's delete was refused: %v", err)
+		}
+
+		// An env change cannot go in place: the delete passes.
+		sts.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "MODE", Value: "fast"}}
+		if err := c.Update(t.Context(), sts); err != nil {
+			t.Fatal(err)
+		}
+		err = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			return asController.Delete(ctx, updated, client.DryRunAll) == nil, nil
+		})
+		if err != nil {
+			t.Errorf("the delete of a pod whose change cannot go in place is still refused")
 		}
 	})
 
@@ -368,23 +438,26 @@ func steadyStatefulSet(t *testing.T, name string, partition int32) *appsv1.State
 }
 
 // TestReleaseHolds runs the uninstall subcommand's work against the API
-// server: every hold released with the user's partition, every gate opened.
-// It deletes the webhook configurations, so it runs after the other tests.
+// server: every rollout record removed, a partition hold of an earlier
+// version released with the user's partition, every gate opened, and the
+// result verified. It deletes the webhook configurations, so it runs after
+// the other tests.
 func TestReleaseHolds(t *testing.T) {
 	createNamespace(t, "release", enabled)
 	user := int32(1)
 	hold := &inplace.Hold{Since: metav1.Now(), Reason: inplace.ReasonInPlaceRollout, Partition: &user}
-	sts := builder.StatefulSet("held", "release").Replicas(3).Annotation(inplace.AnnotationHold, hold.Encode()).Obj()
-	sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+	held := builder.StatefulSet("held", "release").Replicas(3).Annotation(inplace.AnnotationHold, hold.Encode()).Obj()
+	held.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
 		RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptrTo[int32](3)}}
+	rolling := builder.StatefulSet("rolling", "release").Annotation(inplace.AnnotationRollout, `{"revision":"rolling-2"}`).Obj()
 	pod := builder.Pod("held-2", "release").Label(inplace.LabelManaged, "true").
 		ReadinessGate(inplace.ConditionInPlaceUpdateReady).Annotation(inplace.AnnotationUpdateState, `{"revision":"held-2"}`).Obj()
-	// Written as the manager would (cfg): no webhook refuses its annotations.
-	asManager, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
+	// Written as the manager would (cfg): no webhook changes its annotations.
+	asManager, err := client.NewWithWatch(cfg, client.Options{Scheme: app.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, obj := range []client.Object{sts, pod} {
+	for _, obj := range []client.Object{held, rolling, pod} {
 		if err := asManager.Create(t.Context(), obj); err != nil {
 			t.Fatal(err)
 		}
@@ -395,14 +468,21 @@ func TestReleaseHolds(t *testing.T) {
 	}
 
 	var out strings.Builder
-	if err := app.ReleaseHolds(t.Context(), asManager, true, &out); err != nil {
+	left, err := app.ReleaseHolds(t.Context(), asManager, true, &out)
+	if err != nil || left != 0 {
+		t.Fatalf("ReleaseHolds = %d left, %v; output:\n%s", left, err, out.String())
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(held), held); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Get(t.Context(), client.ObjectKeyFromObject(sts), sts); err != nil {
+	if _, ok := held.Annotations[inplace.AnnotationHold]; ok || *held.Spec.UpdateStrategy.RollingUpdate.Partition != 1 {
+		t.Errorf("StatefulSet not released: partition %d, annotations %v", *held.Spec.UpdateStrategy.RollingUpdate.Partition, held.Annotations)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(rolling), rolling); err != nil {
 		t.Fatal(err)
 	}
-	if _, held := sts.Annotations[inplace.AnnotationHold]; held || *sts.Spec.UpdateStrategy.RollingUpdate.Partition != 1 {
-		t.Errorf("StatefulSet not released: partition %d, annotations %v", *sts.Spec.UpdateStrategy.RollingUpdate.Partition, sts.Annotations)
+	if _, ok := rolling.Annotations[inplace.AnnotationRollout]; ok {
+		t.Errorf("the rollout record is still there: %v", rolling.Annotations)
 	}
 	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), pod); err != nil {
 		t.Fatal(err)
@@ -414,10 +494,36 @@ func TestReleaseHolds(t *testing.T) {
 	if err := c.Get(t.Context(), client.ObjectKey{Name: "inplace-mutating"}, mutating); !apierrors.IsNotFound(err) {
 		t.Errorf("the mutating webhook configuration is still there: %v", err)
 	}
-	for _, want := range []string{"deleted webhook configuration inplace-mutating", "released StatefulSet release/held", "opened the readiness gate of pod release/held-2"} {
+	for _, want := range []string{
+		"deleted webhook configuration inplace-mutating", "released StatefulSet release/held", "released StatefulSet release/rolling",
+		"opened the readiness gate of pod release/held-2",
+		"StatefulSet(s) released, 1 pod(s) released, 0 error(s), 0 object(s) still held or gated",
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output %q does not say %q", out.String(), want)
 		}
+	}
+
+	// A gate closed again behind its back (a manager still running) is
+	// found by the verification and counted.
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Conditions[0].Status = corev1.ConditionFalse
+	if err := asManager.Status().Update(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	interfering := interceptor.NewClient(asManager, interceptor.Funcs{
+		SubResourcePatch: func(context.Context, client.Client, string, client.Object, client.Patch, ...client.SubResourcePatchOption) error {
+			return nil // a write that another writer undoes at once
+		},
+	})
+	if left, err := app.ReleaseHolds(t.Context(), interfering, false, &out); err != nil || left != 1 {
+		t.Errorf("ReleaseHolds with the gate closed again = %d left, %v; want 1; output:\n%s", left, err, out.String())
+	}
+	if !strings.Contains(out.String(), "still gated: pod release/held-2") {
+		t.Errorf("output %q does not name the pod still gated", out.String())
 	}
 }
 
@@ -445,3 +551,66 @@ func wantInvalid(t *testing.T, err error, wantInMessage string) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// controllerRevision is the revision name of sts's current template, as the
+// StatefulSet controller records it.
+func controllerRevision(name string, sts *appsv1.StatefulSet) *appsv1.ControllerRevision {
+	raw, err := json.Marshal(map[string]any{"spec": map[string]any{"template": sts.Spec.Template}})
+	if err != nil {
+		panic(err)
+	}
+	return &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: sts.Namespace, Labels: sts.Spec.Template.Labels},
+		Data:       runtime.RawExtension{Raw: raw}, Revision: 1,
+	}
+}
+
+// inplaceKeys returns the inplace.dev annotations.
+func inplaceKeys(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if strings.HasPrefix(k, inplace.Prefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// warnings collects the warnings the API server returns.
+type warnings struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.got = append(w.got, text)
+}
+
+func (w *warnings) want(t *testing.T, substrings ...string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, want := range substrings {
+		found := false
+		for _, g := range w.got {
+			found = found || strings.Contains(g, want)
+		}
+		if !found {
+			t.Errorf("warnings %q: none says %q", w.got, want)
+		}
+	}
+}
+
+// clientWarnedTo is alice's client, its warnings collected by w.
+func clientWarnedTo(t *testing.T, w *warnings) client.Client {
+	t.Helper()
+	alice := rest.CopyConfig(aliceConfig)
+	alice.WarningHandler = w
+	wc, err := client.New(alice, client.Options{Scheme: app.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wc
+}

@@ -62,12 +62,19 @@ func (d *podDefaulter) Default(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-// injectPodGate adds the readiness gate and the managed label, once.
+// injectPodGate adds the readiness gate and the managed label, once, and
+// removes the manager's records a new pod cannot have (a template that
+// carried one): the pod would be taken for a pod mid-update.
 func injectPodGate(pod *corev1.Pod) {
 	if pod.Labels == nil {
 		pod.Labels = map[string]string{}
 	}
 	pod.Labels[inplace.LabelManaged] = "true"
+	for k := range pod.Annotations {
+		if inplace.IsManagerOwned(k) {
+			delete(pod.Annotations, k)
+		}
+	}
 	if inplace.HasGate(pod) {
 		return
 	}

@@ -27,6 +27,7 @@ const (
 	PathMutateAdvancedStatefulSet = "/mutate-apps-kruise-io-v1beta1-statefulset"
 	PathMutateAdvancedDaemonSet   = "/mutate-apps-kruise-io-v1alpha1-daemonset"
 	PathMutatePod                 = "/mutate-v1-pod"
+	PathValidatePod               = "/validate-v1-pod"
 
 	PathValidateDeployment          = "/validate-apps-v1-deployment"
 	PathValidateStatefulSet         = "/validate-apps-v1-statefulset"
@@ -50,8 +51,18 @@ type Config struct {
 	ManagerUsername string
 	// Scheme decodes the native kinds.
 	Scheme *runtime.Scheme
-	// Clock dates holds; the real clock when nil.
+	// Clock is the real clock when nil.
 	Clock clock.PassiveClock
+	// WorkloadControllers are the users whose pod deletes the pod-delete
+	// webhook may refuse: DefaultWorkloadControllerUsers when empty.
+	WorkloadControllers []string
+	// EngineRunning reports whether an elected manager replica runs the
+	// rollout controllers now; the pod-delete webhook refuses nothing
+	// otherwise. Always true when nil.
+	EngineRunning func() bool
+	// OnFallback counts a pod of a rollout that its native controller
+	// recreates because it cannot be updated in place; nil to not count.
+	OnFallback func(kind, reason string)
 }
 
 // Register serves every handler on the webhook server.
@@ -74,12 +85,28 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		clock:           cfg.Clock,
 	}
 	v := &validator{namespaces: ns}
+	users := cfg.WorkloadControllers
+	if len(users) == 0 {
+		users = DefaultWorkloadControllerUsers
+	}
+	controllers := make(map[string]bool, len(users))
+	for _, u := range users {
+		controllers[u] = true
+	}
+	running := cfg.EngineRunning
+	if running == nil {
+		running = func() bool { return true }
+	}
 	hooks := map[string]*admission.Webhook{
-		PathMutateDeployment:  admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind)),
-		PathMutateStatefulSet: admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind)),
-		PathMutateDaemonSet:   admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind)),
+		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
+		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
+		PathMutateDaemonSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
 		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
 			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
+		}),
+		PathValidatePod: admission.WithValidator(cfg.Scheme, &podDeleteValidator{
+			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader,
+			controllers: controllers, engineRunning: running, onFallback: cfg.OnFallback,
 		}),
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
@@ -93,7 +120,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		{advancedStatefulSet, PathMutateAdvancedStatefulSet, PathValidateAdvancedStatefulSet},
 		{advancedDaemonSet, PathMutateAdvancedDaemonSet, PathValidateAdvancedDaemonSet},
 	} {
-		hooks[k.mutate] = admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{admitter: a, kind: k.kind})
+		hooks[k.mutate] = withWarnings(admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{admitter: a, kind: k.kind}))
 		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
 	}
 	return hooks

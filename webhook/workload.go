@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,11 +22,6 @@ type nativeKind[T client.Object] struct {
 	// OnDelete strategy, a paused Deployment), or "" when inplace may take
 	// it over.
 	userControlled func(T) string
-	// holdBack, on an update of a workload inplace may take over, holds
-	// the native controller back when the change can be rolled out in
-	// place, and keeps a hold already in place; nil for the kinds whose
-	// rollout controller has not landed.
-	holdBack func(old, obj T, now time.Time)
 }
 
 var deploymentKind = nativeKind[*appsv1.Deployment]{
@@ -50,7 +44,6 @@ var statefulSetKind = nativeKind[*appsv1.StatefulSet]{
 		}
 		return ""
 	},
-	holdBack: holdStatefulSet,
 }
 
 var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
@@ -65,8 +58,9 @@ var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
 }
 
 // nativeDefaulter sets the update policy on a managed apps/v1 workload when
-// it is created or its template changes, and holds the native controller
-// back when the change can be rolled out in place.
+// it is created or its template changes. It changes nothing else: the
+// native controller rolls out the workload as the user wrote it, and the
+// pod-delete webhook and the rollout controller make its rollout in place.
 type nativeDefaulter[T client.Object] struct {
 	*admitter
 	kind nativeKind[T]
@@ -88,19 +82,16 @@ func (d *nativeDefaulter[T]) Default(ctx context.Context, obj T) error {
 	if w == nil || err != nil {
 		return err
 	}
+	var stored *metav1.ObjectMeta
+	if w.old != nil {
+		stored = &d.kind.template(w.old.(T)).ObjectMeta
+	}
+	stripTemplateAnnotations(ctx, stored, &d.kind.template(obj).ObjectMeta)
 	if w.policy == inplace.Recreate {
 		return nil
 	}
-	if w.old == nil {
+	if w.old == nil || !apiequality.Semantic.DeepEqual(d.kind.template(w.old.(T)), d.kind.template(obj)) {
 		setDefaultPolicy(obj)
-		return nil
-	}
-	old := w.old.(T)
-	if !apiequality.Semantic.DeepEqual(d.kind.template(old), d.kind.template(obj)) {
-		setDefaultPolicy(obj)
-	}
-	if d.kind.holdBack != nil {
-		d.kind.holdBack(old, obj, d.clock.Now())
 	}
 	return nil
 }

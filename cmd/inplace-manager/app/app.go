@@ -11,16 +11,22 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,6 +117,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 				// Only the pods the webhook gated: the controllers act on
 				// nothing else, and a cluster's other pods stay out of memory.
 				&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"})},
+				// Only the leader election lease: whether the rollout engine
+				// runs (the pod-delete webhook refuses nothing otherwise).
+				&coordinationv1.Lease{}: {
+					Namespaces: map[string]cache.Config{o.Namespace: {}},
+					Field:      fields.OneTermEqualSelector("metadata.name", LeaderElectionID),
+				},
 			},
 		},
 		WebhookServer: webhook.NewServer(webhook.Options{
@@ -155,14 +167,39 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
+	// The pod-delete webhook reads StatefulSets and their revisions on every
+	// replica, elected or not.
+	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.ControllerRevision{}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+	engine := &engineWatch{clock: clock.RealClock{}, started: time.Now(), elected: o.LeaderElect}
+	if o.LeaderElect {
+		informer, err := mgr.GetCache().GetInformer(ctx, &coordinationv1.Lease{})
+		if err != nil {
+			return fmt.Errorf("informer for the leader election lease: %w", err)
+		}
+		if _, err := informer.AddEventHandler(engine); err != nil {
+			return err
+		}
+	}
+
 	inplacewebhook.Register(mgr.GetWebhookServer(), inplacewebhook.Config{
-		Scope:           o.Scope(),
-		Reader:          mgr.GetCache(),
-		LiveReader:      mgr.GetAPIReader(),
-		ManagerUsername: username,
-		Scheme:          mgr.GetScheme(),
+		Scope:               o.Scope(),
+		Reader:              mgr.GetCache(),
+		LiveReader:          mgr.GetAPIReader(),
+		ManagerUsername:     username,
+		Scheme:              mgr.GetScheme(),
+		WorkloadControllers: o.WorkloadControllers,
+		EngineRunning:       engine.running,
+		OnFallback:          controller.CountFallback,
 	})
-	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	guard := &guardWatch{reader: mgr.GetAPIReader()}
+	if err := mgr.Add(guard); err != nil {
+		return err
+	}
+	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
 	if err := (&controller.StatefulSetRollout{
@@ -170,6 +207,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("inplace-manager"),
 		Scope:     o.Scope(),
+		Guard:     guard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the StatefulSet rollout controller: %w", err)
 	}
@@ -179,6 +217,12 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	// A replica whose reconcilers hang (each pass is bounded; one past its
+	// bound is stuck) fails its liveness probe and is restarted, and another
+	// replica is elected: a wedged leader cannot hold a rollout forever.
+	if err := mgr.AddHealthzCheck("reconcilers", controller.Watchdog.Check); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
@@ -237,3 +281,51 @@ func (s *cacheSynced) Check(*http.Request) error {
 	}
 	return nil
 }
+
+// engineLapse is how long after the last renewal of the leader election
+// lease that this replica saw the rollout engine counts as running: the
+// lease's duration (15 s, controller-runtime's default) and a margin for a
+// new leader to be elected and take over.
+const engineLapse = 30 * time.Second
+
+// engineWatch tells whether an elected replica runs the rollout controllers:
+// it has seen the leader election lease renewed in the last engineLapse, by
+// its own clock (the leader's may be skewed from it). A replica that has
+// just started counts the engine as running: it is a candidate itself.
+// Without leader election, this replica is the engine.
+type engineWatch struct {
+	clock   clock.PassiveClock
+	started time.Time
+	elected bool
+
+	mu       sync.Mutex
+	renewal  time.Time // the lease's renewTime last seen
+	observed time.Time // when it was seen
+}
+
+func (e *engineWatch) running() bool {
+	if !e.elected {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.clock.Now()
+	return now.Sub(e.started) < engineLapse || now.Sub(e.observed) < engineLapse
+}
+
+func (e *engineWatch) saw(obj any) {
+	lease, ok := obj.(*coordinationv1.Lease)
+	if !ok || lease.Spec.RenewTime == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if renewal := lease.Spec.RenewTime.Time; !renewal.Equal(e.renewal) {
+		e.renewal, e.observed = renewal, e.clock.Now()
+	}
+}
+
+// OnAdd, OnUpdate and OnDelete make engineWatch an informer event handler.
+func (e *engineWatch) OnAdd(obj any, _ bool) { e.saw(obj) }
+func (e *engineWatch) OnUpdate(_, obj any)   { e.saw(obj) }
+func (e *engineWatch) OnDelete(any)          {}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inplace-dev/inplace/inplace"
+	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
 
 // Options are the manager's flags.
@@ -22,6 +23,11 @@ type Options struct {
 	// POD_NAMESPACE environment variable): excluded, and home of the leader
 	// election lease.
 	Namespace string
+
+	// WorkloadControllers are the users whose pod deletes may be refused
+	// when the manager updates the pod in place instead
+	// (--workload-controller-users).
+	WorkloadControllers []string
 
 	CertDir                string
 	WebhookHost            string
@@ -49,6 +55,22 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 			names, err := parseNamespaces(s)
 			o.ExcludeNamespaces = append(o.ExcludeNamespaces, names...)
 			return err
+		})
+	o.WorkloadControllers = inplacewebhook.DefaultWorkloadControllerUsers
+	fs.Func("workload-controller-users", "comma-separated users the StatefulSet and DaemonSet controllers delete pods as (default "+
+		strings.Join(inplacewebhook.DefaultWorkloadControllerUsers, ",")+"); the pod-delete webhook's matchConditions must name the same",
+		func(s string) error {
+			var users []string
+			for _, u := range strings.Split(s, ",") {
+				if u = strings.TrimSpace(u); u != "" {
+					users = append(users, u)
+				}
+			}
+			if len(users) == 0 {
+				return errors.New("want at least one user name")
+			}
+			o.WorkloadControllers = users
+			return nil
 		})
 	fs.StringVar(&o.Namespace, "namespace", "", "the manager's own namespace (default: $POD_NAMESPACE, or the service account's namespace)")
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the webhook's tls.crt and tls.key")

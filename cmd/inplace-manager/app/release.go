@@ -6,13 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/inplace-dev/inplace/controller"
@@ -26,15 +27,14 @@ const (
 )
 
 // releaseHolds is the uninstall subcommand: it leaves every workload in a
-// state its native controller can run. It deletes inplace's webhook
-// configurations (so that no new hold or gate appears), hands every held
-// StatefulSet back to its controller with the user's partition, and opens
-// the readiness gate of every gated pod, clearing any in-place update.
+// state its native controller can run. See ReleaseHolds.
 func releaseHolds(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("inplace-manager release-holds", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
 	keepWebhooks := fs.Bool("keep-webhooks", false, "do not delete the webhook configurations "+mutatingWebhookName+" and "+validatingWebhookName)
+	namespace := fs.String("namespace", "inplace-system", "the manager's namespace, where its leader election lease says whether it runs")
+	force := fs.Bool("force", false, "release even though the manager seems to run (it may begin updates again)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -46,118 +46,229 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := restConfig(*kubeconfig)
-	if err == nil {
-		var c client.Client
-		if c, err = client.New(cfg, client.Options{Scheme: Scheme()}); err == nil {
-			err = ReleaseHolds(context.Background(), c, !*keepWebhooks, stdout)
-		}
-	}
 	if err != nil {
 		fmt.Fprintf(stderr, "inplace-manager release-holds: %v\n", err)
+		return 1
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		fmt.Fprintf(stderr, "inplace-manager release-holds: %v\n", err)
+		return 1
+	}
+	ctx := context.Background()
+	if !*force {
+		if running, why := managerRunning(ctx, c, *namespace, time.Now()); running {
+			fmt.Fprintf(stderr, "inplace-manager release-holds: %s; it would begin updates again. Scale it to zero first:\n"+
+				"  kubectl -n %s scale deployment inplace-manager --replicas=0\n(or pass --force)\n", why, *namespace)
+			return 1
+		}
+	}
+	left, err := ReleaseHolds(ctx, c, !*keepWebhooks, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "inplace-manager release-holds: %v\n", err)
+	}
+	if err != nil || left > 0 {
 		return 1
 	}
 	return 0
 }
 
+// managerRunning reports whether a manager replica seems to run the rollout
+// controllers: its leader election lease held and renewed in the last lease
+// duration.
+func managerRunning(ctx context.Context, c client.Client, namespace string, now time.Time) (bool, string) {
+	lease := &coordinationv1.Lease{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: LeaderElectionID}, lease); err != nil {
+		return false, ""
+	}
+	s := lease.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return false, ""
+	}
+	if age := now.Sub(s.RenewTime.Time); age < time.Duration(*s.LeaseDurationSeconds)*time.Second {
+		return true, fmt.Sprintf("inplace-manager runs: %s renewed its lease %v ago", *s.HolderIdentity, age.Round(time.Second))
+	}
+	return false, ""
+}
+
 // ReleaseHolds leaves every workload to its native controller, saying what
-// it did on out: it deletes inplace's webhook configurations (unless told
-// not to), releases every held StatefulSet, and opens every readiness gate
-// of a managed pod, clearing any in-place update.
-func ReleaseHolds(ctx context.Context, c client.Client, deleteWebhooks bool, out io.Writer) error {
+// it did on out, and returns how many objects are still not released. It
+// deletes inplace's webhook configurations (unless told not to), so that no
+// delete is refused and no new gate appears; removes every rollout record
+// and releases every partition hold an earlier version wrote; and opens the
+// readiness gate of every managed pod, clearing any in-place update. It goes
+// on past an object it cannot release, then reads everything again to
+// verify, and prints a summary. An error is returned for what it could not
+// even list.
+func ReleaseHolds(ctx context.Context, c client.Client, deleteWebhooks bool, out io.Writer) (int, error) {
 	r := &releaser{client: c, out: out}
-	return r.run(ctx, deleteWebhooks)
-}
-
-type releaser struct {
-	client client.Client
-	out    io.Writer
-}
-
-func (r *releaser) run(ctx context.Context, deleteWebhooks bool) error {
 	if deleteWebhooks {
 		for _, obj := range []client.Object{
 			&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: mutatingWebhookName}},
 			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: validatingWebhookName}},
 		} {
-			if err := client.IgnoreNotFound(r.client.Delete(ctx, obj)); err != nil {
-				return fmt.Errorf("deleting webhook configuration %s: %w", obj.GetName(), err)
+			if err := client.IgnoreNotFound(c.Delete(ctx, obj)); err != nil {
+				r.failed("deleting webhook configuration %s: %v", obj.GetName(), err)
+				continue
 			}
-			fmt.Fprintf(r.out, "deleted webhook configuration %s\n", obj.GetName())
+			fmt.Fprintf(out, "deleted webhook configuration %s\n", obj.GetName())
 		}
 	}
-	statefulSets := &appsv1.StatefulSetList{}
-	if err := r.client.List(ctx, statefulSets); err != nil {
+	if err := r.statefulSets(ctx); err != nil {
+		return 0, err
+	}
+	if err := r.pods(ctx); err != nil {
+		return 0, err
+	}
+
+	// Verify: another writer (a manager still running) may have undone it.
+	left, err := r.remaining(ctx)
+	if err != nil {
+		return 0, err
+	}
+	fmt.Fprintf(out, "summary: %d StatefulSet(s) released, %d pod(s) released, %d error(s), %d object(s) still held or gated\n",
+		r.workloads, r.podsDone, r.errors, len(left))
+	for _, l := range left {
+		fmt.Fprintf(out, "  still %s\n", l)
+	}
+	return len(left) + r.errors, nil
+}
+
+type releaser struct {
+	client              client.Client
+	out                 io.Writer
+	workloads, podsDone int
+	errors              int
+}
+
+func (r *releaser) failed(format string, args ...any) {
+	r.errors++
+	fmt.Fprintf(r.out, "error: "+format+"\n", args...)
+}
+
+// statefulSets removes every rollout record and releases every hold.
+func (r *releaser) statefulSets(ctx context.Context) error {
+	list := &appsv1.StatefulSetList{}
+	if err := r.client.List(ctx, list); err != nil {
 		return fmt.Errorf("listing StatefulSets: %w", err)
 	}
-	for i := range statefulSets.Items {
-		if err := r.release(ctx, client.ObjectKeyFromObject(&statefulSets.Items[i])); err != nil {
-			return err
+	for i := range list.Items {
+		sts := &list.Items[i]
+		if !marked(sts.Annotations) {
+			continue
+		}
+		err := r.withRetry(ctx, sts, func() error {
+			if _, held := sts.Annotations[inplace.AnnotationHold]; held {
+				hold, _ := inplace.HoldOf(sts.Annotations) // unreadable: partition 0, the default
+				delete(sts.Annotations, inplace.AnnotationRollout)
+				return controller.ReleaseStatefulSet(ctx, r.client, sts, hold)
+			}
+			base := sts.DeepCopy()
+			delete(sts.Annotations, inplace.AnnotationRollout)
+			return r.client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		})
+		if err != nil {
+			r.failed("releasing StatefulSet %s: %v", client.ObjectKeyFromObject(sts), err)
+			continue
+		}
+		r.workloads++
+		fmt.Fprintf(r.out, "released StatefulSet %s\n", client.ObjectKeyFromObject(sts))
+	}
+	return nil
+}
+
+// pods clears every in-place update and opens every closed gate.
+func (r *releaser) pods(ctx context.Context) error {
+	list := &corev1.PodList{}
+	if err := r.client.List(ctx, list, client.MatchingLabels{inplace.LabelManaged: "true"}); err != nil {
+		return fmt.Errorf("listing managed pods: %w", err)
+	}
+	for i := range list.Items {
+		pod := &list.Items[i]
+		if !podHeld(pod) {
+			continue
+		}
+		err := r.withRetry(ctx, pod, func() error {
+			if _, ok := pod.Annotations[inplace.AnnotationUpdateState]; ok {
+				base := pod.DeepCopy()
+				delete(pod.Annotations, inplace.AnnotationUpdateState)
+				if err := r.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
+					return err
+				}
+			}
+			if gateClosed(pod) {
+				return controller.OpenGate(ctx, r.client, pod, metav1.Now())
+			}
+			return nil
+		})
+		if err != nil {
+			r.failed("releasing pod %s: %v", client.ObjectKeyFromObject(pod), err)
+			continue
+		}
+		r.podsDone++
+		fmt.Fprintf(r.out, "opened the readiness gate of pod %s\n", client.ObjectKeyFromObject(pod))
+	}
+	return nil
+}
+
+// withRetry runs release on obj, and once more on a fresh read after a
+// conflict.
+func (r *releaser) withRetry(ctx context.Context, obj client.Object, release func() error) error {
+	err := release()
+	if !apierrors.IsConflict(err) {
+		return client.IgnoreNotFound(err)
+	}
+	if err := r.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return client.IgnoreNotFound(release())
+}
+
+// remaining lists what is still held or gated.
+func (r *releaser) remaining(ctx context.Context) ([]string, error) {
+	var left []string
+	sets := &appsv1.StatefulSetList{}
+	if err := r.client.List(ctx, sets); err != nil {
+		return nil, fmt.Errorf("verifying: listing StatefulSets: %w", err)
+	}
+	for i := range sets.Items {
+		if marked(sets.Items[i].Annotations) {
+			left = append(left, fmt.Sprintf("held: StatefulSet %s", client.ObjectKeyFromObject(&sets.Items[i])))
 		}
 	}
 	pods := &corev1.PodList{}
 	if err := r.client.List(ctx, pods, client.MatchingLabels{inplace.LabelManaged: "true"}); err != nil {
-		return fmt.Errorf("listing managed pods: %w", err)
+		return nil, fmt.Errorf("verifying: listing managed pods: %w", err)
 	}
 	for i := range pods.Items {
-		if err := r.openGate(ctx, client.ObjectKeyFromObject(&pods.Items[i])); err != nil {
-			return err
+		if podHeld(&pods.Items[i]) {
+			left = append(left, fmt.Sprintf("gated: pod %s", client.ObjectKeyFromObject(&pods.Items[i])))
 		}
 	}
-	return nil
+	return left, nil
 }
 
-// release hands a held StatefulSet back to its native controller.
-func (r *releaser) release(ctx context.Context, key client.ObjectKey) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		sts := &appsv1.StatefulSet{}
-		if err := r.client.Get(ctx, key, sts); err != nil {
-			return err
-		}
-		if _, held := sts.Annotations[inplace.AnnotationHold]; !held {
-			return nil
-		}
-		hold, _ := inplace.HoldOf(sts.Annotations) // unreadable: partition 0, the default
-		if err := controller.ReleaseStatefulSet(ctx, r.client, sts, hold); err != nil {
-			return err
-		}
-		fmt.Fprintf(r.out, "released StatefulSet %s\n", key)
-		return nil
-	})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("releasing StatefulSet %s: %w", key, err)
-	}
-	return nil
+// marked reports whether a workload carries a rollout record or a hold.
+func marked(annotations map[string]string) bool {
+	_, rollout := annotations[inplace.AnnotationRollout]
+	_, hold := annotations[inplace.AnnotationHold]
+	return rollout || hold
 }
 
-// openGate clears a pod's in-place update and opens its readiness gate.
-func (r *releaser) openGate(ctx context.Context, key client.ObjectKey) error {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pod := &corev1.Pod{}
-		if err := r.client.Get(ctx, key, pod); err != nil {
-			return err
-		}
-		if inplace.Updating(pod) {
-			base := pod.DeepCopy()
-			delete(pod.Annotations, inplace.AnnotationUpdateState)
-			if err := r.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
-				return err
-			}
-			fmt.Fprintf(r.out, "cleared the in-place update of pod %s\n", key)
-		}
-		// A gate closed for an update (reason InPlaceUpdate) opens too: no
-		// manager will be there to finish it.
-		if gate := inplace.GateCondition(pod); !inplace.HasGate(pod) || pod.DeletionTimestamp != nil ||
-			gate != nil && gate.Status == corev1.ConditionTrue {
-			return nil
-		}
-		if err := controller.OpenGate(ctx, r.client, pod, metav1.Now()); err != nil {
-			return err
-		}
-		fmt.Fprintf(r.out, "opened the readiness gate of pod %s\n", key)
-		return nil
-	})
-	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("opening the readiness gate of pod %s: %w", key, err)
+// podHeld reports whether a pod has an in-place update recorded or a gate
+// not open.
+func podHeld(pod *corev1.Pod) bool {
+	if pod.DeletionTimestamp != nil {
+		return false
 	}
-	return nil
+	_, updating := pod.Annotations[inplace.AnnotationUpdateState]
+	return updating || gateClosed(pod)
+}
+
+func gateClosed(pod *corev1.Pod) bool {
+	if !inplace.HasGate(pod) {
+		return false
+	}
+	c := inplace.GateCondition(pod)
+	return c == nil || c.Status != corev1.ConditionTrue
 }

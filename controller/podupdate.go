@@ -287,19 +287,9 @@ func (u *podUpdater) recreate(ctx context.Context, pod *corev1.Pod, t *podTarget
 	}
 	fallbacksTotal.WithLabelValues(t.kind, reason).Inc()
 	u.recorder.Eventf(pod, t.workload, corev1.EventTypeWarning, ReasonRecreatedNotInPlace, "Recreate",
-		"Deleted for %s to recreate, not in place: %s: %s", klog.KObj(t.workload), fallbackWords[reason], detail)
+		"Deleted for %s to recreate, not in place: %s: %s", klog.KObj(t.workload), inplace.FallbackWords[reason], detail)
 	logf.FromContext(ctx).Info("Recreating a pod instead of updating it in place", "pod", klog.KObj(pod), "reason", reason, "detail", detail)
 	return nil
-}
-
-// fallbackWords say, in events, why a pod is recreated instead.
-var fallbackWords = map[string]string{
-	inplace.FallbackNoReadinessGate: "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
-	inplace.FallbackNoRevision:      "the revision the pod runs is no longer in the workload's history",
-	inplace.FallbackNotInPlaceable:  "its change is more than container images, pod labels and pod annotations",
-	inplace.FallbackSidecarKubelet:  "a native sidecar's image changes and the node's kubelet (before 1.32) does not restart sidecars in place",
-	inplace.FallbackPatchRefused:    "the image patch was refused",
-	inplace.FallbackBadState:        "its in-place update state cannot be read",
 }
 
 // retarget moves a pod whose update aimed at an older revision to the new

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -107,5 +108,116 @@ func TestReadinessGateKeeperOnConflict(t *testing.T) {
 	res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pod)})
 	if err != nil || !res.IsZero() || patches != 1 {
 		t.Errorf("Reconcile() = %+v, %v after %d patches; want no error, no requeue, one patch", res, err, patches)
+	}
+}
+
+// TestReadinessGateKeeperReopens: the keeper runs on every replica and opens
+// the gates that an update left closed when nothing holds them any more.
+func TestReadinessGateKeeperReopens(t *testing.T) {
+	sts := builder.StatefulSet("web", "apps").Annotation(inplace.AnnotationGracePeriod, "5").Obj()
+	sts.UID = "sts-uid"
+	closedAt := metav1.NewTime(now.Add(-10 * time.Second))
+	updating := func() *builder.PodWrapper {
+		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady).
+			OwnedBy("apps/v1", "StatefulSet", "web", sts.UID)
+		w.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse,
+			Reason: inplace.ReasonInPlaceUpdate, LastTransitionTime: closedAt}}
+		return w
+	}
+	patched := func(observed bool, id string) *corev1.Pod {
+		p := updating().Annotation(inplace.AnnotationUpdateState,
+			`{"revision":"web-2","since":null,"patchedAt":"2026-11-26T11:59:55Z","containers":{"app":{"containerID":"containerd://c1","restartCount":0}}}`).Obj()
+		p.Generation, p.Status.ObservedGeneration = 2, 1
+		if observed {
+			p.Status.ObservedGeneration = 2
+		}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://" + id, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(now)}}}}
+		return p
+	}
+	cases := map[string]struct {
+		pod       *corev1.Pod
+		guarded   bool
+		clock     time.Time
+		wantOpen  bool
+		wantAfter time.Duration
+	}{
+		"begun, never patched, within the grace period and AbandonAfter: stays closed": {
+			pod: updating().Obj(), clock: now, wantAfter: 5*time.Second + AbandonAfter + time.Second - 10*time.Second,
+		},
+		"begun, never patched, past the grace period and AbandonAfter: abandoned": {
+			pod: updating().Obj(), clock: now.Add(time.Minute), wantOpen: true,
+		},
+		"begun on a pod whose workload is gone: abandoned at once": {
+			pod: func() *corev1.Pod { p := updating().Obj(); p.OwnerReferences = nil; return p }(), clock: now, wantOpen: true,
+		},
+		"patched, the kubelet has not taken it in": {
+			pod: patched(false, "c1"), guarded: true, clock: now,
+		},
+		"patched and taken in, the old container still runs, guarded: opens": {
+			pod: patched(true, "c1"), guarded: true, clock: now, wantOpen: true,
+		},
+		"patched and taken in, the old container still runs, unguarded: stays closed": {
+			pod: patched(true, "c1"), clock: now,
+		},
+		"patched, the old container replaced, unguarded: opens": {
+			pod: patched(true, "c2"), clock: now, wantOpen: true,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod, sts.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
+			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(tc.clock), Guard: guarded(tc.guarded)}
+			res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tc.pod)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.Pod{}
+			if err := c.Get(t.Context(), client.ObjectKeyFromObject(tc.pod), got); err != nil {
+				t.Fatal(err)
+			}
+			if open := gateOpen(got); open != tc.wantOpen {
+				t.Errorf("gate open = %v, want %v", open, tc.wantOpen)
+			}
+			if res.RequeueAfter != tc.wantAfter {
+				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tc.wantAfter)
+			}
+		})
+	}
+}
+
+// TestShutdownDrain: the elected replica, stopping, opens the gates its
+// updates hold closed, as far as it is safe.
+func TestShutdownDrain(t *testing.T) {
+	gated := func(name string) *builder.PodWrapper {
+		w := builder.Pod(name, "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
+		w.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: inplace.ReasonInPlaceUpdate}}
+		return w
+	}
+	unpatched := gated("unpatched").Obj()
+	running := gated("old-still-running").Annotation(inplace.AnnotationUpdateState,
+		`{"revision":"r2","since":null,"patchedAt":"2026-11-26T11:59:55Z","containers":{"app":{"containerID":"containerd://c1"}}}`).Obj()
+	running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c1",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	for _, tc := range []struct {
+		guarded  bool
+		wantOpen map[string]bool
+	}{
+		{guarded: true, wantOpen: map[string]bool{"unpatched": true, "old-still-running": true}},
+		{guarded: false, wantOpen: map[string]bool{"unpatched": true, "old-still-running": false}},
+	} {
+		t.Run(fmt.Sprintf("guarded %v", tc.guarded), func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(unpatched.DeepCopy(), running.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
+			(&ShutdownDrain{Reader: c, Client: c, Guard: guarded(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now)}).Drain(t.Context())
+			for name, want := range tc.wantOpen {
+				got := &corev1.Pod{}
+				if err := c.Get(t.Context(), client.ObjectKey{Namespace: "apps", Name: name}, got); err != nil {
+					t.Fatal(err)
+				}
+				if gateOpen(got) != want {
+					t.Errorf("pod %s: gate open %v, want %v", name, gateOpen(got), want)
+				}
+			}
+		})
 	}
 }

@@ -45,7 +45,8 @@ const (
 	labelEnabled           = domain + "enabled"
 	labelManaged           = domain + "managed"
 	annotationUpdatePolicy = domain + "update-policy"
-	annotationHold         = domain + "hold"         // manager-owned: a StatefulSet held during an in-place rollout
+	annotationHold         = domain + "hold"         // manager-owned, of an earlier version: a StatefulSet held by its partition
+	annotationRollout      = domain + "rollout"      // manager-owned: a StatefulSet whose pods are updated in place
 	annotationUpdateState  = domain + "update-state" // manager-owned: a pod in the middle of its in-place update
 	gateCondition          = corev1.PodConditionType("InPlaceUpdateReady")
 )
@@ -560,7 +561,7 @@ func setImage(t testing.TB, sts *appsv1.StatefulSet, container, image string) {
 // user would judge it, whoever rolled it out: the controller has seen the
 // latest spec, every replica is updated and Ready, the current revision is
 // the update revision, every pod is labelled with it, Ready and not
-// terminating, and the StatefulSet is not held by the manager. It returns
+// terminating. It returns
 // the pods by ordinal.
 func waitForRolloutComplete(t testing.TB, sts *appsv1.StatefulSet) []corev1.Pod {
 	t.Helper()
@@ -579,9 +580,7 @@ func waitForRolloutComplete(t testing.TB, sts *appsv1.StatefulSet) []corev1.Pod 
 		case st.CurrentRevision != st.UpdateRevision:
 			return fmt.Errorf("current revision %s, update revision %s", st.CurrentRevision, st.UpdateRevision)
 		}
-		if hold, ok := cur.Annotations[annotationHold]; ok {
-			return fmt.Errorf("held by the manager: %s", hold)
-		}
+
 		ps, err := statefulSetPods(ctx, cur)
 		if err != nil {
 			return err

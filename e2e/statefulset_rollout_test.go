@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -29,7 +31,8 @@ import (
 const annotationGracePeriod = domain + "grace-period-seconds"
 
 // TestSeedScenarioInPlace is the seed document's scenario on a native
-// StatefulSet: 3 replicas, Parallel, maxUnavailable 2, v1 -> v2.
+// StatefulSet: 3 replicas, Parallel, maxUnavailable 2, v1 -> v2. The
+// StatefulSet keeps the spec its user wrote: nothing is held back.
 func TestSeedScenarioInPlace(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, optedIn)
@@ -38,16 +41,44 @@ func TestSeedScenarioInPlace(t *testing.T) {
 	waitForStatefulSetReady(t, sts)
 	before := observe(t, sts)
 	logPods(t, "before", before)
+	strategy := sts.Spec.UpdateStrategy.DeepCopy()
 
 	setImage(t, sts, appContainer, images.V2)
+	if !apiequality.Semantic.DeepEqual(&sts.Spec.UpdateStrategy, strategy) {
+		t.Errorf("the update strategy changed: %+v, the user wrote %+v", sts.Spec.UpdateStrategy, strategy)
+	}
 	waitForRolloutComplete(t, sts)
 	after := observe(t, sts)
 	logPods(t, "after", after)
 
 	wantInPlace(t, before, after, images.V2, 1)
-	wantPartition(t, sts, 0)
+	get(t, sts)
+	if !apiequality.Semantic.DeepEqual(&sts.Spec.UpdateStrategy, strategy) {
+		t.Errorf("the update strategy is %+v after the rollout, the user wrote %+v", sts.Spec.UpdateStrategy, strategy)
+	}
 	wantEvents(t, ns, "InPlaceUpdated", 3)
 	wantEvents(t, ns, "InPlaceRolloutCompleted", 1)
+}
+
+// TestRolloutStatusTellsTheTruth watches an in-place rollout as a CD
+// pipeline does: kubectl rollout status (the real one) returns, with
+// success, only once every pod runs the new image and is Ready, and kstatus
+// (Helm --wait, Flux) and Argo CD say InProgress and Progressing until then.
+// OrderedReady with maxUnavailable 1, four pods: many steps to get wrong.
+func TestRolloutStatusTellsTheTruth(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("truth", ns, 4, images.V1, withMaxUnavailable(1))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.V2)
+	w := watchRolloutTo(t, sts, images.V2, before)
+	w.finish(t)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before, after, images.V2, 1)
 }
 
 // TestOrderedReadyInPlace checks the order on OrderedReady with
@@ -85,81 +116,103 @@ func TestOrderedReadyInPlace(t *testing.T) {
 	}
 }
 
-// TestUserPartitionIsHonoured sets the user's partition to 1: pod 0 is not
-// touched, pods 1 and 2 are updated in place, and the partition is 1 again
-// at the end.
-func TestUserPartitionIsHonoured(t *testing.T) {
+// TestPartitionCanary rolls v2 out to the pod above a partition of 2, as a
+// canary, then lowers the partition to 0: every pod is updated in place, the
+// canary first, the others when the partition comes down, and kubectl
+// rollout status reports each step as the StatefulSet controller counts it.
+func TestPartitionCanary(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, optedIn)
-	sts := newStatefulSet("part", ns, 3, images.V1, withParallelPods(), withMaxUnavailable(2), withPartition(1))
+	sts := newStatefulSet("canary", ns, 3, images.V1, withParallelPods(), withMaxUnavailable(2), withPartition(2))
 	create(t, sts)
 	waitForStatefulSetReady(t, sts)
 	before := observe(t, sts)
 
 	setImage(t, sts, appContainer, images.V2)
-	eventually(t, podTimeout, "pods 1 and 2 updated and the hold released", func(ctx context.Context) error {
+	eventually(t, podTimeout, "the canary updated", func(ctx context.Context) error {
 		cur := &appsv1.StatefulSet{}
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), cur); err != nil {
 			return err
 		}
-		if _, held := cur.Annotations[annotationHold]; held {
-			return fmt.Errorf("still held: %s", cur.Annotations[annotationHold])
-		}
-		if cur.Status.UpdatedReplicas != 2 || cur.Status.ReadyReplicas != 3 {
+		if cur.Status.UpdatedReplicas != 1 || cur.Status.ReadyReplicas != 3 {
 			return fmt.Errorf("%d updated, %d Ready", cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas)
+		}
+		if record, ok := cur.Annotations[annotationRollout]; ok {
+			return fmt.Errorf("the manager still records a rollout: %s", record)
 		}
 		return nil
 	})
+	canary := observe(t, sts)
+	logPods(t, "canary", canary)
+	wantInPlace(t, before[2:], canary[2:], images.V2, 1)
+	for _, p := range canary[:2] {
+		if b := before[ordinal(p.Name)]; p.UID != b.UID || p.Restarts != 0 || p.Version != images.Serves(images.V1) {
+			t.Errorf("pod %s (below the partition) was touched: UID %s -> %s, %d restarts, serves %q", p.Name, b.UID, p.UID, p.Restarts, p.Version)
+		}
+	}
+	wantPartition(t, sts, 2)
+
+	update(t, sts, func(s *appsv1.StatefulSet) { s.Spec.UpdateStrategy.RollingUpdate.Partition = ptr.To[int32](0) })
+	w := watchRolloutTo(t, sts, images.V2, before)
+	w.finish(t)
+	waitForRolloutComplete(t, sts)
 	after := observe(t, sts)
 	logPods(t, "after", after)
-	wantInPlace(t, before[1:], after[1:], images.V2, 1)
-	if p := after[0]; p.UID != before[0].UID || p.Restarts != 0 || p.Version != images.Serves(images.V1) {
-		t.Errorf("pod %s (below the partition) was touched: UID %s -> %s, %d restarts, serves %q", p.Name, before[0].UID, p.UID, p.Restarts, p.Version)
-	}
-	wantPartition(t, sts, 1)
+	wantInPlace(t, before, after, images.V2, 1)
+	wantPartition(t, sts, 0)
 }
 
 // TestNotInPlaceChangesAreRecreated hands what live pods cannot take to the
-// native controller: an env change, and an image and env change together,
-// recreate every pod.
+// native controller, whose deletes the webhook lets through: an env change;
+// an image and env change together; an init container's image (the kubelet
+// never runs an init container again on a live pod); and kubectl rollout
+// restart (a pod annotation that restarts every container). Every pod is
+// recreated and the rollout reads as complete.
 func TestNotInPlaceChangesAreRecreated(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
-		image string
+		name   string
+		opts   []stsOption
+		change func(t *testing.T, sts *appsv1.StatefulSet)
+		serves string
 	}{
-		{"env only", ""},
-		{"image and env", images.V2},
+		{name: "env only", serves: images.Serves(images.V1), change: func(t *testing.T, sts *appsv1.StatefulSet) {
+			update(t, sts, func(s *appsv1.StatefulSet) {
+				c := &s.Spec.Template.Spec.Containers[0]
+				c.Env = append(c.Env, corev1.EnvVar{Name: "MODE", Value: "fast"})
+			})
+		}},
+		{name: "image and env", serves: images.Serves(images.V2), change: func(t *testing.T, sts *appsv1.StatefulSet) {
+			update(t, sts, func(s *appsv1.StatefulSet) {
+				c := &s.Spec.Template.Spec.Containers[0]
+				c.Env = append(c.Env, corev1.EnvVar{Name: "MODE", Value: "fast"})
+				c.Image = images.V2
+			})
+		}},
+		{name: "init container image", opts: []stsOption{withInitContainer(images.V1)}, serves: images.Serves(images.V1),
+			change: func(t *testing.T, sts *appsv1.StatefulSet) {
+				update(t, sts, func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.InitContainers[0].Image = images.V2 })
+			}},
+		{name: "kubectl rollout restart", serves: images.Serves(images.V1), change: func(t *testing.T, sts *appsv1.StatefulSet) {
+			kubectl(t, "rollout", "restart", "statefulset/"+sts.Name, "-n", sts.Namespace)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ns := newNamespace(t, optedIn)
-			sts := newStatefulSet("web", ns, 2, images.V1, withParallelPods(), withMaxUnavailable(2))
+			sts := newStatefulSet("web", ns, 2, images.V1, append([]stsOption{withParallelPods(), withMaxUnavailable(2)}, tc.opts...)...)
 			create(t, sts)
 			waitForStatefulSetReady(t, sts)
 			before := observe(t, sts)
 
-			update(t, sts, func(s *appsv1.StatefulSet) {
-				c := &s.Spec.Template.Spec.Containers[0]
-				c.Env = append(c.Env, corev1.EnvVar{Name: "MODE", Value: "fast"})
-				if tc.image != "" {
-					c.Image = tc.image
-				}
-			})
-			if _, held := sts.Annotations[annotationHold]; held {
-				t.Errorf("a change live pods cannot take was held: %s", sts.Annotations[annotationHold])
-			}
+			tc.change(t, sts)
 			waitForRolloutComplete(t, sts)
 			after := observe(t, sts)
 			logPods(t, "after", after)
-			want := images.Serves(images.V1)
-			if tc.image != "" {
-				want = images.Serves(tc.image)
-			}
 			for i := range after {
-				if after[i].UID == before[i].UID || after[i].Restarts != 0 || after[i].Version != want {
+				if after[i].UID == before[i].UID || after[i].Restarts != 0 || after[i].Version != tc.serves {
 					t.Errorf("pod %s: UID %s -> %s, %d restarts, serves %q; want a new pod, 0 restarts, %q",
-						after[i].Name, before[i].UID, after[i].UID, after[i].Restarts, after[i].Version, want)
+						after[i].Name, before[i].UID, after[i].UID, after[i].Restarts, after[i].Version, tc.serves)
 				}
 			}
 		})
@@ -208,8 +261,8 @@ func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), cur); err != nil {
 			return err
 		}
-		if hold := cur.Annotations[annotationHold]; !strings.Contains(hold, "CrashLoopBackOff") {
-			return fmt.Errorf("hold %q tells no failure yet", hold)
+		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "CrashLoopBackOff") {
+			return fmt.Errorf("the rollout record %q tells no failure yet", record)
 		}
 		return nil
 	})
@@ -239,9 +292,13 @@ func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
 }
 
 // TestManagerRestartMidRollout deletes every manager pod while a rollout is
-// under way (a grace period keeps it under way long enough): the new
-// manager resumes from the state on the objects, the rollout completes, and
-// no pod is left not ready.
+// under way (a grace period keeps it under way long enough). Until the new
+// replicas serve, the webhook fails open and the StatefulSet controller may
+// recreate the pod it was at; the new manager resumes from the state on the
+// objects, and the rollout completes with every pod on the new image, its
+// gate open, Ready: none is left not ready. (That the manager resumes an
+// update in place is TestLeaderKilledMidUpdate's: there the other replica
+// serves throughout.)
 func TestManagerRestartMidRollout(t *testing.T) {
 	ns := newNamespace(t, optedIn)
 	sts := newStatefulSet("resume", ns, 3, images.V1, withMaxUnavailable(1), withAnnotation(annotationGracePeriod, "2"))
@@ -278,7 +335,16 @@ func TestManagerRestartMidRollout(t *testing.T) {
 	waitForRolloutComplete(t, sts)
 	after := observe(t, sts)
 	logPods(t, "after", after)
-	wantInPlace(t, before, after, images.V2, 1)
+	inPlace := 0
+	for i, p := range after {
+		if !p.Ready || p.Version != images.Serves(images.V2) || p.Gate != corev1.ConditionTrue {
+			t.Errorf("pod %s: Ready %t, gate %q, serves %q; want Ready on v2 with its gate open", p.Name, p.Ready, p.Gate, p.Version)
+		}
+		if p.UID == before[i].UID && p.Restarts == before[i].Restarts+1 {
+			inPlace++
+		}
+	}
+	t.Logf("%d of 3 pods updated in place, the others recreated while no manager replica served", inPlace)
 	eventually(t, managerTimeout, "the manager serving again", managerServing)
 }
 
@@ -307,7 +373,28 @@ func wantInPlace(t *testing.T, before, after []podView, image string, restarts i
 	}
 }
 
-// wantPartition checks the StatefulSet's partition is the user's again.
+// withInitContainer adds an init container "setup" running the test
+// application's image, which prints its version and exits.
+func withInitContainer(image string) stsOption {
+	return func(s *appsv1.StatefulSet) {
+		s.Spec.Template.Spec.InitContainers = append(s.Spec.Template.Spec.InitContainers, corev1.Container{
+			Name: "setup", Image: image, ImagePullPolicy: corev1.PullNever, Args: []string{"-exit"},
+		})
+	}
+}
+
+// kubectl runs the cluster's kubectl as a user would, and fails the test if
+// it fails.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), tool(t, "E2E_KUBECTL", "kubectl"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// wantPartition checks the StatefulSet's partition is still the user's.
 func wantPartition(t *testing.T, sts *appsv1.StatefulSet, want int32) {
 	t.Helper()
 	get(t, sts)

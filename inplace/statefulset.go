@@ -72,6 +72,17 @@ const (
 	FallbackBadState        = "BadUpdateState"
 )
 
+// FallbackWords say, in events, why a pod is recreated instead of updated in
+// place.
+var FallbackWords = map[string]string{
+	FallbackNoReadinessGate: "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
+	FallbackNoRevision:      "the revision the pod runs is no longer in the workload's history",
+	FallbackNotInPlaceable:  "its change is more than container images, pod labels and pod annotations",
+	FallbackSidecarKubelet:  "a native sidecar's image changes and the node's kubelet (before 1.32) does not restart sidecars in place",
+	FallbackPatchRefused:    "the image patch was refused",
+	FallbackBadState:        "its in-place update state cannot be read",
+}
+
 // Eligibility decides whether a pod running template from can be updated in
 // place to template to, on a node whose kubelet has the given version. It
 // returns the diff and, when the pod must be recreated instead, why (one of

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -17,6 +18,11 @@ import (
 
 	"github.com/inplace-dev/inplace/inplace"
 )
+
+// ReasonRecreatedNotInPlace is the reason of the event on a pod of a
+// rollout that its controller recreates because it cannot go in place (the
+// controller package tells the same reason for the pods it deletes itself).
+const ReasonRecreatedNotInPlace = "RecreatedNotInPlace"
 
 // DefaultWorkloadControllerUsers are the users the kube-controller-manager's
 // workload controllers delete pods as, when it runs with
@@ -51,6 +57,8 @@ type podDeleteValidator struct {
 	engineRunning func() bool
 	// onFallback counts a rollout's pod let through to be recreated.
 	onFallback func(kind, reason string)
+	// recorder tells, in an event on the pod, why it is recreated.
+	recorder events.EventRecorder
 }
 
 var _ admission.Validator[*corev1.Pod] = &podDeleteValidator{}
@@ -144,7 +152,7 @@ func (v *podDeleteValidator) kubeletVersion(ctx context.Context, sts *appsv1.Sta
 // countFallback counts a pod of the rollout that the StatefulSet controller
 // recreates because it cannot be updated in place.
 func (v *podDeleteValidator) countFallback(sts *appsv1.StatefulSet, pod *corev1.Pod, templateOf func(string) *corev1.PodTemplateSpec) {
-	if v.onFallback == nil || !inplace.RollsOut(sts) || pod.DeletionTimestamp != nil {
+	if !inplace.RollsOut(sts) || pod.DeletionTimestamp != nil {
 		return
 	}
 	ord, ok := inplace.Ordinal(sts, pod)
@@ -153,6 +161,10 @@ func (v *podDeleteValidator) countFallback(sts *appsv1.StatefulSet, pod *corev1.
 	}
 	if _, fallback := inplace.Eligibility(pod, templateOf(pod.Labels[appsv1.StatefulSetRevisionLabel]), &sts.Spec.Template, ""); fallback != "" {
 		v.onFallback("StatefulSet", fallback)
+		if v.recorder != nil {
+			v.recorder.Eventf(pod, sts, corev1.EventTypeNormal, ReasonRecreatedNotInPlace, "Recreate",
+				"The StatefulSet controller recreates the pod, not in place: %s", inplace.FallbackWords[fallback])
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -63,6 +64,8 @@ type Config struct {
 	// OnFallback counts a pod of a rollout that its native controller
 	// recreates because it cannot be updated in place; nil to not count.
 	OnFallback func(kind, reason string)
+	// Recorder tells such a pod's recreation in an event; nil to not tell.
+	Recorder events.EventRecorder
 }
 
 // Register serves every handler on the webhook server.
@@ -97,6 +100,10 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 	if running == nil {
 		running = func() bool { return true }
 	}
+	onFallback := cfg.OnFallback
+	if onFallback == nil {
+		onFallback = func(string, string) {}
+	}
 	hooks := map[string]*admission.Webhook{
 		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
@@ -106,7 +113,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		}),
 		PathValidatePod: admission.WithValidator(cfg.Scheme, &podDeleteValidator{
 			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader,
-			controllers: controllers, engineRunning: running, onFallback: cfg.OnFallback,
+			controllers: controllers, engineRunning: running, onFallback: onFallback, recorder: cfg.Recorder,
 		}),
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),

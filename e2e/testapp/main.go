@@ -32,7 +32,12 @@ var (
 
 func main() {
 	listen := flag.String("listen", ":8080", "address to serve on")
+	exit := flag.Bool("exit", false, "print the version and exit 0 (an init container)")
 	flag.Parse()
+	if *exit {
+		fmt.Println(version)
+		return
+	}
 	if crash != "" {
 		fmt.Fprintf(os.Stderr, "testapp %s: exiting with status 1 on purpose\n", version)
 		os.Exit(1)

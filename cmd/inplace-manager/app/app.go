@@ -194,6 +194,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		WorkloadControllers: o.WorkloadControllers,
 		EngineRunning:       engine.running,
 		OnFallback:          controller.CountFallback,
+		Recorder:            mgr.GetEventRecorder("inplace-manager"),
 	})
 	guard := &guardWatch{reader: mgr.GetAPIReader()}
 	if err := mgr.Add(guard); err != nil {
@@ -210,6 +211,10 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		Guard:     guard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the StatefulSet rollout controller: %w", err)
+	}
+
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard}); err != nil {
+		return err
 	}
 
 	synced := &cacheSynced{cache: mgr.GetCache()}

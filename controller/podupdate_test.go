@@ -302,3 +302,59 @@ func TestRefusedPatchRecreates(t *testing.T) {
 		t.Errorf("events %q: want a RecreatedNotInPlace warning that says why", got)
 	}
 }
+
+// TestOnlyTheRevisionsChangesArePatched: the containers the update changes
+// come from the diff between the pod's revision and the target, not from
+// the live pod: an image rewritten at the pod's creation (a registry
+// mirror) is neither restarted nor written back unmirrored.
+func TestOnlyTheRevisionsChangesArePatched(t *testing.T) {
+	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Spec.Containers = []corev1.Container{
+		{Name: "app", Image: "mirror.local/library/nginx:1.27"},
+		{Name: "proxy", Image: "mirror.local/envoy:1"},
+	}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now), guard: guarded(true)}
+	from := builder.PodTemplate("web", "nginx:1.27").Image("proxy", "envoy:1").Obj()
+	to := builder.PodTemplate("web", "nginx:1.27").Image("proxy", "envoy:2").Obj()
+	target := testTarget(from, to, 0)
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, to), target); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	if img := got.Spec.Containers[0].Image; img != "mirror.local/library/nginx:1.27" {
+		t.Errorf("app image %s: the unchanged container's rewritten image was touched", img)
+	}
+	if img := got.Spec.Containers[1].Image; img != "envoy:2" {
+		t.Errorf("proxy image %s, want envoy:2", img)
+	}
+	state, err := inplace.StateOf(got)
+	if err != nil || state == nil {
+		t.Fatalf("state %v, %v", state, err)
+	}
+	if _, ok := state.Containers["app"]; ok || len(state.Containers) != 1 {
+		t.Errorf("recorded containers %v, want proxy alone", state.Containers)
+	}
+}
+
+// TestMalformedStateRecreates: a state the manager cannot read (written by
+// hand, or by a bug) leaves it unable to judge the update: the pod is
+// recreated rather than left not ready.
+func TestMalformedStateRecreates(t *testing.T) {
+	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).
+		Annotation(inplace.AnnotationUpdateState, "{not json").Obj()
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now)}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	if _, err := u.advance(t.Context(), pod.DeepCopy(), testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the pod with a malformed state is still there (%v)", err)
+	}
+}

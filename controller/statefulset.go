@@ -139,10 +139,6 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 	if _, held := sts.Annotations[inplace.AnnotationHold]; held {
 		return ctrl.Result{}, r.releaseHold(ctx, sts)
 	}
-	pods, err := r.pods(ctx, sts)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
 	rollout, err := inplace.RolloutOf(sts.Annotations)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Replacing a malformed rollout record", "statefulset", klog.KObj(sts))
@@ -151,7 +147,21 @@ func (r *StatefulSetRollout) Reconcile(ctx context.Context, req ctrl.Request) (c
 	r.active.set(req.String(), rollout != nil)
 
 	if reason := r.handedBack(ctx, sts); reason != "" {
+		// Only the pods the webhook gated can have an update to settle: the
+		// cache's. No live read for a StatefulSet that is not managed.
+		selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+		if err != nil {
+			return ctrl.Result{}, nil
+		}
+		pods, err := r.listOwned(ctx, r.Client, sts, selector)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 		return ctrl.Result{}, r.handBack(ctx, sts, rollout, pods, reason)
+	}
+	pods, err := r.pods(ctx, sts)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	if sts.Status.ObservedGeneration < sts.Generation || sts.Status.UpdateRevision == "" {
 		return ctrl.Result{}, nil // the StatefulSet controller has not computed the revision yet

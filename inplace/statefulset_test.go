@@ -88,6 +88,9 @@ func TestRefuseRolloutDelete(t *testing.T) {
 		"patched to an older target, the new one in place from it too": {
 			sts: set(builder.PodTemplate("web", "app:v3").Obj()), pod: pod("web-2", "web-1", patchedTo("web-2")), want: true,
 		},
+		"patched to an older target, the new one not in place from it: recreated": {
+			sts: set(builder.PodTemplate("web", "app:v3").Env("MODE", "fast").Obj()), pod: pod("web-2", "web-1", patchedTo("web-2")),
+		},
 		"a malformed update state: recreated": {sts: set(v2), pod: pod("web-2", "web-1", func(p *corev1.Pod) {
 			metav1.SetMetaDataAnnotation(&p.ObjectMeta, AnnotationUpdateState, "{")
 		})},

@@ -299,7 +299,9 @@ func (r *StatefulSetRollout) plan(ctx context.Context, sts *appsv1.StatefulSet, 
 			continue
 		}
 		if p.updating {
-			plan.inProgress = append(plan.inProgress, *p)
+			if p.pod.DeletionTimestamp == nil { // a terminating pod is the StatefulSet controller's
+				plan.inProgress = append(plan.inProgress, *p)
+			}
 			plan.complete = false
 			continue
 		}

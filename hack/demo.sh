@@ -222,7 +222,10 @@ EOF
 	t0=$(now_ms)
 	k -n "$NS" set image "statefulset/$STS" "$CONTAINER=$v2"
 	local done=1 took
-	wait_for "the rollout to v2" 300 rollout_done "$v2" || done=
+	# As a CD pipeline would: kubectl rollout status returns once every pod
+	# runs v2 and is Ready (the StatefulSet's own status, left truthful).
+	k -n "$NS" rollout status "statefulset/$STS" --timeout=300s || done=
+	[ -z "$done" ] || wait_for "the rollout to v2" 30 rollout_done "$v2" || done=
 	took=$(since "$t0")
 	# Let the last watch events print before the summary.
 	sleep 1
@@ -234,6 +237,11 @@ EOF
 	fi
 
 	step "6. What happened"
+	say "The StatefulSet's spec is as the team wrote it (no partition, no pause); its controller"
+	say "ran the rollout, and its deletes of the pods inplace updated in place were refused:"
+	k -n "$NS" get statefulset "$STS" -o 'jsonpath={.spec.updateStrategy}{"\n"}'
+	k -n "$NS" get events --field-selector "involvedObject.kind=StatefulSet,involvedObject.name=$STS" \
+		-o "custom-columns=TYPE:.type,REASON:.reason,COUNT:.count,MESSAGE:.message" --sort-by=.lastTimestamp
 	k -n "$NS" get pod -o wide
 	k -n "$NS" get pod -o "custom-columns=$COLUMNS_GATE"
 	# Per pod: in place (same UID, its container restarted), recreated (a

@@ -51,6 +51,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -119,6 +120,9 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
+	// The API server's warnings (inplace keeping its rollout record against a
+	// stale copy in an update) are expected here; not worth a log.
+	cfg.WarningHandler = rest.NoWarnings{}
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "flipstress: %v\n", err)

@@ -30,6 +30,11 @@ var (
 		Help: "Pods of an in-place rollout recreated instead, by workload kind and reason (NoReadinessGate, NoRevision, NotInPlaceable, SidecarKubelet: the native controller's delete let through; PatchRefused, BadUpdateState: deleted by the manager).",
 	}, []string{"kind", "reason"})
 
+	deletesRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inplace_deletes_refused_total",
+		Help: "Deletes of a pod by its workload's controller refused by the pod-delete webhook because the manager updates the pod in place, by workload kind.",
+	}, []string{"kind"})
+
 	rolloutsInProgress = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "inplace_rollouts_in_progress",
 		Help: "Workloads whose pods inplace is updating in place (a rollout recorded on the workload), by kind.",
@@ -37,7 +42,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, rolloutsInProgress)
+	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, deletesRefused, rolloutsInProgress)
 }
 
 // activeSet tracks the workloads of a kind with an in-place rollout

@@ -105,9 +105,11 @@ type podStep struct {
 //   - the gate opens only once the kubelet reports every replaced container
 //     gone.
 //
-// Either way the manager never writes Ready True, and the revision label
-// changes last, once the new containers are ready: the workload's status
-// counts the pod as updated when it is.
+// Either way the manager never writes Ready True. The revision label
+// changes with the images: the workload's status then counts the pod
+// updated and not Ready, as it counts a recreated pod from its creation,
+// and its controller stops trying to recreate it. The state is cleared once
+// the new containers are ready.
 type podUpdater struct {
 	client   client.Client
 	live     client.Reader
@@ -254,14 +256,20 @@ func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *podTarget
 	return u.write(ctx, pod, state, from, d, t)
 }
 
-// write records state on the pod and sets the images the diff changes and
-// the labels and annotations to the target's, in one conditional write. A
-// write refused for another reason than a conflict (another admission
-// webhook's policy, say) hands the pod to the native controller.
+// write records state on the pod, sets the images the diff changes and the
+// labels and annotations to the target's, and labels the pod with the
+// revision it now runs, in one conditional write. From then on the pod's
+// spec is that revision's, and its workload's status counts it updated and
+// not Ready (its gate is closed), as it counts a recreated pod from its
+// creation: every tool keeps waiting for it to be Ready, and the workload's
+// controller no longer tries to recreate it. A write refused for another
+// reason than a conflict (another admission webhook's policy, say) hands
+// the pod to the native controller.
 func (u *podUpdater) write(ctx context.Context, pod *corev1.Pod, state *inplace.UpdateState, from *corev1.PodTemplateSpec, d inplace.TemplateDiff, t *podTarget) error {
 	base := pod.DeepCopy()
 	setImages(pod, t.template, d.Restarts())
 	applyTemplateMetadata(pod, from, t.template)
+	pod.Labels[t.revisionLabel] = state.Revision
 	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
 	err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 	if err == nil || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {

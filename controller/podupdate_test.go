@@ -92,7 +92,7 @@ func TestPodUpdateSteps(t *testing.T) {
 	if err != nil || state == nil || state.PatchedAt == nil || state.Containers["app"].ContainerID != "containerd://c1" {
 		t.Fatalf("state = %+v, %v; want the patch recorded with container c1", state, err)
 	}
-	if got.Spec.Containers[0].Image != "nginx:1.28" || got.Labels["tier"] != "front" || got.Labels[appsv1.StatefulSetRevisionLabel] != "web-1" {
+	if got.Spec.Containers[0].Image != "nginx:1.28" || got.Labels["tier"] != "front" || got.Labels[appsv1.StatefulSetRevisionLabel] != "web-2" {
 		t.Errorf("pod after the patch: image %s, labels %v", got.Spec.Containers[0].Image, got.Labels)
 	}
 

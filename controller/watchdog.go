@@ -55,3 +55,9 @@ func (w *watchdog) Check(*http.Request) error {
 func CountFallback(kind, reason string) {
 	fallbacksTotal.WithLabelValues(kind, reason).Inc()
 }
+
+// CountRefusedDelete counts a workload controller's delete that the
+// pod-delete webhook refused, by kind.
+func CountRefusedDelete(kind string) {
+	deletesRefused.WithLabelValues(kind).Inc()
+}

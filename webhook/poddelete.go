@@ -59,6 +59,8 @@ type podDeleteValidator struct {
 	onFallback func(kind, reason string)
 	// recorder tells, in an event on the pod, why it is recreated.
 	recorder events.EventRecorder
+	// onRefusal counts a refused delete.
+	onRefusal func(kind string)
 }
 
 var _ admission.Validator[*corev1.Pod] = &podDeleteValidator{}
@@ -113,13 +115,14 @@ func (v *podDeleteValidator) ValidateDelete(ctx context.Context, pod *corev1.Pod
 	}
 	refuse := inplace.RefuseRolloutDelete(sts, pod, templateOf, v.kubeletVersion(ctx, sts, pod, templateOf))
 	if !refuse {
-		v.countFallback(sts, pod, templateOf)
+		v.countFallback(ctx, sts, pod, templateOf)
 		return nil, nil
 	}
 	if !v.engineRunning() {
 		log.Info("Letting the StatefulSet controller recreate a pod: no manager replica runs the rollout now")
 		return nil, nil
 	}
+	v.onRefusal("StatefulSet")
 	return nil, fmt.Errorf("inplace: pod %s is updated in place to the StatefulSet's template instead of recreated; "+
 		"the StatefulSet controller goes on once the pod is relabelled to its update revision", pod.Name)
 }
@@ -151,7 +154,7 @@ func (v *podDeleteValidator) kubeletVersion(ctx context.Context, sts *appsv1.Sta
 
 // countFallback counts a pod of the rollout that the StatefulSet controller
 // recreates because it cannot be updated in place.
-func (v *podDeleteValidator) countFallback(sts *appsv1.StatefulSet, pod *corev1.Pod, templateOf func(string) *corev1.PodTemplateSpec) {
+func (v *podDeleteValidator) countFallback(ctx context.Context, sts *appsv1.StatefulSet, pod *corev1.Pod, templateOf func(string) *corev1.PodTemplateSpec) {
 	if !inplace.RollsOut(sts) || pod.DeletionTimestamp != nil {
 		return
 	}
@@ -160,6 +163,8 @@ func (v *podDeleteValidator) countFallback(sts *appsv1.StatefulSet, pod *corev1.
 		return
 	}
 	if _, fallback := inplace.Eligibility(pod, templateOf(pod.Labels[appsv1.StatefulSetRevisionLabel]), &sts.Spec.Template, ""); fallback != "" {
+		logf.FromContext(ctx).Info("Letting the StatefulSet controller recreate a pod of its rollout", "pod", klog.KObj(pod),
+			"reason", fallback, "revision", pod.Labels[appsv1.StatefulSetRevisionLabel])
 		v.onFallback("StatefulSet", fallback)
 		if v.recorder != nil {
 			v.recorder.Eventf(pod, sts, corev1.EventTypeNormal, ReasonRecreatedNotInPlace, "Recreate",

@@ -66,6 +66,9 @@ type Config struct {
 	OnFallback func(kind, reason string)
 	// Recorder tells such a pod's recreation in an event; nil to not tell.
 	Recorder events.EventRecorder
+	// OnRefusal counts a delete the pod-delete webhook refused; nil to not
+	// count.
+	OnRefusal func(kind string)
 }
 
 // Register serves every handler on the webhook server.
@@ -104,6 +107,10 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 	if onFallback == nil {
 		onFallback = func(string, string) {}
 	}
+	onRefusal := cfg.OnRefusal
+	if onRefusal == nil {
+		onRefusal = func(string) {}
+	}
 	hooks := map[string]*admission.Webhook{
 		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
@@ -113,7 +120,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		}),
 		PathValidatePod: admission.WithValidator(cfg.Scheme, &podDeleteValidator{
 			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader,
-			controllers: controllers, engineRunning: running, onFallback: onFallback, recorder: cfg.Recorder,
+			controllers: controllers, engineRunning: running, onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
 		}),
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),

@@ -194,6 +194,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		WorkloadControllers: o.WorkloadControllers,
 		EngineRunning:       engine.running,
 		OnFallback:          controller.CountFallback,
+		OnRefusal:           controller.CountRefusedDelete,
 		Recorder:            mgr.GetEventRecorder("inplace-manager"),
 	})
 	guard := &guardWatch{reader: mgr.GetAPIReader()}

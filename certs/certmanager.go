@@ -3,6 +3,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,8 +13,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -73,13 +75,29 @@ func (w *certificateWatch) byObject() cache.ByObject {
 	}
 }
 
-func (w *certificateWatch) setup(mgr manager.Manager) error {
-	// Without cert-manager's CRDs the informer would never sync: say so now.
-	gk := schema.GroupKind{Group: cmapi.SchemeGroupVersion.Group, Kind: cmapi.CertificateKind}
-	if _, err := mgr.GetRESTMapper().RESTMapping(gk, cmapi.SchemeGroupVersion.Version); err != nil {
-		return fmt.Errorf("certificate mode %s needs the kind %s/%s, which the API server does not serve (is cert-manager installed?): %w",
-			ModeCertManager, cmapi.SchemeGroupVersion, cmapi.CertificateKind, err)
+// certificateKindServed fails unless the API server serves cert-manager's
+// Certificate kind: without it, no manager can even be built with the
+// Certificate's informer, and its error would not say why.
+func certificateKindServed(cfg *rest.Config) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
 	}
+	gv := cmapi.SchemeGroupVersion.String()
+	resources, err := dc.ServerResourcesForGroupVersion(gv)
+	if err == nil {
+		for _, r := range resources.APIResources {
+			if r.Kind == cmapi.CertificateKind {
+				return nil
+			}
+		}
+		err = errors.New("no such kind")
+	}
+	return fmt.Errorf("certificate mode %s needs the kind %s %s, which the API server does not serve: is cert-manager installed? (%w)",
+		ModeCertManager, gv, cmapi.CertificateKind, err)
+}
+
+func (w *certificateWatch) setup(mgr manager.Manager) error {
 	w.cache = mgr.GetCache()
 	w.recorder = mgr.GetEventRecorder("inplace-manager")
 	return mgr.Add(w)

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -155,6 +156,15 @@ func New(cfg Config) (*Source, error) {
 		s.ready = s.certificate.ready
 	}
 	return s, nil
+}
+
+// Preflight checks, before a manager is built on cfg, that the API server
+// serves what the mode reads: cert-manager's Certificate in ModeCertManager.
+func (s *Source) Preflight(cfg *rest.Config) error {
+	if s.cfg.Mode == ModeCertManager {
+		return certificateKindServed(cfg)
+	}
+	return nil
 }
 
 // TLSOpt makes the webhook server serve the certificate of the certificate

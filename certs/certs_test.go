@@ -3,6 +3,8 @@ package certs
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/inplace-dev/inplace/internal/testpki"
@@ -387,3 +390,38 @@ func waitServed(t *testing.T, s *Served, certPEM []byte) {
 }
 
 func pemOf(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+
+func TestPreflight(t *testing.T) {
+	// An API server that serves no cert-manager kinds: discovery says 404.
+	noCertManager := httptest.NewServer(http.NotFoundHandler())
+	defer noCertManager.Close()
+	cases := map[string]struct {
+		mode    Mode
+		wantErr string
+	}{
+		"cert-manager's Certificate kind not served": {
+			mode:    ModeCertManager,
+			wantErr: "certificate mode cert-manager needs the kind cert-manager.io/v1 Certificate, which the API server does not serve: is cert-manager installed?",
+		},
+		"builtin needs nothing but the core kinds": {mode: ModeBuiltin},
+		"secret needs nothing":                     {mode: ModeSecret},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, err := New(newConfig(tc.mode, "/certs").Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Preflight(&rest.Config{Host: noCertManager.URL})
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Preflight = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Preflight = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -797,3 +797,16 @@ func TestCertManager(t *testing.T) {
 		event(t, corev1.EventTypeWarning, certs.ReasonCertificateNotReady, "(Failed: The certificate request has failed to complete and will be retried)")
 	})
 }
+
+// With cert-manager's CRDs installed, the cert-manager mode's preflight
+// passes (TestPreflight has the API server without them).
+func TestPreflightWithCertManagerCRDs(t *testing.T) {
+	s, err := certs.New(certs.Config{Mode: certs.ModeCertManager, Namespace: namespace, CertDir: t.TempDir(),
+		ServiceName: "inplace-webhook", SecretName: certName, CertificateName: certName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Preflight(env.Config); err != nil {
+		t.Error(err)
+	}
+}

@@ -110,6 +110,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := certificate.Preflight(cfg); err != nil {
+		return err
+	}
 	scheme := Scheme()
 	if err := certificate.AddToScheme(scheme); err != nil {
 		return err

@@ -65,12 +65,18 @@ verify: lint manifests ## lint, tidy go.mod files and render every manifest.
 	cd hack/tools && go mod tidy -diff
 	cd e2e/rolloutstatus && go mod tidy -diff
 
+# The base with each component, and with the policy and each certificate
+# component together, as users compose them.
+MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager
+
 .PHONY: manifests
-manifests: $(BIN)/kustomize ## Render every kustomization, to check it builds.
+manifests: $(BIN)/kustomize ## Render every kustomization, and the base with its components, to check they build.
 	@for k in manifests/base e2e/manifests; do \
 		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
-	@mkdir -p .cache/manifests-check && printf 'resources: [../../manifests/base]\ncomponents: [../../manifests/components/cluster-policy]\n' \
-		> .cache/manifests-check/kustomization.yaml && $(BIN)/kustomize build .cache/manifests-check > /dev/null && echo "kustomize build manifests/base + cluster-policy"
+	@mkdir -p .cache/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
+		printf 'resources: [../../manifests/base]\ncomponents: [%s]\n' "$$(echo "$$c" | sed 's|[^,]*|../../manifests/components/&|g')" \
+			> .cache/manifests-check/kustomization.yaml; \
+		echo "kustomize build manifests/base + $$c"; $(BIN)/kustomize build .cache/manifests-check > /dev/null; done
 
 ##@ Deployment
 

@@ -4,14 +4,19 @@
 package testenv
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,6 +33,53 @@ var KruiseCRDs = filepath.Join(Root, "internal", "testenv", "kruise-crds")
 
 // Webhooks is the manifest of the webhook configurations users install.
 var Webhooks = filepath.Join(Root, "manifests", "base", "webhooks.yaml")
+
+// CertManagerSnapshot is cert-manager's source snapshot, in the shared
+// folder beside the repository (read-only, there in CI too).
+var CertManagerSnapshot = filepath.Join(Root, "..", "shared", "thirdparty", "cert-manager-2d0d7f7f7.tar.gz")
+
+// ExtractCertManagerCRDs writes cert-manager's CRDs (deploy/crds/*.yaml of
+// CertManagerSnapshot) into dir, for CRDDirectoryPaths. No cert-manager code
+// runs: a test plays its part by writing the status it would write.
+func ExtractCertManagerCRDs(dir string) error {
+	f, err := os.Open(CertManagerSnapshot)
+	if err != nil {
+		return fmt.Errorf("cert-manager's CRDs: %w", err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", CertManagerSnapshot, err)
+	}
+	tr := tar.NewReader(gz)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", CertManagerSnapshot, err)
+		}
+		// cert-manager-<commit>/deploy/crds/<name>.yaml
+		parts := strings.Split(h.Name, "/")
+		if len(parts) != 4 || parts[1] != "deploy" || parts[2] != "crds" || !strings.HasSuffix(parts[3], ".yaml") || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, parts[3]), b, 0o644); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no deploy/crds/*.yaml in %s", CertManagerSnapshot)
+	}
+	return nil
+}
 
 // Assets returns the directory holding etcd and kube-apiserver:
 // $KUBEBUILDER_ASSETS, else .cache/bin. It fails with what to run when they

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"sync"
@@ -36,6 +37,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/controller"
 	"github.com/inplace-dev/inplace/inplace"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
@@ -104,32 +106,48 @@ func Scheme() *runtime.Scheme {
 
 // Run builds the manager for cfg and o, and runs it until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	certificate, err := certs.New(o.Certs())
+	if err != nil {
+		return err
+	}
+	if err := certificate.Preflight(cfg); err != nil {
+		return err
+	}
 	scheme := Scheme()
+	if err := certificate.AddToScheme(scheme); err != nil {
+		return err
+	}
 	username, err := whoAmI(ctx, cfg, scheme)
 	if err != nil {
 		return err
 	}
+	byObject := map[client.Object]cache.ByObject{
+		// Only the pods the webhook gated: the controllers act on
+		// nothing else, and a cluster's other pods stay out of memory.
+		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"})},
+		// Only the leader election lease: whether the rollout engine
+		// runs (the pod-delete webhook refuses nothing otherwise).
+		&coordinationv1.Lease{}: {
+			Namespaces: map[string]cache.Config{o.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", LeaderElectionID),
+		},
+	}
+	// Only the webhook certificate's Secret or Certificate, by name.
+	maps.Copy(byObject, certificate.CacheByObject())
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject: map[client.Object]cache.ByObject{
-				// Only the pods the webhook gated: the controllers act on
-				// nothing else, and a cluster's other pods stay out of memory.
-				&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"})},
-				// Only the leader election lease: whether the rollout engine
-				// runs (the pod-delete webhook refuses nothing otherwise).
-				&coordinationv1.Lease{}: {
-					Namespaces: map[string]cache.Config{o.Namespace: {}},
-					Field:      fields.OneTermEqualSelector("metadata.name", LeaderElectionID),
-				},
-			},
+			ByObject:         byObject,
 		},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,
 			Port:    o.WebhookPort,
 			CertDir: o.CertDir,
-			TLSOpts: []func(*tls.Config){tlsHardening},
+			// The certificate of --cert-dir as certs loads it: the
+			// server starts without one (builtin writes it a moment
+			// later) and serves each new one at once.
+			TLSOpts: []func(*tls.Config){tlsHardening, certificate.TLSOpt},
 		}),
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddress},
 		HealthProbeBindAddress:        o.HealthAddress,
@@ -145,8 +163,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := Setup(ctx, mgr, o, username); err != nil {
 		return err
 	}
+	if err := certificate.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
 	ctrl.Log.WithName("setup").Info("Starting the manager", "policy", o.Policy,
-		"excluded", o.Scope().ExcludedNames(), "namespace", o.Namespace, "user", username)
+		"excluded", o.Scope().ExcludedNames(), "namespace", o.Namespace, "user", username, "certMode", o.Certs().Mode)
 	return mgr.Start(ctx)
 }
 

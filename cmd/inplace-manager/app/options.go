@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/inplace"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
@@ -28,6 +29,16 @@ type Options struct {
 	// when the manager updates the pod in place instead
 	// (--workload-controller-users).
 	WorkloadControllers []string
+
+	// CertMode says where the webhook's serving certificate comes from
+	// (--cert-mode). The zero value is certs.ModeSecret, a certificate
+	// provided by someone else: a manager built in code writes no Secret
+	// and no webhook configuration unless asked. The flag's default is
+	// certs.ModeBuiltin.
+	CertMode certs.Mode
+	// CertRotation tunes the built-in certificate's lifetime; its zero
+	// value is the defaults. No flag: tests shorten it to see a rotation.
+	CertRotation certs.Rotation
 
 	CertDir                string
 	WebhookHost            string
@@ -73,7 +84,14 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 			return nil
 		})
 	fs.StringVar(&o.Namespace, "namespace", "", "the manager's own namespace (default: $POD_NAMESPACE, or the service account's namespace)")
-	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory holding the webhook's tls.crt and tls.key")
+	o.CertMode = certs.ModeBuiltin
+	fs.Func("cert-mode", fmt.Sprintf("where the webhook's serving certificate comes from: %q (default: the manager makes a CA and a certificate in the Secret %s, renews them and injects the CA into its webhook configurations), %q (cert-manager's Certificate %s, mounted at --cert-dir) or %q (a Secret you provide, mounted at --cert-dir)",
+		certs.ModeBuiltin, webhookCertName, certs.ModeCertManager, webhookCertName, certs.ModeSecret), func(s string) error {
+		m, err := certs.ParseMode(s)
+		o.CertMode = m
+		return err
+	})
+	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory of the webhook's tls.crt and tls.key, reloaded when they change: the manager writes them there with --cert-mode=builtin (it must be writable)")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the webhook server listens on")
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
@@ -109,6 +127,25 @@ func (o *Options) Complete() error {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout: %v is negative", o.GracefulShutdownPeriod))
 	}
 	return errors.Join(errs...)
+}
+
+// Certs returns where the webhook's certificate comes from.
+func (o *Options) Certs() certs.Config {
+	mode := o.CertMode
+	if mode == "" {
+		mode = certs.ModeSecret
+	}
+	return certs.Config{
+		Mode:              mode,
+		Namespace:         o.Namespace,
+		CertDir:           o.CertDir,
+		ServiceName:       webhookServiceName,
+		SecretName:        webhookCertName,
+		CertificateName:   webhookCertName,
+		MutatingWebhook:   mutatingWebhookName,
+		ValidatingWebhook: validatingWebhookName,
+		Rotation:          o.CertRotation,
+	}
 }
 
 // Scope returns the namespaces the manager manages.

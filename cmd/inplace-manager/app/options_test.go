@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/inplace"
 )
 
@@ -55,6 +56,42 @@ func TestOptions(t *testing.T) {
 			args:    []string{"--namespace=x", "--webhook-port=70000"},
 			wantErr: "--webhook-port: 70000 is not a port number (1-65535)",
 		},
+		"the built-in certificate by default, for the webhook's Service in the manager's namespace": {
+			args: []string{"--namespace=inplace-system"},
+			check: func(t *testing.T, o Options) {
+				want := certs.Config{
+					Mode: certs.ModeBuiltin, Namespace: "inplace-system", CertDir: "/tmp/k8s-webhook-server/serving-certs",
+					ServiceName: "inplace-webhook", SecretName: "inplace-webhook-cert", CertificateName: "inplace-webhook-cert",
+					MutatingWebhook: "inplace-mutating", ValidatingWebhook: "inplace-validating",
+				}
+				if diff := cmp.Diff(want, o.Certs()); diff != "" {
+					t.Errorf("certs (-want,+got):\n%s", diff)
+				}
+				if got := o.Certs().DNSName(); got != "inplace-webhook.inplace-system.svc" {
+					t.Errorf("DNS name = %q", got)
+				}
+			},
+		},
+		"cert-manager's certificate": {
+			args: []string{"--namespace=x", "--cert-mode=cert-manager", "--cert-dir=/certs"},
+			check: func(t *testing.T, o Options) {
+				if c := o.Certs(); c.Mode != certs.ModeCertManager || c.CertDir != "/certs" {
+					t.Errorf("certs = %+v", c)
+				}
+			},
+		},
+		"a certificate provided in a Secret": {
+			args: []string{"--namespace=x", "--cert-mode=secret"},
+			check: func(t *testing.T, o Options) {
+				if c := o.Certs(); c.Mode != certs.ModeSecret {
+					t.Errorf("certs = %+v", c)
+				}
+			},
+		},
+		"an unknown certificate mode names the flag and the values": {
+			args:    []string{"--namespace=x", "--cert-mode=self-signed"},
+			wantErr: `invalid value "self-signed" for flag -cert-mode: unknown certificate mode "self-signed": want one of "builtin", "cert-manager", "secret"`,
+		},
 		"no namespace outside a pod": {
 			wantErr: "--namespace: required outside a pod",
 		},
@@ -81,5 +118,21 @@ func TestOptions(t *testing.T) {
 			}
 			tc.check(t, o)
 		})
+	}
+}
+
+// An Options built in code, not from flags, serves the certificate it is
+// given and writes nothing: the zero mode is secret.
+func TestOptionsInCodeProvideTheirCertificate(t *testing.T) {
+	o := Options{Namespace: "inplace-system", CertDir: "/certs"}
+	if got := o.Certs().Mode; got != certs.ModeSecret {
+		t.Errorf("mode = %q, want %q", got, certs.ModeSecret)
+	}
+}
+
+// Main refuses a bad --cert-mode with exit code 2, like every bad flag.
+func TestMainRefusesABadCertMode(t *testing.T) {
+	if code := Main([]string{"--namespace=x", "--cert-mode=acme"}); code != 2 {
+		t.Errorf("exit code = %d, want 2", code)
 	}
 }

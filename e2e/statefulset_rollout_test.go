@@ -245,7 +245,7 @@ func TestRetagToTheSameDigestCompletes(t *testing.T) {
 // TestBadImageHaltsAndRollsBackInPlace rolls v2 -> bad (an image that exits
 // at once) -> v2. The bad image halts the rollout at maxUnavailable: one pod
 // fails, the others stay on v2 and Ready, the failure is told in events on
-// the pod and the StatefulSet and in the hold. Changing the image back rolls
+// the pod and the StatefulSet and in the rollout record. Changing the image back rolls
 // the failed pod back in place.
 func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
 	t.Parallel()

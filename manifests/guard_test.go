@@ -1,0 +1,433 @@
+package manifests_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
+	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/builder"
+	"github.com/inplace-dev/inplace/internal/testenv"
+)
+
+// The policies of manager-guard.yaml, installed with the manager's RBAC in a
+// real kube-apiserver, and each identity's writes made as that identity:
+// the manager's ServiceAccount, a user allowed by RBAC to patch pods, the
+// break-glass group and the uninstall Job. Each case says what must be
+// allowed, or refused and why: a policy that refuses too much breaks
+// rollouts as surely as one that refuses too little lets a token through.
+
+const (
+	ns           = "apps"
+	managerUser  = "system:serviceaccount:inplace-system:inplace-manager"
+	releaserUser = "system:serviceaccount:inplace-system:inplace-release-holds"
+)
+
+// clients, one per identity.
+type clients struct {
+	admin, manager, mallory, breakGlass, releaser client.Client
+}
+
+func TestManagerGuard(t *testing.T) {
+	env, err := testenv.New(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal("starting the API server:", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Error("stopping the API server:", err)
+		}
+	})
+	ctx := t.Context()
+	cs := clients{}
+	if cs.admin, err = client.New(cfg, client.Options{Scheme: app.Scheme()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "base/manager-guard.yaml"} {
+		apply(t, cs.admin, file)
+	}
+	if err := cs.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inplace.LabelEnabled: "true"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// mallory and the uninstall Job may patch pods and their status, by RBAC.
+	podWriter := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-writer"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "pods/status"}, Verbs: []string{"get", "patch", "update"}},
+		},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-writer"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pod-writer"},
+		Subjects: []rbacv1.Subject{
+			{APIGroup: rbacv1.GroupName, Kind: "User", Name: "mallory"},
+			{APIGroup: rbacv1.GroupName, Kind: "User", Name: releaserUser},
+		},
+	}
+	for _, obj := range []client.Object{podWriter, binding} {
+		if err := cs.admin.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serviceAccounts := []string{"system:serviceaccounts", "system:serviceaccounts:inplace-system", "system:authenticated"}
+	for _, u := range []struct {
+		into *client.Client
+		user envtest.User
+	}{
+		{&cs.manager, envtest.User{Name: managerUser, Groups: serviceAccounts}},
+		{&cs.mallory, envtest.User{Name: "mallory", Groups: []string{"system:authenticated"}}},
+		{&cs.breakGlass, envtest.User{Name: "root", Groups: []string{"system:masters"}}},
+		{&cs.releaser, envtest.User{Name: releaserUser, Groups: serviceAccounts}},
+	} {
+		user, err := env.AddUser(u.user, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *u.into, err = client.New(user.Config(), client.Options{Scheme: app.Scheme()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForPolicies(t, cs)
+
+	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
+	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
+}
+
+// apply creates every object of a manifest file.
+func apply(t *testing.T, c client.Client, file string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.Root, "manifests", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			return
+		} else if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if err := c.Create(t.Context(), obj); err != nil {
+			t.Fatalf("%s: creating %s %s: %v", file, obj.GetKind(), obj.GetName(), err)
+		}
+	}
+}
+
+// waitForPolicies waits until both policies are in force: the API server
+// loads them a moment after they are created.
+func waitForPolicies(t *testing.T, cs clients) {
+	t.Helper()
+	probe := plainPod(t, cs.admin, "probe")
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; ; i++ {
+		// Each try writes something new: a no-op would prove nothing.
+		errManager := patchMeta(t.Context(), cs.manager, probe, false, fmt.Sprintf(`{"metadata":{"labels":{"probe":"%d"}}}`, i))
+		errMallory := patchMeta(t.Context(), cs.mallory, probe, false, fmt.Sprintf(`{"metadata":{"annotations":{"inplace.dev/update-state":"%d"}}}`, i))
+		if errManager != nil && errMallory != nil && strings.Contains(errManager.Error(), scope) &&
+			strings.Contains(errMallory.Error(), marks) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the policies were not in force after 60s: manager: %v; mallory: %v", errManager, errMallory)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// markedPod creates a pod as the webhook would have made it, with an
+// in-place update under way, owned by a StatefulSet.
+func markedPod(t *testing.T, admin client.Client, name string) *corev1.Pod {
+	t.Helper()
+	pod := builder.Pod(name, ns).
+		OwnedBy("apps/v1", "StatefulSet", "web", types.UID("4c1d2a6e-0000-4000-8000-000000000001")).
+		Label(inplace.LabelManaged, "true").
+		Label(appsv1.StatefulSetRevisionLabel, "web-1").
+		Annotation(inplace.AnnotationUpdateState, `{"revision":"web-2"}`).
+		ReadinessGate(inplace.ConditionInPlaceUpdateReady).
+		Obj()
+	createPod(t, admin, pod)
+	return pod
+}
+
+// plainPod creates a pod the webhook never gated.
+func plainPod(t *testing.T, admin client.Client, name string) *corev1.Pod {
+	t.Helper()
+	pod := builder.Pod(name, ns).Obj()
+	createPod(t, admin, pod)
+	return pod
+}
+
+func createPod(t *testing.T, admin client.Client, pod *corev1.Pod) {
+	t.Helper()
+	if err := admin.Create(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	// The status a kubelet would have written: running and Ready.
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		Conditions: []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: "nginx:1.27", Ready: true, ContainerID: "containerd://1"}},
+	}
+	if err := admin.Status().Update(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// patchMeta writes a JSON merge patch to the object, or to its status.
+func patchMeta(ctx context.Context, c client.Client, obj client.Object, status bool, patch string) error {
+	p := client.RawPatch(types.MergePatchType, []byte(patch))
+	if status {
+		return c.Status().Patch(ctx, obj, p)
+	}
+	return c.Patch(ctx, obj, p)
+}
+
+// conditionsPatch is a strategic merge patch of the pod's conditions.
+func conditionsPatch(conds ...corev1.PodCondition) client.Patch {
+	b, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": conds}})
+	return client.RawPatch(types.StrategicMergePatchType, b)
+}
+
+// expect checks a write's outcome: allowed when refusal is empty, else
+// refused by the named policy with a message containing refusal.
+func expect(t *testing.T, err error, policy, refusal string) {
+	t.Helper()
+	switch {
+	case refusal == "" && err != nil:
+		t.Fatalf("refused, want allowed: %v", err)
+	case refusal == "":
+	case err == nil:
+		t.Fatalf("allowed, want refused by %s (%q)", policy, refusal)
+	case !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err):
+		t.Fatalf("want a refusal by %s, got %v", policy, err)
+	case !strings.Contains(err.Error(), policy) || !strings.Contains(err.Error(), refusal):
+		t.Fatalf("refused with %q, want %s saying %q", err, policy, refusal)
+	}
+}
+
+const (
+	scope          = "inplace-manager-scope"
+	marks          = "inplace-manager-marks"
+	onlyGated      = "only the pods its webhook gated"
+	onlyImages     = "only the images of a pod's spec"
+	noOwners       = "owners or finalizers"
+	onlyGate       = "only a pod's InPlaceUpdateReady condition"
+	onlyStsAnnots  = "only a StatefulSet's inplace.dev annotations"
+	onlyHold       = "only to release the partition hold"
+	onlyManagerSet = "only inplace-manager may set or change"
+	onlyRemove     = "the break-glass group may remove"
+)
+
+func managerCases(t *testing.T, cs clients) {
+	podCases := []struct {
+		name    string
+		pod     func(*testing.T, client.Client, string) *corev1.Pod
+		status  bool
+		patch   string
+		policy  string
+		refusal string
+	}{
+		// What an in-place update writes, in one patch: the images, the
+		// revision label, the update state.
+		{"image, labels and annotations", markedPod, false,
+			`{"metadata":{"labels":{"controller-revision-hash":"web-2","tier":"new"},"annotations":{"inplace.dev/update-state":"{}"}},"spec":{"containers":[{"name":"app","image":"nginx:1.28"}]}}`, "", ""},
+		{"an unmanaged pod's image", plainPod, false,
+			`{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}`, scope, onlyGated},
+		{"an unmanaged pod's labels", plainPod, false,
+			`{"metadata":{"labels":{"inplace.dev/managed":"true"}}}`, scope, onlyGated},
+		{"the managed label removed", markedPod, false,
+			`{"metadata":{"labels":{"inplace.dev/managed":null}}}`, scope, onlyGated},
+		{"activeDeadlineSeconds", markedPod, false,
+			`{"spec":{"activeDeadlineSeconds":1}}`, scope, onlyImages},
+		{"a toleration added", markedPod, false,
+			`{"spec":{"tolerations":[{"key":"k","operator":"Exists"}]}}`, scope, onlyImages},
+		{"the owner removed", markedPod, false,
+			`{"metadata":{"ownerReferences":null}}`, scope, noOwners},
+		{"a finalizer added", markedPod, false,
+			`{"metadata":{"finalizers":["example.com/keep"]}}`, scope, noOwners},
+		{"the phase", markedPod, true,
+			`{"status":{"phase":"Failed"}}`, scope, onlyGate},
+		{"an unmanaged pod's status", plainPod, true,
+			`{"status":{"message":"x"}}`, scope, onlyGated},
+	}
+	for _, tc := range podCases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := tc.pod(t, cs.admin, podName("m", tc.name))
+			pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}
+			expect(t, patchMeta(t.Context(), cs.manager, pod, tc.status, tc.patch), tc.policy, tc.refusal)
+		})
+	}
+
+	now := metav1.Now()
+	condCases := []struct {
+		name    string
+		conds   []corev1.PodCondition
+		refusal string
+	}{
+		{"gate closed with Ready False", []corev1.PodCondition{
+			{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: "InPlaceUpdate", LastTransitionTime: now},
+			{Type: corev1.PodReady, Status: corev1.ConditionFalse, Reason: "ReadinessGatesNotReady", LastTransitionTime: now},
+		}, ""},
+		{"gate opened", []corev1.PodCondition{
+			{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue, Reason: "Reopened", LastTransitionTime: now},
+		}, ""},
+		{"another condition", []corev1.PodCondition{
+			{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, LastTransitionTime: now},
+		}, onlyGate},
+	}
+	for _, tc := range condCases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := markedPod(t, cs.admin, podName("c", tc.name))
+			expect(t, cs.manager.Status().Patch(t.Context(), pod, conditionsPatch(tc.conds...)), scope, tc.refusal)
+		})
+	}
+	t.Run("Ready made True", func(t *testing.T) {
+		pod := markedPod(t, cs.admin, "c-ready-true")
+		// Not Ready first (as the admin: the manager may do that too).
+		if err := cs.admin.Status().Patch(t.Context(), pod, conditionsPatch(corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: now})); err != nil {
+			t.Fatal(err)
+		}
+		err := cs.manager.Status().Patch(t.Context(), pod, conditionsPatch(corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}))
+		expect(t, err, scope, onlyGate)
+	})
+
+	t.Run("delete a managed pod", func(t *testing.T) {
+		expect(t, cs.manager.Delete(t.Context(), markedPod(t, cs.admin, "d-managed")), "", "")
+	})
+	t.Run("delete an unmanaged pod", func(t *testing.T) {
+		expect(t, cs.manager.Delete(t.Context(), plainPod(t, cs.admin, "d-plain")), scope, onlyGated)
+	})
+
+	stsCases := []struct {
+		name    string
+		held    bool
+		patch   string
+		refusal string
+	}{
+		{"the rollout record", false, `{"metadata":{"annotations":{"inplace.dev/rollout":"{}"}}}`, ""},
+		{"a hold released", true, `{"metadata":{"annotations":{"inplace.dev/hold":null}},"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`, ""},
+		{"the partition without a hold", false, `{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}`, onlyHold},
+		{"the strategy type", true, `{"spec":{"updateStrategy":{"type":"OnDelete","rollingUpdate":null}}}`, onlyHold},
+		{"replicas", false, `{"spec":{"replicas":5}}`, onlyStsAnnots},
+		{"the template's image", false, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}}}`, onlyStsAnnots},
+		{"a label", false, `{"metadata":{"labels":{"team":"x"}}}`, onlyStsAnnots},
+		{"another annotation", false, `{"metadata":{"annotations":{"example.com/note":"x"}}}`, onlyStsAnnots},
+	}
+	for i, tc := range stsCases {
+		t.Run("StatefulSet "+tc.name, func(t *testing.T) {
+			sts := builder.StatefulSet(fmt.Sprintf("web-%d", i), ns).Replicas(3).Obj()
+			sts.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
+				Type:          appsv1.RollingUpdateStatefulSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](3)},
+			}
+			if tc.held {
+				metav1.SetMetaDataAnnotation(&sts.ObjectMeta, inplace.AnnotationHold, `{"partition":0}`)
+			}
+			if err := cs.admin.Create(t.Context(), sts); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, patchMeta(t.Context(), cs.manager, sts, false, tc.patch), scope, tc.refusal)
+		})
+	}
+}
+
+func othersCases(t *testing.T, cs clients) {
+	cases := []struct {
+		name    string
+		as      func(clients) client.Client
+		pod     func(*testing.T, client.Client, string) *corev1.Pod
+		status  bool
+		patch   string
+		refusal string
+	}{
+		{"forged update state", mallory, plainPod, false,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":"{\"revision\":\"x\"}"}}}`, onlyManagerSet},
+		{"update state changed", mallory, markedPod, false,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":"{\"revision\":\"x\"}"}}}`, onlyManagerSet},
+		{"update state changed through status", mallory, markedPod, true,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":"{\"revision\":\"x\"}"}}}`, onlyManagerSet},
+		{"update state removed", mallory, markedPod, false,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":null}}}`, onlyRemove},
+		{"managed label removed", mallory, markedPod, false,
+			`{"metadata":{"labels":{"inplace.dev/managed":null}}}`, onlyRemove},
+		{"managed label added", mallory, plainPod, false,
+			`{"metadata":{"labels":{"inplace.dev/managed":"true"}}}`, onlyManagerSet},
+		// What users and controllers do to marked pods goes through.
+		{"a user's label on a marked pod", mallory, markedPod, false,
+			`{"metadata":{"labels":{"team":"x"},"annotations":{"inplace.dev/update-policy":"Recreate"}}}`, ""},
+		{"a kubelet-like status write", mallory, markedPod, true,
+			`{"status":{"message":"still here"}}`, ""},
+		{"break glass removes the marks", breakGlass, markedPod, false,
+			`{"metadata":{"labels":{"inplace.dev/managed":null},"annotations":{"inplace.dev/update-state":null}}}`, ""},
+		{"break glass forges no mark", breakGlass, markedPod, false,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":"{}"}}}`, onlyManagerSet},
+		{"the uninstall Job clears the update state", releaser, markedPod, false,
+			`{"metadata":{"annotations":{"inplace.dev/update-state":null}}}`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := tc.pod(t, cs.admin, podName("o", tc.name))
+			pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: ns}}
+			expect(t, patchMeta(t.Context(), tc.as(cs), pod, tc.status, tc.patch), marks, tc.refusal)
+		})
+	}
+	// The policy never sees the control plane's namespaces.
+	t.Run("kube-system", func(t *testing.T) {
+		pod := builder.Pod("o-kube-system", "kube-system").Obj()
+		if err := cs.admin.Create(t.Context(), pod); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, patchMeta(t.Context(), cs.mallory, pod, false, `{"metadata":{"annotations":{"inplace.dev/update-state":"{}"}}}`), marks, "")
+	})
+}
+
+func mallory(cs clients) client.Client    { return cs.mallory }
+func breakGlass(cs clients) client.Client { return cs.breakGlass }
+func releaser(cs clients) client.Client   { return cs.releaser }
+
+// podName makes a pod name of a case's name.
+func podName(prefix, name string) string {
+	return prefix + "-" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		if r >= 'A' && r <= 'Z' {
+			return r - 'A' + 'a'
+		}
+		return '-'
+	}, name)
+}

@@ -565,7 +565,28 @@ func TestBuiltin(t *testing.T) {
 		}
 	})
 
-	t.Run("a renewed certificate is served without a restart, ready throughout", func(t *testing.T) {
+	t.Run("a renewed certificate is served without a restart, ready throughout, no pod created ungated", func(t *testing.T) {
+		// Pods created all along, as a StatefulSet's controller creates
+		// them: the webhook fails open, so a renewal the API server could
+		// not follow would let pods through without the readiness gate.
+		sts := builder.StatefulSet("rot", "shop").Obj()
+		if err := c.Create(t.Context(), sts); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), sts) })
+		var created int
+		var ungated []string
+		createPod := func(i int) {
+			pod := builder.Pod(fmt.Sprintf("rot-%d", i), "shop").OwnedBy("apps/v1", "StatefulSet", sts.Name, sts.UID).Obj()
+			if err := c.Create(t.Context(), pod); err != nil {
+				ungated = append(ungated, fmt.Sprintf("%s: %v", pod.Name, err))
+				return
+			}
+			created++
+			if !inplace.HasGate(pod) {
+				ungated = append(ungated, time.Now().Format(time.StampMilli)+" "+pod.Name)
+			}
+		}
 		first := map[string]*x509.Certificate{}
 		for _, r := range replicas {
 			leaf, err := r.served(roots)
@@ -577,7 +598,18 @@ func TestBuiltin(t *testing.T) {
 		stop := make(chan struct{})
 		var notReady []string
 		var wg sync.WaitGroup
-		wg.Add(1)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				createPod(i)
+			}
+		}()
 		go func() {
 			defer wg.Done()
 			for {
@@ -609,6 +641,13 @@ func TestBuiltin(t *testing.T) {
 		if diff := cmp.Diff([]string(nil), notReady); diff != "" {
 			t.Errorf("replica a not ready during the renewal (-want,+got):\n%s", diff)
 		}
+		if diff := cmp.Diff([]string(nil), ungated); diff != "" {
+			t.Errorf("pods created without the readiness gate during the renewal (-want,+got):\n%s", diff)
+		}
+		if created < 10 {
+			t.Errorf("only %d pods created during the renewal; want at least 10 to prove anything", created)
+		}
+		t.Logf("%d pods created during the renewal, every one gated", created)
 		for _, r := range replicas {
 			if !r.running() {
 				t.Errorf("replica %s's process stopped", r.name)

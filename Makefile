@@ -34,9 +34,15 @@ test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-
 	go test -count=1 ./...
 	cd e2e/rolloutstatus && go test -count=1 ./...
 
+# The source snapshots of OpenKruise and cert-manager (neither is served by
+# the Go module proxy) and their build script, beside the repository.
+THIRDPARTY_DIR ?= $(abspath $(ROOT)/../shared/thirdparty)
+
 .PHONY: test-assets
-test-assets: ## Build etcd and kube-apiserver for the integration tests (cached in .cache/bin).
+test-assets: ## Build etcd, kube-apiserver and cert-manager's controller and CA injector for the integration tests (cached in .cache/bin).
 	hack/build-kube.sh etcd kube-apiserver
+	$(THIRDPARTY_DIR)/build.sh cert-manager-controller $(BIN)
+	$(THIRDPARTY_DIR)/build.sh cert-manager-cainjector $(BIN)
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).

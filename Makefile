@@ -9,7 +9,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOTOOLCHAIN := local
 export KUBEBUILDER_ASSETS ?= $(BIN)
 
-IMG ?= ghcr.io/inplace-dev/inplace-manager:latest
+# The release: the binary says it (--version), the manifests and the chart
+# name its image.
+VERSION := $(shell cat $(ROOT)/VERSION)
+IMG ?= ghcr.io/inplace-dev/inplace-manager:$(VERSION)
+LDFLAGS := -X github.com/inplace-dev/inplace/cmd/inplace-manager/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 10
 
@@ -27,7 +31,7 @@ help: ## Show this help.
 
 .PHONY: build
 build: ## Build bin/inplace-manager.
-	CGO_ENABLED=0 go build -trimpath -o bin/inplace-manager ./cmd/inplace-manager
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/inplace-manager ./cmd/inplace-manager
 
 .PHONY: test
 test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd).
@@ -81,7 +85,7 @@ manifests: $(BIN)/kustomize ## Render every kustomization, and the base with its
 ##@ Deployment
 
 .PHONY: image
-image: ## Build the manager image as a docker-archive tarball in .cache/images (no Docker needed).
+image: ## Build the manager image, tagged $(IMG) (and :e2e), as a docker-archive tarball in .cache/images/manager.tar (no Docker needed).
 	e2e/cluster/images.sh manager
 
 .PHONY: deploy
@@ -91,7 +95,7 @@ deploy: $(BIN)/kustomize ## Install the manager on the cluster of the current ku
 ##@ Tools
 
 # Each tool at the version hack/tools/go.mod pins; rebuilt when the pin moves.
-TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat
+TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat helm=helm.sh/helm/v4/cmd/helm
 $(BIN)/%: hack/tools/go.mod hack/tools/go.sum
 	@pkg=$(patsubst $*=%,%,$(filter $*=%,$(TOOL_PACKAGES))); test -n "$$pkg" || { echo "no pinned tool $*"; exit 1; }; \
 		mkdir -p $(BIN) && cd hack/tools && echo "building $* ($$pkg)" && go build -o $(BIN)/$* $$pkg

@@ -37,6 +37,11 @@ build: ## Build bin/inplace-manager.
 test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd).
 	go test -count=1 ./...
 	cd e2e/rolloutstatus && go test -count=1 ./...
+	$(MAKE) --no-print-directory test-manifests
+
+.PHONY: test-manifests
+test-manifests: $(BIN)/kustomize $(BIN)/helm ## Test the manifests' checks, and run them: no wildcard or cluster-wide Secrets in any role, the chart equal to kustomize.
+	cd hack/tools && KUSTOMIZE=$(BIN)/kustomize HELM=$(BIN)/helm go test -count=1 ./cmd/manifestcheck
 
 .PHONY: test-assets
 test-assets: ## Build etcd and kube-apiserver for the integration tests (cached in .cache/bin).
@@ -74,13 +79,16 @@ verify: lint manifests ## lint, tidy go.mod files and render every manifest.
 MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager
 
 .PHONY: manifests
-manifests: $(BIN)/kustomize ## Render every kustomization, and the base with its components, to check they build.
+manifests: $(BIN)/kustomize $(BIN)/helm ## Render every kustomization, the base with its components and the chart; fail where the chart and kustomize disagree.
 	@for k in manifests/base e2e/manifests; do \
 		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
 	@mkdir -p .cache/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
 		printf 'resources: [../../manifests/base]\ncomponents: [%s]\n' "$$(echo "$$c" | sed 's|[^,]*|../../manifests/components/&|g')" \
 			> .cache/manifests-check/kustomization.yaml; \
 		echo "kustomize build manifests/base + $$c"; $(BIN)/kustomize build .cache/manifests-check > /dev/null; done
+	$(BIN)/helm lint --quiet manifests/charts/inplace
+	cd hack/tools && go run ./cmd/manifestcheck -root $(ROOT) -kustomize $(BIN)/kustomize -helm $(BIN)/helm \
+		-compositions "$(MANIFEST_COMPONENTS)"
 
 ##@ Deployment
 

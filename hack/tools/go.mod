@@ -8,6 +8,7 @@ require (
 	helm.sh/helm/v4 v4.3.1
 	honnef.co/go/tools v0.8.2
 	sigs.k8s.io/kustomize/kustomize/v5 v5.8.1
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -139,5 +140,4 @@ require (
 	sigs.k8s.io/kustomize/kyaml v0.21.2 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )

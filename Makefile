@@ -74,9 +74,9 @@ verify: lint manifests ## lint, tidy go.mod files and render every manifest.
 	cd hack/tools && go mod tidy -diff
 	cd e2e/rolloutstatus && go mod tidy -diff
 
-# The base with each component, and with the policy and each certificate
-# component together, as users compose them.
-MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager
+# The base with each component, with the policy and each certificate
+# component together, and with the uninstall Job, as users compose them.
+MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager builtin-certs,release-holds
 
 .PHONY: manifests
 manifests: $(BIN)/kustomize $(BIN)/helm ## Render every kustomization, the base with its components and the chart; fail where the chart and kustomize disagree.

@@ -18,8 +18,9 @@ import (
 // chart is rendered for.
 const ManagerNamespace = "inplace-system"
 
-// DefaultCompositions are the Makefile's MANIFEST_COMPONENTS.
-var DefaultCompositions = []string{"cluster-policy", "builtin-certs", "cert-manager", "cluster-policy,builtin-certs", "cluster-policy,cert-manager"}
+// DefaultCompositions are the compositions checked when none are given
+// (make passes its MANIFEST_COMPONENTS).
+var DefaultCompositions = []string{"cluster-policy", "builtin-certs", "cert-manager", "cluster-policy,builtin-certs", "cluster-policy,cert-manager", "builtin-certs,release-holds"}
 
 // chartValues are the chart's values that give each component's setting.
 var chartValues = map[string][]string{

@@ -8,7 +8,8 @@ import (
 	"testing"
 )
 
-// TestShippedManifests renders the kustomize compositions and the chart, as
+// TestShippedManifests renders the kustomize compositions of the Makefile's
+// MANIFEST_COMPONENTS and the chart, as
 // make verify does, and wants no problem: no wildcard and no cluster-wide
 // Secrets in any role, the released image, and the chart equal to kustomize
 // for the same settings. It needs .cache/bin/kustomize and .cache/bin/helm
@@ -18,8 +19,20 @@ func TestShippedManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Checker{Root: root, Kustomize: os.Getenv("KUSTOMIZE"), Helm: os.Getenv("HELM"),
-		Compositions: DefaultCompositions}
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compositions []string
+	for line := range strings.Lines(string(makefile)) {
+		if v, ok := strings.CutPrefix(line, "MANIFEST_COMPONENTS := "); ok {
+			compositions = strings.Fields(v)
+		}
+	}
+	if len(compositions) == 0 {
+		t.Fatal("no MANIFEST_COMPONENTS in the Makefile")
+	}
+	c := &Checker{Root: root, Kustomize: os.Getenv("KUSTOMIZE"), Helm: os.Getenv("HELM"), Compositions: compositions}
 	problems, err := c.Check()
 	if err != nil {
 		t.Fatalf("rendering: %v (make test builds kustomize and helm into .cache/bin)", err)

@@ -55,15 +55,23 @@ func TestReleaseHoldsWithItsOwnPermissions(t *testing.T) {
 		},
 	}
 	create(t, manager)
-	lease := &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: app.LeaderElectionID, Namespace: "inplace-system"},
-		Spec: coordinationv1.LeaseSpec{
-			HolderIdentity:       ptr.To("inplace-manager-0"),
-			LeaseDurationSeconds: ptr.To(int32(15)),
-			RenewTime:            &metav1.MicroTime{Time: time.Now()},
-		},
+	// The lease as a running leader keeps it (the integration tests' manager
+	// may have left one).
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: app.LeaderElectionID, Namespace: "inplace-system"}}
+	err := c.Get(t.Context(), client.ObjectKeyFromObject(lease), lease)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
 	}
-	create(t, lease)
+	lease.Spec = coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr.To("inplace-manager-0"),
+		LeaseDurationSeconds: ptr.To(int32(15)),
+		RenewTime:            &metav1.MicroTime{Time: time.Now()},
+	}
+	if apierrors.IsNotFound(err) {
+		create(t, lease)
+	} else if err := c.Update(t.Context(), lease); err != nil {
+		t.Fatal(err)
+	}
 
 	job := jobClient(t)
 	if running, _ := app.ManagerRunning(t.Context(), job, "inplace-system", time.Now()); !running {

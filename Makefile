@@ -102,6 +102,9 @@ deploy: $(BIN)/kustomize ## Install the manager on the cluster of the current ku
 
 ##@ Tools
 
+.PHONY: tools
+tools: $(BIN)/kustomize $(BIN)/helm $(BIN)/staticcheck ## Build the pinned kustomize, helm and staticcheck into .cache/bin.
+
 # Each tool at the version hack/tools/go.mod pins; rebuilt when the pin moves.
 TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat helm=helm.sh/helm/v4/cmd/helm
 $(BIN)/%: hack/tools/go.mod hack/tools/go.sum

@@ -150,7 +150,8 @@ manager() {
 		-o "$BIN/inplace-manager" "${MANAGER_PKG:-./cmd/inplace-manager}")
 	cp "$BIN/inplace-manager" "$IMAGES/bin/manager/inplace-manager"
 	mkimage manager "$IMAGES/bin/manager/inplace-manager" 65532:65532
-	cut -d" " -f2 "$IMAGES/manager.id"
+	# One image under both references: one ID.
+	cut -d" " -f2 "$IMAGES/manager.id" | head -n1
 }
 
 case ${1:-} in

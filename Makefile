@@ -34,7 +34,7 @@ build: ## Build bin/inplace-manager.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/inplace-manager ./cmd/inplace-manager
 
 .PHONY: test
-test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd).
+test: test-assets $(BIN)/kustomize $(BIN)/helm ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd), and the manifests' checks.
 	go test -count=1 ./...
 	cd e2e/rolloutstatus && go test -count=1 ./...
 	$(MAKE) --no-print-directory test-manifests

@@ -5,12 +5,15 @@ FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
+COPY VERSION ./
+COPY certs/ certs/
 COPY cmd/ cmd/
 COPY controller/ controller/
 COPY inplace/ inplace/
 COPY webhook/ webhook/
 ARG TARGETOS=linux TARGETARCH=amd64
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags "-s -w" -o /inplace-manager ./cmd/inplace-manager
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath \
+	-ldflags "-s -w -X github.com/inplace-dev/inplace/cmd/inplace-manager/app.Version=$(cat VERSION)" -o /inplace-manager ./cmd/inplace-manager
 
 FROM gcr.io/distroless/static:nonroot
 COPY --from=build /inplace-manager /inplace-manager

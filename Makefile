@@ -9,7 +9,11 @@ export PATH := /usr/local/go/bin:$(PATH)
 export GOTOOLCHAIN := local
 export KUBEBUILDER_ASSETS ?= $(BIN)
 
-IMG ?= ghcr.io/inplace-dev/inplace-manager:latest
+# The release: the binary says it (--version), the manifests and the chart
+# name its image.
+VERSION := $(shell cat $(ROOT)/VERSION)
+IMG ?= ghcr.io/inplace-dev/inplace-manager:$(VERSION)
+LDFLAGS := -X github.com/inplace-dev/inplace/cmd/inplace-manager/app.Version=$(VERSION)
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 10
 
@@ -27,12 +31,17 @@ help: ## Show this help.
 
 .PHONY: build
 build: ## Build bin/inplace-manager.
-	CGO_ENABLED=0 go build -trimpath -o bin/inplace-manager ./cmd/inplace-manager
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/inplace-manager ./cmd/inplace-manager
 
 .PHONY: test
-test: test-assets ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd).
+test: test-assets $(BIN)/kustomize $(BIN)/helm ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd), and the manifests' checks.
 	go test -count=1 ./...
 	cd e2e/rolloutstatus && go test -count=1 ./...
+	$(MAKE) --no-print-directory test-manifests
+
+.PHONY: test-manifests
+test-manifests: $(BIN)/kustomize $(BIN)/helm ## Test the manifests' checks, and run them: no wildcard or cluster-wide Secrets in any role, the chart equal to kustomize.
+	cd hack/tools && KUSTOMIZE=$(BIN)/kustomize HELM=$(BIN)/helm go test -count=1 ./cmd/manifestcheck
 
 # The source snapshots of OpenKruise and cert-manager (neither is served by
 # the Go module proxy) and their build script, beside the repository.
@@ -71,23 +80,26 @@ verify: lint manifests ## lint, tidy go.mod files and render every manifest.
 	cd hack/tools && go mod tidy -diff
 	cd e2e/rolloutstatus && go mod tidy -diff
 
-# The base with each component, and with the policy and each certificate
-# component together, as users compose them.
-MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager
+# The base with each component, with the policy and each certificate
+# component together, and with the uninstall Job, as users compose them.
+MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,builtin-certs cluster-policy,cert-manager builtin-certs,release-holds
 
 .PHONY: manifests
-manifests: $(BIN)/kustomize ## Render every kustomization, and the base with its components, to check they build.
+manifests: $(BIN)/kustomize $(BIN)/helm ## Render every kustomization, the base with its components and the chart; fail where the chart and kustomize disagree.
 	@for k in manifests/base e2e/manifests; do \
 		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
 	@mkdir -p .cache/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
 		printf 'resources: [../../manifests/base]\ncomponents: [%s]\n' "$$(echo "$$c" | sed 's|[^,]*|../../manifests/components/&|g')" \
 			> .cache/manifests-check/kustomization.yaml; \
 		echo "kustomize build manifests/base + $$c"; $(BIN)/kustomize build .cache/manifests-check > /dev/null; done
+	$(BIN)/helm lint --quiet manifests/charts/inplace
+	cd hack/tools && go run ./cmd/manifestcheck -root $(ROOT) -kustomize $(BIN)/kustomize -helm $(BIN)/helm \
+		-compositions "$(MANIFEST_COMPONENTS)"
 
 ##@ Deployment
 
 .PHONY: image
-image: ## Build the manager image as a docker-archive tarball in .cache/images (no Docker needed).
+image: ## Build the manager image, tagged $(IMG) (and :e2e), as a docker-archive tarball in .cache/images/manager.tar (no Docker needed).
 	e2e/cluster/images.sh manager
 
 .PHONY: deploy
@@ -96,8 +108,11 @@ deploy: $(BIN)/kustomize ## Install the manager on the cluster of the current ku
 
 ##@ Tools
 
+.PHONY: tools
+tools: $(BIN)/kustomize $(BIN)/helm $(BIN)/staticcheck ## Build the pinned kustomize, helm and staticcheck into .cache/bin.
+
 # Each tool at the version hack/tools/go.mod pins; rebuilt when the pin moves.
-TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat
+TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat helm=helm.sh/helm/v4/cmd/helm
 $(BIN)/%: hack/tools/go.mod hack/tools/go.sum
 	@pkg=$(patsubst $*=%,%,$(filter $*=%,$(TOOL_PACKAGES))); test -n "$$pkg" || { echo "no pinned tool $*"; exit 1; }; \
 		mkdir -p $(BIN) && cd hack/tools && echo "building $* ($$pkg)" && go build -o $(BIN)/$* $$pkg

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -78,8 +79,36 @@ func Register(srv webhook.Server, cfg Config) {
 	}
 }
 
+// LiveReadTimeout bounds each live read of a handler. The pod webhooks'
+// timeoutSeconds (manifests/base/webhooks.yaml) is 2 s, and a pod's creation
+// reads at most three objects live (its namespace, its ReplicaSet, that
+// ReplicaSet's Deployment): a slow API server costs the read, never the
+// answer, and the handler goes on with what it has.
+const LiveReadTimeout = 500 * time.Millisecond
+
+// deadlineReader reads through Reader, each read with its own deadline.
+type deadlineReader struct {
+	client.Reader
+	timeout time.Duration
+}
+
+func (r deadlineReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r deadlineReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return r.Reader.List(ctx, list, opts...)
+}
+
 // Handlers returns every handler by path.
 func Handlers(cfg Config) map[string]*admission.Webhook {
+	if cfg.LiveReader != nil {
+		cfg.LiveReader = deadlineReader{Reader: cfg.LiveReader, timeout: LiveReadTimeout}
+	}
 	ns := &namespaces{reader: cfg.Reader, live: cfg.LiveReader, scope: cfg.Scope}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}

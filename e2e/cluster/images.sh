@@ -5,7 +5,8 @@
 #
 #   images.sh build           build the pause and test application images (skipped when their inputs are unchanged)
 #   images.sh import          import every built image into the running cluster (skipped when already imported)
-#   images.sh manager         build .cache/bin/inplace-manager and its image; prints the image's config digest
+#   images.sh manager         build .cache/bin/inplace-manager and its image (tagged :e2e and with the
+#                             version of VERSION); prints the image's config digest
 #   images.sh ref NAME        the reference of an image: pause, manager, testapp-v1, ...
 #   images.sh test-refs       the test application's references, one a line: versions oldest first, then the
 #                             retag of v2 (same digest as v2), then the crash-looping one, then the never-ready one
@@ -19,6 +20,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PAUSE_REF=example.local/inplace-pause:e2e
 TESTAPP_REPO=example.local/inplace-testapp
 MANAGER_REF=ghcr.io/inplace-dev/inplace-manager:e2e
+# The reference manifests/ and the chart name: the released version.
+MANAGER_RELEASE_REF=ghcr.io/inplace-dev/inplace-manager:$(cat "$ROOT/VERSION")
 TESTAPP_VERSIONS=(v1 v2 v3)
 
 # The image tarballs: NAME -> the references it carries.
@@ -30,7 +33,7 @@ declare -A TARBALL_REFS=(
 	[testapp-v3]=$TESTAPP_REPO:v3
 	[testapp-bad]=$TESTAPP_REPO:bad
 	[testapp-unready]=$TESTAPP_REPO:unready
-	[manager]=$MANAGER_REF
+	[manager]="$MANAGER_REF $MANAGER_RELEASE_REF"
 )
 TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad testapp-unready)
 
@@ -143,10 +146,12 @@ manager() {
 	[ -x "$BIN/mkimage" ] || build_mkimage
 	# MANAGER_SRC and MANAGER_PKG build another static binary into the image,
 	# to try the install path without the real manager.
-	(cd "${MANAGER_SRC:-$ROOT}" && go build -o "$BIN/inplace-manager" "${MANAGER_PKG:-./cmd/inplace-manager}")
+	(cd "${MANAGER_SRC:-$ROOT}" && go build -ldflags "-X github.com/inplace-dev/inplace/cmd/inplace-manager/app.Version=$(cat "$ROOT/VERSION")" \
+		-o "$BIN/inplace-manager" "${MANAGER_PKG:-./cmd/inplace-manager}")
 	cp "$BIN/inplace-manager" "$IMAGES/bin/manager/inplace-manager"
 	mkimage manager "$IMAGES/bin/manager/inplace-manager" 65532:65532
-	cut -d" " -f2 "$IMAGES/manager.id"
+	# One image under both references: one ID.
+	cut -d" " -f2 "$IMAGES/manager.id" | head -n1
 }
 
 case ${1:-} in

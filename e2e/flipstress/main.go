@@ -36,8 +36,6 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -180,6 +178,7 @@ type stress struct {
 	images         []string
 	timeout        time.Duration
 	namespace      string
+	metrics        *metricsScraper
 }
 
 func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, error) {
@@ -193,6 +192,12 @@ func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, erro
 	if !keep {
 		defer func() { _ = s.client.Delete(context.Background(), ns) }()
 	}
+	metrics, cleanup, err := newMetricsScraper(ctx, s.client, s.namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	s.metrics = metrics
 	sts := s.statefulSet()
 	if err := s.client.Create(ctx, sts); err != nil {
 		return nil, fmt.Errorf("creating the StatefulSet: %w", err)
@@ -276,7 +281,7 @@ func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, erro
 
 // refusedDeletes sums the manager replicas' inplace_deletes_refused_total
 // for StatefulSets, read from their metrics endpoints (this program runs in
-// the cluster's network). The FailedDelete events undercount: the
+// the cluster's network; authenticated as inplace-metrics-reader). The FailedDelete events undercount: the
 // controller's event recorder lets 25 through per object, then one every
 // five minutes. -1 when it cannot be read.
 func (s *stress) refusedDeletes(ctx context.Context) int {
@@ -285,12 +290,11 @@ func (s *stress) refusedDeletes(ctx context.Context) int {
 		return -1
 	}
 	total := 0
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, p := range list.Items {
 		if p.Status.PodIP == "" {
 			continue
 		}
-		resp, err := hc.Get("http://" + net.JoinHostPort(p.Status.PodIP, "8080") + "/metrics")
+		resp, err := s.metrics.get(ctx, p.Status.PodIP)
 		if err != nil {
 			return -1
 		}

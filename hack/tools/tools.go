@@ -6,6 +6,7 @@ package tools
 
 import (
 	_ "golang.org/x/perf/cmd/benchstat"
+	_ "helm.sh/helm/v4/cmd/helm"
 	_ "honnef.co/go/tools/cmd/staticcheck"
 	_ "sigs.k8s.io/kustomize/kustomize/v5"
 )

@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -46,6 +47,13 @@ import (
 // LeaderElectionID names the lease the replicas elect a leader with.
 const LeaderElectionID = "inplace-manager.inplace.dev"
 
+// Version is the release this binary was built from, set at build time:
+//
+//	go build -ldflags "-X github.com/inplace-dev/inplace/cmd/inplace-manager/app.Version=v0.1.0"
+//
+// The Makefile and the Dockerfile set it from the file VERSION.
+var Version = "dev"
+
 // Main runs the manager with the command-line arguments and returns the exit
 // code: 2 for a bad flag, 1 when the manager fails. "release-holds" as the
 // first argument runs the uninstall subcommand instead.
@@ -57,6 +65,7 @@ func Main(args []string) int {
 	var o Options
 	o.Bind(fs)
 	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +73,10 @@ func Main(args []string) int {
 			return 0
 		}
 		return 2 // the flag package has printed the error, naming the flag
+	}
+	if *showVersion {
+		fmt.Println("inplace-manager", Version)
+		return 0
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "inplace-manager: unexpected argument %q\n", fs.Arg(0))
@@ -75,6 +88,7 @@ func Main(args []string) int {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	log.Info("inplace-manager", "version", Version)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -134,6 +148,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	// Only the webhook certificate's Secret or Certificate, by name.
 	maps.Copy(byObject, certificate.CacheByObject())
+	metrics := metricsserver.Options{BindAddress: o.MetricsAddress}
+	if o.MetricsSecure {
+		// A self-signed certificate, made at start: Prometheus scrapes
+		// with insecure_skip_verify and its service account's token.
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metrics.TLSOpts = []func(*tls.Config){tlsHardening}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{
@@ -149,7 +171,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			// later) and serves each new one at once.
 			TLSOpts: []func(*tls.Config){tlsHardening, certificate.TLSOpt},
 		}),
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddress},
+		Metrics:                       metrics,
 		HealthProbeBindAddress:        o.HealthAddress,
 		LeaderElection:                o.LeaderElect,
 		LeaderElectionID:              LeaderElectionID,

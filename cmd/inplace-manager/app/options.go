@@ -40,10 +40,13 @@ type Options struct {
 	// value is the defaults. No flag: tests shorten it to see a rotation.
 	CertRotation certs.Rotation
 
-	CertDir                string
-	WebhookHost            string
-	WebhookPort            int
-	MetricsAddress         string
+	CertDir        string
+	WebhookHost    string
+	WebhookPort    int
+	MetricsAddress string
+	// MetricsSecure serves the metrics over HTTPS, to callers whose token
+	// the API server authenticates and authorises for GET /metrics.
+	MetricsSecure          bool
 	HealthAddress          string
 	LeaderElect            bool
 	GracefulShutdownPeriod time.Duration
@@ -94,7 +97,8 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory of the webhook's tls.crt and tls.key, reloaded when they change: the manager writes them there with --cert-mode=builtin (it must be writable)")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the webhook server listens on")
-	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8443", `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", true, "serve the metrics over HTTPS, only to callers the API server authenticates (TokenReview) and authorises to GET /metrics (SubjectAccessReview); false serves plain HTTP to anyone")
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader among replicas for the controllers (the webhook is served by every replica)")
 	fs.DurationVar(&o.GracefulShutdownPeriod, "graceful-shutdown-timeout", 30*time.Second, "how long to wait for in-flight work on shutdown")

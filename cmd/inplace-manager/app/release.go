@@ -10,10 +10,12 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/inplace-dev/inplace/controller"
@@ -35,6 +37,8 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 	keepWebhooks := fs.Bool("keep-webhooks", false, "do not delete the webhook configurations "+mutatingWebhookName+" and "+validatingWebhookName)
 	namespace := fs.String("namespace", "inplace-system", "the manager's namespace, where its leader election lease says whether it runs")
 	force := fs.Bool("force", false, "release even though the manager seems to run (it may begin updates again)")
+	stop := fs.Bool("stop-manager", false, "first scale the Deployment inplace-manager of --namespace to zero (as the uninstall Job does)")
+	wait := fs.Duration("wait", 0, "how long to wait for the manager to stop (its lease released or lapsed) before refusing to run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -56,8 +60,20 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
+	if *stop {
+		if err := StopManager(ctx, c, *namespace); err != nil {
+			fmt.Fprintf(stderr, "inplace-manager release-holds: scaling the manager to zero: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "scaled deployment %s/%s to zero\n", *namespace, managerDeploymentName)
+	}
 	if !*force {
-		if running, why := managerRunning(ctx, c, *namespace, time.Now()); running {
+		running, why := ManagerRunning(ctx, c, *namespace, time.Now())
+		for deadline := time.Now().Add(*wait); running && time.Now().Before(deadline); {
+			time.Sleep(time.Second)
+			running, why = ManagerRunning(ctx, c, *namespace, time.Now())
+		}
+		if running {
 			fmt.Fprintf(stderr, "inplace-manager release-holds: %s; it would begin updates again. Scale it to zero first:\n"+
 				"  kubectl -n %s scale deployment inplace-manager --replicas=0\n(or pass --force)\n", why, *namespace)
 			return 1
@@ -73,10 +89,23 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// managerRunning reports whether a manager replica seems to run the rollout
+// managerDeploymentName is the manager's Deployment in manifests/base.
+const managerDeploymentName = "inplace-manager"
+
+// StopManager scales the manager's Deployment to zero through its scale
+// subresource (the only write on it the uninstall Job may make). A missing
+// Deployment is already stopped.
+func StopManager(ctx context.Context, c client.Client, namespace string) error {
+	deploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: managerDeploymentName}}
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":0}}`))
+	err := c.SubResource("scale").Patch(ctx, deploy, patch, client.WithSubResourceBody(&autoscalingv1.Scale{}))
+	return client.IgnoreNotFound(err)
+}
+
+// ManagerRunning reports whether a manager replica seems to run the rollout
 // controllers: its leader election lease held and renewed in the last lease
 // duration.
-func managerRunning(ctx context.Context, c client.Client, namespace string, now time.Time) (bool, string) {
+func ManagerRunning(ctx context.Context, c client.Client, namespace string, now time.Time) (bool, string) {
 	lease := &coordinationv1.Lease{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: LeaderElectionID}, lease); err != nil {
 		return false, ""

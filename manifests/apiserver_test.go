@@ -1,0 +1,153 @@
+// Package manifests holds no code: only the test that what users install is
+// accepted by a real API server.
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
+	"github.com/inplace-dev/inplace/internal/testenv"
+)
+
+// TestAPIServerAcceptsEveryRendering renders the kustomize compositions and
+// the chart with its main settings, and creates every object they hold in a
+// real kube-apiserver as a server-side dry run: a field the API does not
+// know (strict field validation), a value it refuses, or a kind it does not
+// serve fails here rather than on a user's cluster. cert-manager's CRDs are
+// installed; prometheus-operator's are not, so the ServiceMonitor is not
+// rendered. It needs .cache/bin/kustomize and .cache/bin/helm (make test
+// builds them).
+func TestAPIServerAcceptsEveryRendering(t *testing.T) {
+	kustomize := tool(t, "KUSTOMIZE", "kustomize")
+	helm := tool(t, "HELM", "helm")
+	env, err := testenv.New(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := t.TempDir()
+	if err := testenv.ExtractCertManagerCRDs(crds); err != nil {
+		t.Fatal(err)
+	}
+	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Namespaced objects are dry-run into it: it must exist.
+	if err := c.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	chart := filepath.Join(testenv.Root, "manifests", "charts", "inplace")
+	renderings := map[string][]string{
+		"manifests/base":                      {kustomize, "build", kustomization(t, "")},
+		"base + builtin-certs":                {kustomize, "build", kustomization(t, "builtin-certs")},
+		"base + cert-manager":                 {kustomize, "build", kustomization(t, "cert-manager")},
+		"base + cluster-policy":               {kustomize, "build", kustomization(t, "cluster-policy")},
+		"base + builtin-certs, release-holds": {kustomize, "build", kustomization(t, "builtin-certs", "release-holds")},
+		"e2e/manifests":                       {kustomize, "build", filepath.Join(testenv.Root, "e2e", "manifests")},
+		"chart defaults":                      {helm, "template", "inplace", chart, "-n", "inplace-system"},
+		"chart, cert-manager, cluster policy, excluded namespaces, NetworkPolicy, Fail": {helm, "template", "inplace", chart, "-n", "inplace-system",
+			"--set", "certMode=cert-manager,policy=cluster,excludeNamespaces={shop,db},networkPolicy.enabled=true,webhook.failurePolicy=Fail,logLevel=debug"},
+		"chart, secret, one replica, no metrics": {helm, "template", "inplace", chart, "-n", "inplace-system",
+			"--set", "certMode=secret,replicas=1,metrics.enabled=false,priorityClassName=,createNamespace=true"},
+	}
+	for name, cmd := range renderings {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			run := exec.Command(cmd[0], cmd[1:]...)
+			run.Stdout, run.Stderr = &stdout, &stderr
+			if err := run.Run(); err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(cmd, " "), err, stderr.String())
+			}
+			dec := yaml.NewYAMLOrJSONDecoder(&stdout, 4096)
+			n := 0
+			for {
+				obj := &unstructured.Unstructured{}
+				if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if len(obj.Object) == 0 {
+					continue
+				}
+				n++
+				err := c.Create(t.Context(), obj, client.DryRunAll, client.FieldValidation(metav1.FieldValidationStrict))
+				if obj.GetKind() == "Namespace" && apierrors.IsAlreadyExists(err) {
+					continue
+				}
+				if err != nil {
+					t.Errorf("%s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
+				}
+			}
+			if n == 0 {
+				t.Error("no object rendered")
+			}
+		})
+	}
+}
+
+// tool returns the path of a pinned tool: $ENV, else .cache/bin/name.
+func tool(t *testing.T, env, name string) string {
+	t.Helper()
+	path := os.Getenv(env)
+	if path == "" {
+		path = filepath.Join(testenv.Root, ".cache", "bin", name)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s not found (make test builds it into .cache/bin): %v", name, err)
+	}
+	return path
+}
+
+// kustomization writes a kustomization of the base with components, and
+// returns its directory.
+func kustomization(t *testing.T, components ...string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(filepath.Join(testenv.Root, ".cache"), "render-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k := "resources: [" + rel(filepath.Join(testenv.Root, "manifests", "base")) + "]\n"
+	var paths []string
+	for _, comp := range components {
+		if comp != "" {
+			paths = append(paths, rel(filepath.Join(testenv.Root, "manifests", "components", comp)))
+		}
+	}
+	if len(paths) > 0 {
+		k += "components: [" + strings.Join(paths, ", ") + "]\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

@@ -67,3 +67,8 @@ clientConfig:
 {{- fail (printf "certMode: %q is none of builtin, cert-manager, secret" .Values.certMode) }}
 {{- end }}
 {{- end }}
+
+{{/* A list of strings as a CEL list literal: ['a', 'b']. */}}
+{{- define "inplace.celStrings" -}}
+[{{ range $i, $s := . }}{{ if $i }}, {{ end }}'{{ $s }}'{{ end }}]
+{{- end }}

@@ -21,6 +21,10 @@ E2E_RUN ?=
 e2e: ## Bring the cluster up, install the manager, run the e2e tests in the cluster's namespace, tear down what it started (E2E_KEEP_CLUSTER=1 keeps it).
 	@E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
 
+.PHONY: e2e-helm
+e2e-helm: deploy-e2e $(BIN)/helm ## The Helm chart on the cluster: install, an in-place rollout, upgrade, uninstall mid-rollout; the kustomize install is put back after.
+	@$(CLUSTER_SCRIPTS)/helm-e2e.sh
+
 # BENCH_REPLICAS, BENCH_RUNS: the StatefulSet sizes and the runs of each.
 BENCH_REPLICAS ?= 3,30
 BENCH_RUNS ?= 3

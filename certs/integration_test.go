@@ -461,8 +461,8 @@ func injected(ctx context.Context, caPEM []byte) error {
 	for name := range got {
 		want[name] = string(caPEM)
 	}
-	if len(got) != 14 {
-		return fmt.Errorf("%d webhooks, want the 14 of manifests/base", len(got))
+	if len(got) != 16 {
+		return fmt.Errorf("%d webhooks, want the 16 of manifests/base", len(got))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		return fmt.Errorf("caBundles (-want,+got):\n%s", diff)

@@ -70,7 +70,11 @@ func requireKruise(t *testing.T) {
 }
 
 // kruiseServing succeeds when kruise-manager's Deployment is Available and
-// its CRDs are served.
+// its webhooks answer: a v1alpha1 CloneSet created as a dry run (converted
+// by Kruise's conversion webhook to the stored v1beta1 and back) comes back
+// with Kruise's default revisionHistoryLimit, which only its mutating
+// webhook writes. A Ready pod is not enough: its Service may not route to
+// it yet.
 func kruiseServing(ctx context.Context) error {
 	d := &appsv1.Deployment{}
 	if err := k8s.Get(ctx, types.NamespacedName{Namespace: kruiseNamespace, Name: kruiseDeployment}, d); apierrors.IsNotFound(err) {
@@ -82,12 +86,19 @@ func kruiseServing(ctx context.Context) error {
 	if st := d.Status; want == 0 || st.ObservedGeneration < d.Generation || st.AvailableReplicas != want || st.UpdatedReplicas != want {
 		return fmt.Errorf("Deployment %s: %d of %d replicas updated, %d available", d.Name, d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas)
 	}
-	for _, gvk := range []schema.GroupVersionKind{kruiseCloneSet, kruiseStatefulSet, kruiseDaemonSet} {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := k8s.List(ctx, list, client.InNamespace(kruiseNamespace)); err != nil {
-			return fmt.Errorf("listing %s: %w", gvk.Kind, err)
-		}
+	probe := &unstructured.Unstructured{}
+	if err := probe.UnmarshalJSON([]byte(fmt.Sprintf(`{"apiVersion":"apps.kruise.io/v1alpha1","kind":"CloneSet",
+		"metadata":{"name":"kruise-probe","namespace":%q},
+		"spec":{"replicas":0,"selector":{"matchLabels":{"app":"kruise-probe"}},
+		"template":{"metadata":{"labels":{"app":"kruise-probe"}},"spec":{"containers":[{"name":"probe","image":%q}]}}}}`,
+		probeNamespace, images.V1))); err != nil {
+		return permanent(err)
+	}
+	if err := k8s.Create(ctx, probe, client.DryRunAll); err != nil {
+		return fmt.Errorf("dry-run create of a CloneSet: %w", err)
+	}
+	if got := num(probe, "spec", "revisionHistoryLimit"); got != 10 {
+		return fmt.Errorf("a CloneSet created (dry run) came back with revisionHistoryLimit %d: Kruise's webhook did not default it", got)
 	}
 	return nil
 }
@@ -711,4 +722,39 @@ func TestKruiseWebhooksSpareInplace(t *testing.T) {
 		return managerServing(ctx)
 	})
 	t.Logf("inplace-manager replaced and serving while kruise-manager was down")
+}
+
+// TestKruiseManagedLabelCopied: a CloneSet whose template carries inplace's
+// managed label (copied from a pod of a native workload) is still Kruise's
+// alone: its pods reach inplace's keeper, which must not open the gate Kruise
+// closes for the update. A watch of every version of the pods sees Kruise
+// close and reopen it, and no write of inplace-manager.
+func TestKruiseManagedLabelCopied(t *testing.T) {
+	t.Parallel()
+	requireKruise(t)
+	ns := newNamespace(t, optedIn)
+	stop := watchPods(t, ns)
+	manifest := strings.Replace(cloneSetYAML("v1beta1", "web", images.V1, ""),
+		"        app: web\n    spec:", "        app: web\n        "+labelManaged+": \"true\"\n    spec:", 1)
+	cs := apply(t, ns, manifest)
+	before := waitForKruise(t, cs, 3, images.V1)
+	setKruiseImage(t, manifest, images.V1, images.V2, cs)
+	after := waitForKruise(t, cs, 3, images.V2)
+	history := stop()
+	logPods(t, "CloneSet with the managed label in its template, after", after)
+	wantInPlace(t, before, after, images.V2, 1)
+	for _, v := range after {
+		if !v.Managed {
+			t.Fatalf("pod %s lacks the label %s its template has", v.Name, labelManaged)
+		}
+		h := history[v.Name]
+		switch {
+		case h == nil:
+			t.Errorf("the watch never saw pod %s", v.Name)
+		case h.managers[managerFieldManager]:
+			t.Errorf("inplace-manager wrote to pod %s of the CloneSet (field managers %v)", v.Name, keysOf(h.managers))
+		case h.gateClosings == 0:
+			t.Errorf("pod %s: its gate was never closed; Kruise closes it for an in-place update", v.Name)
+		}
+	}
 }

@@ -451,6 +451,10 @@ func caBundles(ctx context.Context) (map[string]string, error) {
 	return got, nil
 }
 
+// baseWebhooks is how many webhooks the two configurations of
+// manifests/base hold.
+const baseWebhooks = 16
+
 // injected fails unless every caBundle of both configurations is caPEM.
 func injected(ctx context.Context, caPEM []byte) error {
 	got, err := caBundles(ctx)
@@ -461,8 +465,8 @@ func injected(ctx context.Context, caPEM []byte) error {
 	for name := range got {
 		want[name] = string(caPEM)
 	}
-	if len(got) != 14 {
-		return fmt.Errorf("%d webhooks, want the 14 of manifests/base", len(got))
+	if len(got) != baseWebhooks {
+		return fmt.Errorf("%d webhooks, want the %d of manifests/base", len(got), baseWebhooks)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		return fmt.Errorf("caBundles (-want,+got):\n%s", diff)

@@ -209,8 +209,8 @@ func bundlesHold(ctx context.Context, ca *x509.Certificate) error {
 	if err != nil {
 		return err
 	}
-	if len(bundles) != 14 {
-		return fmt.Errorf("%d webhooks, want the 14 of manifests/base", len(bundles))
+	if len(bundles) != baseWebhooks {
+		return fmt.Errorf("%d webhooks, want the %d of manifests/base", len(bundles), baseWebhooks)
 	}
 	for name, bundle := range bundles {
 		found := false

@@ -65,7 +65,8 @@ func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 		Named("readiness-gate-keeper").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			pod, ok := o.(*corev1.Pod)
-			return ok && inplace.HasGate(pod) && (inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !gateOpen(pod))
+			return ok && inplace.HasGate(pod) && !inplace.ControlledByOther(pod) &&
+				(inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !gateOpen(pod))
 		}))).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: reconcileTimeout}).
 		Complete(r)
@@ -98,7 +99,7 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 // shouldOpen decides whether the pod's gate opens now; if not, after says
 // when to look again (0: at the pod's next event).
 func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (open bool, after time.Duration, why string) {
-	if !inplace.HasGate(pod) || pod.DeletionTimestamp != nil || gateOpen(pod) {
+	if !inplace.HasGate(pod) || pod.DeletionTimestamp != nil || gateOpen(pod) || inplace.ControlledByOther(pod) {
 		return false, 0, ""
 	}
 	if inplace.NeedsGateOpened(pod) {

@@ -60,6 +60,18 @@ func TestReadinessGateKeeper(t *testing.T) {
 			}(),
 			wantStatus: corev1.ConditionTrue, wantTime: earlier,
 		},
+		"a pod a Kruise CloneSet controls keeps the gate Kruise closed, managed label or not": {
+			pod: gated().OwnedBy("apps.kruise.io/v1beta1", "CloneSet", "web", "cs-uid").
+				Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
+			wantStatus: corev1.ConditionFalse,
+		},
+		"a pod an Advanced StatefulSet controls keeps its gate unset": {
+			pod: gated().OwnedBy("apps.kruise.io/v1beta1", "StatefulSet", "web", "sts-uid").Obj(),
+		},
+		"a pod a native StatefulSet controls gets it True": {
+			pod:        gated().OwnedBy("apps/v1", "StatefulSet", "web", "sts-uid").Obj(),
+			wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
+		},
 		"a pod without the gate is left alone": {
 			pod: builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").Obj(),
 		},

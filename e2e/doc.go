@@ -14,6 +14,10 @@
 //	go test -c -tags e2e -o .cache/bin/e2e.test ./e2e
 //	cd e2e && nsenter --net=/var/run/netns/inplace-e2e env KUBECONFIG=$(make -s -C .. kubeconfig) ../.cache/bin/e2e.test -test.v
 //
+// kruise_test.go needs OpenKruise installed beside the manager: it is behind
+// the build tag kruise as well, and make e2e-kruise runs it (installing
+// kruise-manager with e2e/cluster/kruise.sh, then running TestKruise*).
+//
 // framework_test.go is the harness (namespaces, StatefulSets, waits, reading
 // pods back, stopping and restoring the manager); each other file holds the
 // tests of one subject. Nothing here is imported by the product.

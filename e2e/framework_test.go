@@ -709,13 +709,19 @@ func viewPod(t testing.TB, pod *corev1.Pod) podView {
 	if c := podCondition(pod, gateCondition); c != nil {
 		v.Gate = c.Status
 	}
+	// The app container, or the only one (a workload written as a user
+	// writes it may name it otherwise).
+	app := appContainer
+	if len(pod.Spec.Containers) == 1 {
+		app = pod.Spec.Containers[0].Name
+	}
 	for _, c := range pod.Spec.Containers {
-		if c.Name == appContainer {
+		if c.Name == app {
 			v.Image = c.Image
 		}
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name == appContainer {
+		if cs.Name == app {
 			v.ImageID, v.ContainerID, v.Restarts = cs.ImageID, cs.ContainerID, cs.RestartCount
 		}
 	}

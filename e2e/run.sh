@@ -15,6 +15,11 @@
 #   E2E_PARALLEL         its -test.parallel (default 4: the tests mostly wait
 #                        for the cluster, so more than the 2 cores pays)
 #   E2E_KEEP_NAMESPACES  1: keep each test's namespace (see e2e/doc.go)
+#   E2E_KRUISE           1: the OpenKruise suite (make e2e-kruise): install
+#                        Kruise after the manager (e2e/cluster/kruise.sh),
+#                        compile with the build tag kruise too, run only
+#                        TestKruise* (or E2E_RUN), and uninstall Kruise when
+#                        the tests pass
 #
 # The teardown happens whatever fails: the bring-up, the install, the build
 # or the tests. The exit status is the tests' (or the first failing step's;
@@ -88,19 +93,31 @@ main() {
 	"$here/cluster/up.sh"
 	e2e_log "installing inplace-manager"
 	"$here/cluster/deploy.sh"
+	local tags=e2e run=${E2E_RUN:-}
+	if [ "${E2E_KRUISE:-}" = 1 ]; then
+		# After inplace: Kruise's pod webhooks fail closed until its
+		# manager answers, and inplace-system is spared by its label.
+		e2e_log "installing OpenKruise"
+		"$here/cluster/kruise.sh" install
+		tags=e2e,kruise run=${run:-^TestKruise}
+	fi
 
 	e2e_log "compiling the tests"
-	(cd "$ROOT" && go test -c -tags e2e -o "$TEST_BIN" ./e2e)
+	(cd "$ROOT" && go test -c -tags "$tags" -o "$TEST_BIN" ./e2e)
 	(cd "$ROOT/e2e/rolloutstatus" && go build -o "$BIN/rolloutstatus" .)
 	local refs args=(-test.v -test.timeout "${E2E_TIMEOUT:-30m}" -test.parallel "${E2E_PARALLEL:-4}") t1
 	refs=$("$here/cluster/images.sh" test-refs | tr '\n' ' ')
-	[ -n "${E2E_RUN:-}" ] && args+=(-test.run "$E2E_RUN")
+	[ -n "$run" ] && args+=(-test.run "$run")
 
 	e2e_log "running the tests in the network namespace $NETNS"
 	t1=$(now_ms)
 	# The working directory is the package's, as under go test.
 	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" "$TEST_BIN" "${args[@]}" "$@")
 	e2e_log "tests passed in $(since "$t1")"
+	if [ "${E2E_KRUISE:-}" = 1 ]; then
+		e2e_log "uninstalling OpenKruise"
+		"$here/cluster/kruise.sh" uninstall
+	fi
 }
 
 main "$@"

@@ -25,16 +25,28 @@ e2e: ## Bring the cluster up, install the manager, run the e2e tests in the clus
 e2e-helm: deploy-e2e $(BIN)/helm ## The Helm chart on the cluster: install, an in-place rollout, upgrade, uninstall mid-rollout; the kustomize install is put back after.
 	@$(CLUSTER_SCRIPTS)/helm-e2e.sh
 
-# BENCH_REPLICAS, BENCH_RUNS: the StatefulSet sizes and the runs of each.
+# THIRDPARTY_DIR: the OpenKruise source snapshot and its build script
+# (default ../shared/thirdparty beside the repository).
+export THIRDPARTY_DIR ?= $(abspath $(CLUSTER_REPO_ROOT)/../shared/thirdparty)
+
+.PHONY: e2e-kruise
+e2e-kruise: ## The OpenKruise suite: cluster up, manager installed, Kruise installed, TestKruise* run, Kruise uninstalled, teardown as make e2e (E2E_KEEP_CLUSTER).
+	@E2E_KRUISE=1 E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
+
+# BENCH_REPLICAS, BENCH_RUNS, BENCH_MODES: the StatefulSet sizes, the runs
+# of each, and the modes (e2e/benchrollout), alternated within each run.
+# With kruise among the modes, OpenKruise is installed first (make kruise).
 BENCH_REPLICAS ?= 3,30
 BENCH_RUNS ?= 3
+BENCH_MODES ?= inplace,native,floor,kruise
 
 .PHONY: bench-rollout
-bench-rollout: deploy-e2e ## Time one image change on the same StatefulSet in place, native, and the no-gate floor (BENCH_REPLICAS=3,30 BENCH_RUNS=3).
+bench-rollout: deploy-e2e ## Time one image change on the same StatefulSet in place, native, the no-gate floor and as a Kruise Advanced StatefulSet (BENCH_REPLICAS=3,30 BENCH_RUNS=3 BENCH_MODES=...).
 	@mkdir -p $(CLUSTER_REPO_ROOT)/.cache/bin
+	@if [[ ,$(BENCH_MODES), == *,kruise,* ]]; then $(CLUSTER_SCRIPTS)/kruise.sh install; fi
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchrollout ./e2e/benchrollout
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchrollout \
-		-replicas $(BENCH_REPLICAS) -runs $(BENCH_RUNS) -from $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) -to $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
+		-replicas $(BENCH_REPLICAS) -runs $(BENCH_RUNS) -modes $(BENCH_MODES) -from $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) -to $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-rollout.txt
 
 # STRESS_UPDATES, STRESS_PODS, STRESS_PRESTOP, STRESS_HOG: see e2e/flipstress.
@@ -51,9 +63,13 @@ stress-flips: deploy-e2e images ## Roll a StatefulSet of pods with a preStop sle
 		-images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/stress-flips.txt
 
+# KRUISE: 1 runs the seed document's own scenario, an OpenKruise Advanced
+# StatefulSet, with Kruise installed (hack/demo-kruise.sh).
+KRUISE ?=
+
 .PHONY: demo
-demo: ## The seed scenario on the local cluster, narrated; leaves the cluster up (make cluster-down stops it).
-	@$(CLUSTER_REPO_ROOT)/hack/demo.sh
+demo: ## The seed scenario on the local cluster, narrated (KRUISE=1: verbatim, with OpenKruise); leaves the cluster up (make cluster-down stops it).
+	@if [ '$(KRUISE)' = 1 ]; then $(CLUSTER_REPO_ROOT)/hack/demo-kruise.sh; else $(CLUSTER_REPO_ROOT)/hack/demo.sh; fi
 
 ##@ End-to-end cluster
 
@@ -85,6 +101,14 @@ test-images: ## Print the test app's image references: v1, v2, v3 (oldest first)
 images: ## Build the pause and test app images and import them into the running cluster.
 	@$(CLUSTER_SCRIPTS)/images.sh build
 	@$(CLUSTER_SCRIPTS)/images.sh import
+
+.PHONY: kruise
+kruise: deploy-e2e ## Build kruise-manager from the OpenKruise snapshot (THIRDPARTY_DIR), install it on the cluster after inplace-manager, wait until its webhooks answer.
+	@$(CLUSTER_SCRIPTS)/kruise.sh install
+
+.PHONY: kruise-down
+kruise-down: ## Uninstall OpenKruise from the cluster: its fail-closed webhooks first, then its CRDs (and every Kruise object), then the rest.
+	@$(CLUSTER_SCRIPTS)/kruise.sh uninstall
 
 .PHONY: deploy-e2e
 deploy-e2e: cluster ## Build the manager binary and image, install it with e2e/manifests, wait until it is Available.

@@ -5,7 +5,29 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// ControlledByOther reports whether the pod's controller is something other
+// than an apps/v1 ReplicaSet, StatefulSet or DaemonSet, such as an
+// OpenKruise workload. Kruise uses the same InPlaceUpdateReady condition
+// type and closes and opens it itself: such a pod's gate is never inplace's
+// to write, even when the pod carries inplace's managed label (a template
+// that copied it from another pod).
+func ControlledByOther(pod *corev1.Pod) bool {
+	owner := metav1.GetControllerOfNoCopy(pod)
+	if owner == nil {
+		return false
+	}
+	if owner.APIVersion != "apps/v1" {
+		return true
+	}
+	switch owner.Kind {
+	case "ReplicaSet", "StatefulSet", "DaemonSet":
+		return false
+	}
+	return true
+}
 
 // HasGate reports whether the pod carries the InPlaceUpdateReady readiness
 // gate. A pod without it cannot be updated in place: readiness gates cannot

@@ -37,3 +37,26 @@ func TestNeedsGateOpened(t *testing.T) {
 		})
 	}
 }
+
+func TestControlledByOther(t *testing.T) {
+	cases := map[string]struct {
+		pod  *corev1.Pod
+		want bool
+	}{
+		"a pod of no controller":                 {builder.Pod("p", "ns").Obj(), false},
+		"a pod of an apps/v1 ReplicaSet":         {builder.Pod("p", "ns").OwnedBy("apps/v1", "ReplicaSet", "rs", "u").Obj(), false},
+		"a pod of an apps/v1 StatefulSet":        {builder.Pod("p", "ns").OwnedBy("apps/v1", "StatefulSet", "s", "u").Obj(), false},
+		"a pod of an apps/v1 DaemonSet":          {builder.Pod("p", "ns").OwnedBy("apps/v1", "DaemonSet", "d", "u").Obj(), false},
+		"a pod of a Kruise CloneSet":             {builder.Pod("p", "ns").OwnedBy("apps.kruise.io/v1beta1", "CloneSet", "c", "u").Obj(), true},
+		"a pod of a Kruise Advanced StatefulSet": {builder.Pod("p", "ns").OwnedBy("apps.kruise.io/v1beta1", "StatefulSet", "s", "u").Obj(), true},
+		"a pod of a Kruise Advanced DaemonSet":   {builder.Pod("p", "ns").OwnedBy("apps.kruise.io/v1alpha1", "DaemonSet", "d", "u").Obj(), true},
+		"a pod of a Job":                         {builder.Pod("p", "ns").OwnedBy("batch/v1", "Job", "j", "u").Obj(), true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := ControlledByOther(tc.pod); got != tc.want {
+				t.Errorf("ControlledByOther = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}

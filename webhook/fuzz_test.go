@@ -19,6 +19,7 @@ var fuzzKinds = map[string]metav1.GroupVersionKind{
 	PathMutateStatefulSet:           {Group: "apps", Version: "v1", Kind: "StatefulSet"},
 	PathMutateDaemonSet:             {Group: "apps", Version: "v1", Kind: "DaemonSet"},
 	PathMutateCloneSet:              {Group: "apps.kruise.io", Version: "v1alpha1", Kind: "CloneSet"},
+	PathMutateCloneSetV1beta1:       {Group: "apps.kruise.io", Version: "v1beta1", Kind: "CloneSet"},
 	PathMutateAdvancedStatefulSet:   {Group: "apps.kruise.io", Version: "v1beta1", Kind: "StatefulSet"},
 	PathMutateAdvancedDaemonSet:     {Group: "apps.kruise.io", Version: "v1alpha1", Kind: "DaemonSet"},
 	PathMutatePod:                   {Version: "v1", Kind: "Pod"},
@@ -26,6 +27,7 @@ var fuzzKinds = map[string]metav1.GroupVersionKind{
 	PathValidateStatefulSet:         {Group: "apps", Version: "v1", Kind: "StatefulSet"},
 	PathValidateDaemonSet:           {Group: "apps", Version: "v1", Kind: "DaemonSet"},
 	PathValidateCloneSet:            {Group: "apps.kruise.io", Version: "v1alpha1", Kind: "CloneSet"},
+	PathValidateCloneSetV1beta1:     {Group: "apps.kruise.io", Version: "v1beta1", Kind: "CloneSet"},
 	PathValidateAdvancedStatefulSet: {Group: "apps.kruise.io", Version: "v1beta1", Kind: "StatefulSet"},
 	PathValidateAdvancedDaemonSet:   {Group: "apps.kruise.io", Version: "v1alpha1", Kind: "DaemonSet"},
 }

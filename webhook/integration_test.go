@@ -401,6 +401,30 @@ func TestWebhookInAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a v1beta1 Kruise CloneSet gets the gate and podUpdatePolicy InPlaceIfPossible", func(t *testing.T) {
+		// Kruise's own conversion of such a CloneSet to v1alpha1 says type
+		// ReCreate; the v1beta1 webhook sees it as written.
+		cs := &unstructured.Unstructured{}
+		cs.SetAPIVersion("apps.kruise.io/v1beta1")
+		cs.SetKind("CloneSet")
+		cs.SetName("clones-v1beta1")
+		cs.SetNamespace("apps")
+		tpl, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(builder.PodTemplate("clones-v1beta1", "nginx:alpine").Obj())
+		cs.Object["spec"] = map[string]any{
+			"replicas": int64(3),
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "clones-v1beta1"}},
+			"template": tpl,
+		}
+		create(t, cs)
+		gates, _, _ := unstructured.NestedSlice(cs.Object, "spec", "template", "spec", "readinessGates")
+		if len(gates) != 1 || gates[0].(map[string]any)["conditionType"] != inplace.ConditionInPlaceUpdateReady {
+			t.Errorf("template readiness gates = %v", gates)
+		}
+		if v, _, _ := unstructured.NestedString(cs.Object, "spec", "updateStrategy", "rollingUpdate", "podUpdatePolicy"); v != "InPlaceIfPossible" {
+			t.Errorf("updateStrategy.rollingUpdate.podUpdatePolicy = %q, want InPlaceIfPossible", v)
+		}
+	})
+
 	t.Run("with the webhook server stopped, every write succeeds and pods are created without the gate", func(t *testing.T) {
 		stop()
 		stopped = true

@@ -34,6 +34,15 @@ var (
 		gvk:          schema.GroupVersionKind{Group: "apps.kruise.io", Version: "v1alpha1", Kind: "CloneSet"},
 		inPlaceField: []string{"spec", "updateStrategy", "type"},
 	}
+	// cloneSetV1beta1 is the CloneSet of Kruise's storage version, which
+	// moved the switch under rollingUpdate. It has its own webhook: Kruise's
+	// conversion of a v1beta1 CloneSet without podUpdatePolicy to v1alpha1
+	// says type ReCreate, which would read as the user's choice.
+	cloneSetV1beta1 = kruiseKind{
+		gvk:               schema.GroupVersionKind{Group: "apps.kruise.io", Version: "v1beta1", Kind: "CloneSet"},
+		inPlaceField:      []string{"spec", "updateStrategy", "rollingUpdate", "podUpdatePolicy"},
+		rollingUpdateOnly: true,
+	}
 	advancedStatefulSet = kruiseKind{
 		gvk:               schema.GroupVersionKind{Group: "apps.kruise.io", Version: "v1beta1", Kind: "StatefulSet"},
 		inPlaceField:      []string{"spec", "updateStrategy", "rollingUpdate", "podUpdatePolicy"},

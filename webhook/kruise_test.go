@@ -34,6 +34,25 @@ func TestKruiseDefaulter(t *testing.T) {
 			obj:  kruiseObject(t, cloneSet, "apps", map[string]any{"type": "ReCreate"}),
 			want: []jsonpatch.JsonPatchOperation{policyPatch, gatePatch},
 		},
+		"a v1beta1 CloneSet gets podUpdatePolicy, where its version keeps the switch": {
+			path: PathMutateCloneSetV1beta1, op: admissionv1.Create, obj: kruiseObject(t, cloneSetV1beta1, "apps", nil),
+			want: []jsonpatch.JsonPatchOperation{policyPatch, gatePatch, {
+				Operation: "add", Path: "/spec/updateStrategy",
+				Value: map[string]any{"rollingUpdate": map[string]any{"podUpdatePolicy": "InPlaceIfPossible"}},
+			}},
+		},
+		"a v1beta1 CloneSet whose user chose ReCreate keeps it": {
+			path: PathMutateCloneSetV1beta1, op: admissionv1.Create,
+			obj: kruiseObject(t, cloneSetV1beta1, "apps", map[string]any{
+				"type": "RollingUpdate", "rollingUpdate": map[string]any{"podUpdatePolicy": "ReCreate"},
+			}),
+			want: []jsonpatch.JsonPatchOperation{policyPatch, gatePatch},
+		},
+		"a v1beta1 CloneSet on OnDelete gets no rollingUpdate": {
+			path: PathMutateCloneSetV1beta1, op: admissionv1.Create,
+			obj:  kruiseObject(t, cloneSetV1beta1, "apps", map[string]any{"type": "OnDelete"}),
+			want: []jsonpatch.JsonPatchOperation{policyPatch, gatePatch},
+		},
 		"an Advanced StatefulSet gets podUpdatePolicy": {
 			path: PathMutateAdvancedStatefulSet, op: admissionv1.Create,
 			obj: kruiseObject(t, advancedStatefulSet, "apps", map[string]any{

@@ -26,6 +26,7 @@ const (
 	PathMutateStatefulSet         = "/mutate-apps-v1-statefulset"
 	PathMutateDaemonSet           = "/mutate-apps-v1-daemonset"
 	PathMutateCloneSet            = "/mutate-apps-kruise-io-v1alpha1-cloneset"
+	PathMutateCloneSetV1beta1     = "/mutate-apps-kruise-io-v1beta1-cloneset"
 	PathMutateAdvancedStatefulSet = "/mutate-apps-kruise-io-v1beta1-statefulset"
 	PathMutateAdvancedDaemonSet   = "/mutate-apps-kruise-io-v1alpha1-daemonset"
 	PathMutatePod                 = "/mutate-v1-pod"
@@ -35,6 +36,7 @@ const (
 	PathValidateStatefulSet         = "/validate-apps-v1-statefulset"
 	PathValidateDaemonSet           = "/validate-apps-v1-daemonset"
 	PathValidateCloneSet            = "/validate-apps-kruise-io-v1alpha1-cloneset"
+	PathValidateCloneSetV1beta1     = "/validate-apps-kruise-io-v1beta1-cloneset"
 	PathValidateAdvancedStatefulSet = "/validate-apps-kruise-io-v1beta1-statefulset"
 	PathValidateAdvancedDaemonSet   = "/validate-apps-kruise-io-v1alpha1-daemonset"
 )
@@ -160,6 +162,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		mutate, validate string
 	}{
 		{cloneSet, PathMutateCloneSet, PathValidateCloneSet},
+		{cloneSetV1beta1, PathMutateCloneSetV1beta1, PathValidateCloneSetV1beta1},
 		{advancedStatefulSet, PathMutateAdvancedStatefulSet, PathValidateAdvancedStatefulSet},
 		{advancedDaemonSet, PathMutateAdvancedDaemonSet, PathValidateAdvancedDaemonSet},
 	} {

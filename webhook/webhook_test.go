@@ -191,6 +191,7 @@ func TestDefaultersAreIdempotent(t *testing.T) {
 		"StatefulSet":          {PathMutateStatefulSet, builder.StatefulSet("web", "apps").Obj()},
 		"Deployment":           {PathMutateDeployment, builder.Deployment("web", "apps").Obj()},
 		"CloneSet":             {PathMutateCloneSet, kruiseObject(t, cloneSet, "apps", nil)},
+		"CloneSet v1beta1":     {PathMutateCloneSetV1beta1, kruiseObject(t, cloneSetV1beta1, "apps", nil)},
 		"Advanced StatefulSet": {PathMutateAdvancedStatefulSet, kruiseObject(t, advancedStatefulSet, "apps", nil)},
 		"Advanced DaemonSet":   {PathMutateAdvancedDaemonSet, kruiseObject(t, advancedDaemonSet, "apps", nil)},
 		"Pod": {PathMutatePod, builder.Pod("web-0", "apps").

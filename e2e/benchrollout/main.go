@@ -7,7 +7,12 @@
 //     RollingUpdate deletes and recreates each pod;
 //   - floor:   in an unmanaged namespace, on OnDelete, this program patches
 //     each pod's image itself and waits for it to be Ready again: no readiness
-//     gate, no controller; the least an in-place update can cost.
+//     gate, no controller; the least an in-place update can cost;
+//   - kruise:  the same StatefulSet as OpenKruise's Advanced StatefulSet
+//     (apps.kruise.io/v1beta1), in a namespace inplace manages, so that
+//     inplace's webhook gives it the readiness gate and Kruise's
+//     InPlaceIfPossible: kruise-manager updates the pods in place (make
+//     bench-rollout installs Kruise first).
 //
 // Each StatefulSet is OrderedReady with maxUnavailable 1 and a readiness
 // probe every second, so the three go one pod at a time. The clock runs
@@ -36,6 +41,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
@@ -50,7 +57,7 @@ const gate = corev1.PodConditionType("InPlaceUpdateReady")
 func main() {
 	replicas := flag.String("replicas", "3,30", "comma-separated StatefulSet sizes")
 	runs := flag.Int("runs", 3, "runs of each mode and size; the medians are reported")
-	modes := flag.String("modes", "inplace,native,floor", "comma-separated modes: inplace, native, floor")
+	modes := flag.String("modes", "inplace,native,floor", "comma-separated modes: inplace, native, floor, kruise")
 	from := flag.String("from", "example.local/inplace-testapp:v1", "the image the StatefulSet starts on")
 	to := flag.String("to", "example.local/inplace-testapp:v2", "the image it is changed to")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long one rollout may take")
@@ -112,8 +119,8 @@ func parseSizes(s string) ([]int, error) {
 
 func checkModes(s string) error {
 	for _, m := range strings.Split(s, ",") {
-		if m != "inplace" && m != "native" && m != "floor" {
-			return fmt.Errorf("-modes: unknown mode %q (want inplace, native or floor)", m)
+		if m != "inplace" && m != "native" && m != "floor" && m != "kruise" {
+			return fmt.Errorf("-modes: unknown mode %q (want inplace, native, floor or kruise)", m)
 		}
 	}
 	return nil
@@ -148,7 +155,7 @@ type timeline struct {
 func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result, error) {
 	ns := fmt.Sprintf("bench-%s-%d-%d-%d", mode, replicas, run, time.Now().Unix()%100000)
 	labels := map[string]string{"e2e.inplace.dev/bench": "true"}
-	if mode == "inplace" {
+	if mode == "inplace" || mode == "kruise" {
 		labels["inplace.dev/enabled"] = "true"
 	}
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
@@ -157,7 +164,15 @@ func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result
 	defer b.deleteNamespace(ns)
 
 	sts := b.statefulSet(ns, int32(replicas), mode == "floor")
-	if err := b.client.Create(ctx, sts); err != nil {
+	var workload client.Object = sts
+	if mode == "kruise" {
+		u, err := advancedStatefulSet(sts)
+		if err != nil {
+			return result{}, err
+		}
+		workload = u
+	}
+	if err := b.client.Create(ctx, workload); err != nil {
 		return result{}, err
 	}
 	if err := b.waitReady(ctx, sts, b.from); err != nil {
@@ -175,7 +190,7 @@ func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result
 	}
 
 	start := time.Now()
-	if err := b.changeImage(ctx, sts); err != nil {
+	if err := b.changeImage(ctx, workload); err != nil {
 		return result{}, err
 	}
 	if mode == "floor" {
@@ -183,7 +198,7 @@ func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result
 			return result{}, err
 		}
 	}
-	if err := b.waitRolledOut(ctx, sts, mode != "floor"); err != nil {
+	if err := b.waitRolledOut(ctx, sts, workload, mode != "floor"); err != nil {
 		return result{}, err
 	}
 	total := time.Since(start)
@@ -223,9 +238,30 @@ func (b *bench) statefulSet(ns string, replicas int32, onDelete bool) *appsv1.St
 	return sts
 }
 
-func (b *bench) changeImage(ctx context.Context, sts *appsv1.StatefulSet) error {
-	return b.retryOnConflict(ctx, sts, func() {
-		sts.Spec.Template.Spec.Containers[0].Image = b.to
+// advancedStatefulSet is sts as OpenKruise's Advanced StatefulSet: the
+// same spec, which Kruise's kind takes as it is.
+func advancedStatefulSet(sts *appsv1.StatefulSet) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sts)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion("apps.kruise.io/v1beta1")
+	u.SetKind("StatefulSet")
+	unstructured.RemoveNestedField(u.Object, "status")
+	return u, nil
+}
+
+func (b *bench) changeImage(ctx context.Context, workload client.Object) error {
+	return b.retryOnConflict(ctx, workload, func() {
+		switch w := workload.(type) {
+		case *appsv1.StatefulSet:
+			w.Spec.Template.Spec.Containers[0].Image = b.to
+		case *unstructured.Unstructured:
+			containers, _, _ := unstructured.NestedSlice(w.Object, "spec", "template", "spec", "containers")
+			containers[0].(map[string]any)["image"] = b.to
+			_ = unstructured.SetNestedSlice(w.Object, containers, "spec", "template", "spec", "containers")
+		}
 	})
 }
 
@@ -285,15 +321,18 @@ func (b *bench) waitReady(ctx context.Context, sts *appsv1.StatefulSet, image st
 }
 
 // waitRolledOut waits for every pod Ready on the new image (with a
-// restarted or new container) and, for the controllers, the StatefulSet to
+// restarted or new container) and, for the controllers, the workload to
 // report the rollout complete with no hold left.
-func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, byController bool) error {
+func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, workload client.Object, byController bool) error {
 	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
 		if err := b.waitReadyOnce(ctx, sts); err != nil {
 			return false, nil //nolint:nilerr // not yet
 		}
 		if !byController {
 			return true, nil
+		}
+		if u, ok := workload.(*unstructured.Unstructured); ok {
+			return b.kruiseRolledOut(ctx, u, *sts.Spec.Replicas)
 		}
 		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
 			return false, err
@@ -303,6 +342,19 @@ func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, byCo
 		return !held && s.ObservedGeneration >= sts.Generation && s.UpdatedReplicas == *sts.Spec.Replicas &&
 			s.CurrentRevision == s.UpdateRevision && s.ReadyReplicas == *sts.Spec.Replicas, nil
 	})
+}
+
+// kruiseRolledOut reports whether an Advanced StatefulSet's status says
+// its rollout is complete, in the fields of the native kind.
+func (b *bench) kruiseRolledOut(ctx context.Context, u *unstructured.Unstructured, replicas int32) (bool, error) {
+	if err := b.client.Get(ctx, client.ObjectKeyFromObject(u), u); err != nil {
+		return false, err
+	}
+	n := func(f string) int64 { v, _, _ := unstructured.NestedInt64(u.Object, "status", f); return v }
+	s := func(f string) string { v, _, _ := unstructured.NestedString(u.Object, "status", f); return v }
+	r := int64(replicas)
+	return n("observedGeneration") >= u.GetGeneration() && n("updatedReplicas") == r && n("readyReplicas") == r &&
+		s("currentRevision") == s("updateRevision"), nil
 }
 
 func (b *bench) waitReadyOnce(ctx context.Context, sts *appsv1.StatefulSet) error {

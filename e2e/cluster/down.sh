@@ -218,6 +218,17 @@ main() {
 	fi
 	lock_state
 
+	# OpenKruise, if installed (make kruise), goes first, while the API
+	# server runs: its pod webhooks fail closed, and kept in etcd they would
+	# refuse every pod of the next start (the bring-up's own test pod
+	# included) until kruise-manager answered again. make kruise reinstalls
+	# it in seconds once built.
+	if [ "$(apiserver_get /readyz 2>/dev/null)" = ok ] &&
+		kubectl_ns get mutatingwebhookconfiguration kruise-mutating-webhook-configuration >/dev/null 2>&1; then
+		log "uninstalling OpenKruise first (make kruise installs it again)"
+		"$here/kruise.sh" uninstall || log "warning: OpenKruise was not uninstalled cleanly"
+	fi
+
 	# The kubelet first, so that nothing restarts the containers killed next;
 	# the containers before the API server, which otherwise waits for their
 	# open watches until killed; etcd after the API server, which otherwise

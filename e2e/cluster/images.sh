@@ -7,6 +7,9 @@
 #   images.sh import          import every built image into the running cluster (skipped when already imported)
 #   images.sh manager         build .cache/bin/inplace-manager and its image (tagged :e2e and with the
 #                             version of VERSION); prints the image's config digest
+#   images.sh kruise          the image of .cache/bin/kruise-manager (e2e/cluster/kruise.sh builds the binary),
+#                             assembled when the binary changed; prints the image's config digest
+#   images.sh import-kruise   import it into the running cluster (skipped when already imported)
 #   images.sh ref NAME        the reference of an image: pause, manager, testapp-v1, ...
 #   images.sh test-refs       the test application's references, one a line: versions oldest first, then the
 #                             retag of v2 (same digest as v2), then the crash-looping one, then the never-ready one
@@ -22,6 +25,8 @@ TESTAPP_REPO=example.local/inplace-testapp
 MANAGER_REF=ghcr.io/inplace-dev/inplace-manager:e2e
 # The reference manifests/ and the chart name: the released version.
 MANAGER_RELEASE_REF=ghcr.io/inplace-dev/inplace-manager:$(cat "$ROOT/VERSION")
+# OpenKruise's manager, built from the source snapshot (../shared/thirdparty).
+KRUISE_REF=example.local/kruise-manager:e2e
 TESTAPP_VERSIONS=(v1 v2 v3)
 
 # The image tarballs: NAME -> the references it carries.
@@ -34,6 +39,7 @@ declare -A TARBALL_REFS=(
 	[testapp-bad]=$TESTAPP_REPO:bad
 	[testapp-unready]=$TESTAPP_REPO:unready
 	[manager]="$MANAGER_REF $MANAGER_RELEASE_REF"
+	[kruise-manager]=$KRUISE_REF
 )
 TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad testapp-unready)
 
@@ -43,6 +49,7 @@ ref() {
 	case $1 in
 	pause) echo "$PAUSE_REF" ;;
 	manager) echo "$MANAGER_REF" ;;
+	kruise-manager) echo "$KRUISE_REF" ;;
 	testapp-v2-retag) echo "$TESTAPP_REPO:v2-retag" ;;
 	testapp-*) echo "$TESTAPP_REPO:${1#testapp-}" ;;
 	*) die "unknown image $1" ;;
@@ -154,11 +161,29 @@ manager() {
 	cut -d" " -f2 "$IMAGES/manager.id" | head -n1
 }
 
+# kruise: the image of kruise-manager, as Kruise's own manifests run it
+# (/manager, user 65534), reassembled only when the binary changed.
+kruise() {
+	local bin=$BIN/kruise-manager sum
+	[ -x "$bin" ] || die "no $bin (e2e/cluster/kruise.sh build)"
+	[ -x "$BIN/mkimage" ] || build_mkimage
+	sum=$(sha256sum <"$bin" | cut -d' ' -f1)
+	if [ "$(cat "$IMAGES/kruise-manager.inputs" 2>/dev/null)" != "$sum" ] || [ ! -s "$IMAGES/kruise-manager.tar" ]; then
+		mkdir -p "$IMAGES/bin/kruise"
+		cp "$bin" "$IMAGES/bin/kruise/manager"
+		mkimage kruise-manager "$IMAGES/bin/kruise/manager" 65534:65534
+		echo "$sum" >"$IMAGES/kruise-manager.inputs"
+	fi
+	cut -d" " -f2 "$IMAGES/kruise-manager.id"
+}
+
 case ${1:-} in
 build) build ;;
 import) import ;;
 import-manager) import_tarballs manager ;;
 manager) manager ;;
+kruise) kruise ;;
+import-kruise) import_tarballs kruise-manager ;;
 ref) ref "${2:?image name}" ;;
 test-refs) test_refs ;;
 stress-refs) stress_refs ;;

@@ -285,9 +285,9 @@ func marked(annotations map[string]string) bool {
 }
 
 // podHeld reports whether a pod has an in-place update recorded or a gate
-// not open.
+// not open. A pod another controller owns (Kruise's) is never ours to open.
 func podHeld(pod *corev1.Pod) bool {
-	if pod.DeletionTimestamp != nil {
+	if pod.DeletionTimestamp != nil || inplace.ControlledByOther(pod) {
 		return false
 	}
 	_, updating := pod.Annotations[inplace.AnnotationUpdateState]

@@ -114,6 +114,19 @@ func (v *podDeleteValidator) ValidateDelete(ctx context.Context, pod *corev1.Pod
 		return t
 	}
 	refuse := inplace.RefuseRolloutDelete(sts, pod, templateOf, v.kubeletVersion(ctx, sts, pod, templateOf))
+	if !refuse && v.live != nil {
+		// The controller deletes on a view of the StatefulSet at least as
+		// new as the one that made it decide (a partition just lowered, a
+		// new revision), and the cache may lag it: decide again on a live
+		// read before letting the pod go. Only this path pays for it; the
+		// refusals a rollout draws do not.
+		if fresh, err := v.liveStatefulSet(ctx, pod.Namespace, owner); err != nil {
+			log.Error(err, "Reading the StatefulSet live; deciding on the cached one")
+		} else if fresh != nil && fresh.ResourceVersion != sts.ResourceVersion {
+			sts = fresh
+			refuse = v.manages(ctx, sts) && inplace.RefuseRolloutDelete(sts, pod, templateOf, v.kubeletVersion(ctx, sts, pod, templateOf))
+		}
+	}
 	if !refuse {
 		v.countFallback(ctx, sts, pod, templateOf)
 		return nil, nil
@@ -178,6 +191,18 @@ func (v *podDeleteValidator) countFallback(ctx context.Context, sts *appsv1.Stat
 func (v *podDeleteValidator) statefulSet(ctx context.Context, namespace string, owner *metav1.OwnerReference) (*appsv1.StatefulSet, error) {
 	sts := &appsv1.StatefulSet{}
 	if err := v.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: owner.Name}, sts); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if sts.UID != owner.UID {
+		return nil, nil
+	}
+	return sts, nil
+}
+
+// liveStatefulSet is statefulSet, read from the API server.
+func (v *podDeleteValidator) liveStatefulSet(ctx context.Context, namespace string, owner *metav1.OwnerReference) (*appsv1.StatefulSet, error) {
+	sts := &appsv1.StatefulSet{}
+	if err := v.live.Get(ctx, types.NamespacedName{Namespace: namespace, Name: owner.Name}, sts); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
 	if sts.UID != owner.UID {

@@ -85,3 +85,52 @@ func TestPodDeleteValidator(t *testing.T) {
 		})
 	}
 }
+
+// The StatefulSet controller deletes on a view at least as new as the one
+// that made it decide: a partition just lowered that the cache has not seen
+// yet must not let a pod of the rollout be recreated.
+func TestPodDeleteValidatorDecidesOnALiveReadBeforeLettingGo(t *testing.T) {
+	v1 := builder.PodTemplate("web", "nginx:1.27").Obj()
+	raw, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": v1}})
+	rev := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "apps"}, Data: runtime.RawExtension{Raw: raw}}
+	withPartition := func(p int32, resourceVersion string) *appsv1.StatefulSet {
+		s := builder.StatefulSet("web", "apps").Replicas(3).Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj()
+		s.UID = "sts-uid"
+		s.Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{
+			Type:          appsv1.RollingUpdateStatefulSetStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: &p},
+		}
+		s.ResourceVersion = resourceVersion
+		return s
+	}
+	// web-1 is below the canary's partition (2) in the cache, in the
+	// rollout once the partition is 0.
+	pod := builder.Pod("web-1", "apps").OwnedBy("apps/v1", "StatefulSet", "web", "sts-uid").
+		Label(appsv1.StatefulSetRevisionLabel, "web-1").Label(inplace.LabelManaged, "true").
+		ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	for name, tc := range map[string]struct {
+		live       *appsv1.StatefulSet
+		wantRefuse bool
+	}{
+		"the partition lowered, seen live only": {live: withPartition(0, "20"), wantRefuse: true},
+		"the cache is current":                  {live: withPartition(2, "10"), wantRefuse: false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cached := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(withPartition(2, "10"), rev.DeepCopy(), namespace("apps", enabled)).Build()
+			live := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(tc.live, rev.DeepCopy(), namespace("apps", enabled)).Build()
+			h := Handlers(Config{
+				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
+				Reader: cached, LiveReader: live, ManagerUsername: managerUser, Scheme: testScheme,
+				Clock:         clocktesting.NewFakePassiveClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)),
+				EngineRunning: func() bool { return true },
+			})[PathValidatePod]
+			req := review(t, admissionv1.Delete, pod, pod)
+			req.Object = runtime.RawExtension{}
+			req.UserInfo.Username = statefulSetController
+			resp := h.Handle(t.Context(), req)
+			if refused := !resp.Allowed; refused != tc.wantRefuse {
+				t.Fatalf("refused = %v (%v), want %v", refused, resp.Result, tc.wantRefuse)
+			}
+		})
+	}
+}

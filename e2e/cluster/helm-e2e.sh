@@ -23,7 +23,12 @@ export HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HEL
 t0=$(now_ms)
 
 helm_ns() { in_ns "$BIN/helm" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
-fail() { log "FAIL: $*"; exit 1; }
+fail() {
+	log "FAIL: $*"
+	kubectl_ns -n "$APP_NS" get events --sort-by=.lastTimestamp 2>/dev/null | tail -25 >&2 || true
+	kubectl_ns -n "$NS" logs deployment/inplace-manager --all-containers --tail=40 2>/dev/null | grep -v '"level":"debug"' >&2 || true
+	exit 1
+}
 step() { log "--- $*"; }
 
 # pods: the app's pods as "name uid restarts image ready" lines.
@@ -48,6 +53,17 @@ in_place() {
 		[ "$img" = "$image" ] && [ "$ready" = true ] && [ "$r" = "$restarts" ] ||
 			fail "$name: image $img ready $ready restarts $r; want $image, ready, $restarts restarts"
 	done <<<"$after"
+}
+
+# webhook_reachable: the API server calls the webhook, as a user can check
+# it: a server-side dry run of a Deployment in a labelled namespace comes
+# back with the policy the mutating webhook adds. helm --wait is not enough:
+# it waits for the manager to be ready, but a new Service's ClusterIP may
+# not route yet (kube-proxy took over 4 s here), and the webhook fails open
+# meanwhile: pods created then are not gated and roll out natively.
+webhook_reachable() {
+	kubectl_ns -n "$APP_NS" create deployment probe --image=probe --dry-run=server -o jsonpath='{.metadata.annotations}' 2>/dev/null |
+		grep -q 'inplace.dev/update-policy'
 }
 
 # remove_kustomize_install: what make deploy-e2e applied, namespace kept.
@@ -92,14 +108,19 @@ main() {
 	remove_kustomize_install
 	trap cleanup EXIT
 
+	kubectl_ns create namespace "$APP_NS" >/dev/null
+	kubectl_ns label namespace "$APP_NS" inplace.dev/enabled=true >/dev/null
+
 	step "helm install (chart defaults: built-in certificate, the released image), --wait"
 	helm_ns install inplace "$CHART" -n "$NS" --wait --timeout 3m >/dev/null ||
 		fail "helm install did not become ready"
+	local t
+	t=$(now_ms)
+	wait_for "the API server to reach the webhook" 60 webhook_reachable || fail "the API server never reached the webhook"
+	log "the API server reaches the webhook $(since "$t") after helm --wait returned"
 	kubectl_ns -n "$NS" get pod -l app.kubernetes.io/name=inplace-manager -o wide
 
 	step "a StatefulSet in a labelled namespace, rolled out in place"
-	kubectl_ns create namespace "$APP_NS" >/dev/null
-	kubectl_ns label namespace "$APP_NS" inplace.dev/enabled=true >/dev/null
 	kubectl_ns -n "$APP_NS" apply -f - >/dev/null <<EOF
 apiVersion: apps/v1
 kind: StatefulSet
@@ -131,6 +152,7 @@ EOF
 	step "helm upgrade (log level, three replicas), --wait; then another rollout in place"
 	helm_ns upgrade inplace "$CHART" -n "$NS" --reuse-values --set logLevel=debug --set replicas=3 --wait --timeout 3m >/dev/null ||
 		fail "helm upgrade did not become ready"
+	wait_for "the API server to reach the webhook" 60 webhook_reachable || fail "the API server never reached the webhook after the upgrade"
 	[ "$(kubectl_ns -n "$NS" get deployment inplace-manager -o jsonpath='{.status.readyReplicas}')" = 3 ] ||
 		fail "the upgraded manager does not have 3 ready replicas"
 	before=$after

@@ -21,9 +21,9 @@ E2E_RUN ?=
 e2e: ## Bring the cluster up, install the manager, run the e2e tests in the cluster's namespace, tear down what it started (E2E_KEEP_CLUSTER=1 keeps it).
 	@E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
 
-.PHONY: e2e-helm
-e2e-helm: deploy-e2e $(BIN)/helm ## The Helm chart on the cluster: install, an in-place rollout, upgrade, uninstall mid-rollout; the kustomize install is put back after.
-	@$(CLUSTER_SCRIPTS)/helm-e2e.sh
+.PHONY: e2e-install
+e2e-install: deploy-e2e $(BIN)/helm $(BIN)/kustomize ## Install and uninstall on the cluster: the Helm chart (install, rollout, upgrade, uninstall mid-rollout), then kustomize with the release-holds Job; the kustomize install is put back after.
+	@$(CLUSTER_SCRIPTS)/install-e2e.sh
 
 # THIRDPARTY_DIR: the OpenKruise source snapshot and its build script
 # (default ../shared/thirdparty beside the repository).

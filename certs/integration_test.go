@@ -33,7 +33,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -378,21 +377,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 func apply(t *testing.T, paths ...string) {
 	t.Helper()
 	for _, path := range paths {
-		f, err := os.Open(path)
+		objs, err := testenv.ObjectsOf(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
-		for {
-			obj := &unstructured.Unstructured{}
-			if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			if len(obj.Object) == 0 {
-				continue
-			}
+		for _, obj := range objs {
 			err := c.Create(t.Context(), obj)
 			if apierrors.IsAlreadyExists(err) {
 				old := &unstructured.Unstructured{}
@@ -411,7 +400,6 @@ func apply(t *testing.T, paths ...string) {
 				}
 			})
 		}
-		f.Close()
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -22,7 +21,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -277,23 +275,12 @@ func injectFrom(t *testing.T, certificate string) {
 // webhook there, not at its Service.
 func withLocalhost(t *testing.T, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
+	objs, err := testenv.ObjectsOf(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out bytes.Buffer
-	dec := yaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
+	for _, obj := range objs {
 		if obj.GetKind() == cmapi.CertificateKind && obj.GetName() == certName {
 			names, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "dnsNames")
 			if len(names) == 0 {

@@ -4,8 +4,6 @@ package manifests
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
@@ -79,19 +75,12 @@ func TestAPIServerAcceptsEveryRendering(t *testing.T) {
 			if err := run.Run(); err != nil {
 				t.Fatalf("%s: %v\n%s", strings.Join(cmd, " "), err, stderr.String())
 			}
-			dec := yaml.NewYAMLOrJSONDecoder(&stdout, 4096)
-			n := 0
-			for {
-				obj := &unstructured.Unstructured{}
-				if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-					break
-				} else if err != nil {
-					t.Fatal(err)
-				}
-				if len(obj.Object) == 0 {
-					continue
-				}
-				n++
+			objs, err := testenv.Objects(&stdout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := len(objs)
+			for _, obj := range objs {
 				err := c.Create(t.Context(), obj, client.DryRunAll, client.FieldValidation(metav1.FieldValidationStrict))
 				if obj.GetKind() == "Namespace" && apierrors.IsAlreadyExists(err) {
 					continue

@@ -1,13 +1,9 @@
 package manifests_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,9 +14,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -121,21 +115,11 @@ func TestManagerGuard(t *testing.T) {
 // apply creates every object of a manifest file.
 func apply(t *testing.T, c client.Client, file string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testenv.Root, "manifests", file))
+	objs, err := testenv.ObjectsOf(filepath.Join(testenv.Root, "manifests", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			return
-		} else if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
+	for _, obj := range objs {
 		if err := c.Create(t.Context(), obj); err != nil {
 			t.Fatalf("%s: creating %s %s: %v", file, obj.GetKind(), obj.GetName(), err)
 		}

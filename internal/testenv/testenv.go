@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -132,4 +134,36 @@ func WaitForWebhookServer(ctx context.Context, env *envtest.Environment) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Objects decodes a stream of YAML (or JSON) documents, as kubectl reads a
+// manifest, into objects; empty documents are skipped.
+func Objects(r io.Reader) ([]*unstructured.Unstructured, error) {
+	dec := yaml.NewYAMLOrJSONDecoder(r, 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
+			return objs, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(obj.Object) != 0 {
+			objs = append(objs, obj)
+		}
+	}
+}
+
+// ObjectsOf is Objects of a file.
+func ObjectsOf(path string) ([]*unstructured.Unstructured, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	objs, err := Objects(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return objs, nil
 }

@@ -27,19 +27,8 @@ KIND=statefulset.apps.kruise.io
 KUBECTL="nsenter --net=$NETNS_PATH $BIN/kubectl --kubeconfig=$ADMIN_KUBECONFIG"
 COLUMNS='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,GATES:.spec.readinessGates[*].conditionType,InPlaceUpdateReady:.status.conditions[?(@.type=="InPlaceUpdateReady")].status,RESTARTS:.status.containerStatuses[0].restartCount,IMAGE:.spec.containers[0].image,UID:.metadata.uid'
 
-if [ -t 1 ]; then
-	B=$'\e[1m' C=$'\e[36m' G=$'\e[32m' Y=$'\e[33m' N=$'\e[0m'
-else
-	B='' C='' G='' Y='' N=''
-fi
-
-step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
-say() { printf '%s\n' "$*"; }
-# k shows a kubectl command as a user would type it, then runs it.
-k() {
-	printf '%s$ kubectl %s%s\n' "$C" "$*" "$N"
-	kubectl_ns "$@"
-}
+# shellcheck source-path=SCRIPTDIR source=demo-lib.sh
+. "$ROOT/hack/demo-lib.sh"
 
 # pod_facts: "name uid restarts ip ready", a line per pod, by name.
 pod_facts() {

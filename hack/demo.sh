@@ -24,30 +24,8 @@ CONTAINER=main
 KUBECTL="nsenter --net=$NETNS_PATH $BIN/kubectl --kubeconfig=$ADMIN_KUBECONFIG"
 COLUMNS_GATE='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status,GATES:.spec.readinessGates[*].conditionType,InPlaceUpdateReady:.status.conditions[?(@.type=="InPlaceUpdateReady")].status,RESTARTS:.status.containerStatuses[0].restartCount,IMAGE:.spec.containers[0].image,UID:.metadata.uid'
 
-if [ -t 1 ]; then
-	B=$'\e[1m' C=$'\e[36m' G=$'\e[32m' Y=$'\e[33m' N=$'\e[0m'
-else
-	B='' C='' G='' Y='' N=''
-fi
-
-step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
-say() { printf '%s\n' "$*"; }
-# quote prints its arguments as a person would type them in a shell.
-quote() {
-	local a out=
-	for a in "$@"; do
-		if [[ $a =~ ^[A-Za-z0-9_./=:,@%+-]+$ ]]; then out+=" $a"
-		elif [[ $a != *\'* ]]; then out+=" '$a'"
-		else out+=" $(printf '%q' "$a")"; fi
-	done
-	printf '%s' "${out# }"
-}
-
-# k shows a kubectl command as a user would type it, then runs it.
-k() {
-	printf '%s$ kubectl %s%s\n' "$C" "$(quote "$@")" "$N"
-	kubectl_ns "$@"
-}
+# shellcheck source-path=SCRIPTDIR source=demo-lib.sh
+. "$ROOT/hack/demo-lib.sh"
 
 # pod_facts prints "name uid restarts ip ready gate image", a line per pod
 # of the StatefulSet, by name; gate is the InPlaceUpdateReady readiness gate

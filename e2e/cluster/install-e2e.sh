@@ -68,6 +68,16 @@ webhook_reachable() {
 		grep -q 'inplace.dev/update-policy'
 }
 
+# delete_but_namespace FILE: deletes the objects of a rendered install but
+# its namespace (kept for the next install, and quicker), and waits.
+delete_but_namespace() {
+	awk '
+		/^---/ { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc; doc = "" }
+		{ doc = doc $0 "\n" }
+		END { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc }' "$1" >"${1%.yaml}-without-namespace.yaml"
+	kubectl_ns delete --ignore-not-found --wait=true -f "${1%.yaml}-without-namespace.yaml" >/dev/null
+}
+
 # remove_kustomize_install: what make deploy-e2e applied, namespace kept.
 remove_kustomize_install() {
 	local rendered=$STATE/manifests/rendered.yaml
@@ -76,11 +86,7 @@ remove_kustomize_install() {
 		return 0
 	fi
 	log "removing the kustomize install (make deploy-e2e puts it back)"
-	awk '
-		/^---/ { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc; doc = "" }
-		{ doc = doc $0 "\n" }
-		END { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc }' "$rendered" >"$STATE/manifests/without-namespace.yaml"
-	kubectl_ns delete --ignore-not-found --wait=true -f "$STATE/manifests/without-namespace.yaml" >/dev/null
+	delete_but_namespace "$rendered"
 	kubectl_ns -n "$NS" delete secret inplace-webhook-cert --ignore-not-found >/dev/null
 }
 
@@ -191,11 +197,7 @@ EOF
 		fail "the release-holds Job did not complete"
 	}
 	kubectl_ns -n "$NS" logs job/inplace-release-holds | tail -3
-	awk '
-		/^---/ { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc; doc = "" }
-		{ doc = doc $0 "\n" }
-		END { if (doc !~ /\nkind: Namespace\n/) printf "%s", doc }' "$dir/rendered.yaml" >"$dir/without-namespace.yaml"
-	kubectl_ns delete --ignore-not-found --wait=true -f "$dir/without-namespace.yaml" >/dev/null
+	delete_but_namespace "$dir/rendered.yaml"
 	released "$v2" "the kustomize uninstall"
 }
 

@@ -741,6 +741,12 @@ func observe(t testing.TB, sts *appsv1.StatefulSet) []podView {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return viewPods(t, pods)
+}
+
+// viewPods is viewPod of each pod, in order.
+func viewPods(t testing.TB, pods []corev1.Pod) []podView {
+	t.Helper()
 	views := make([]podView, len(pods))
 	for i := range pods {
 		views[i] = viewPod(t, &pods[i])

@@ -311,11 +311,7 @@ func waitForKruise(t *testing.T, obj *unstructured.Unstructured, want int, image
 	if err != nil {
 		t.Fatal(err)
 	}
-	views := make([]podView, len(pods))
-	for i := range pods {
-		views[i] = viewPod(t, &pods[i])
-	}
-	return views
+	return viewPods(t, pods)
 }
 
 // setKruiseImage changes the image of the workload's first container as
@@ -346,10 +342,17 @@ func wantRecreated(t *testing.T, before, after []podView, image string) {
 	}
 }
 
-// wantUntouched checks inplace left the pods alone: no label or annotation
-// of its own on them.
-func wantUntouched(t *testing.T, views []podView, pods []corev1.Pod) {
+// wantUntouched checks inplace left the workload's pods alone: no label or
+// annotation of its own on them, read afresh.
+func wantUntouched(t *testing.T, obj client.Object, views []podView) {
 	t.Helper()
+	pods, err := ownedPods(t.Context(), obj)
+	if err != nil {
+		t.Fatalf("reading the pods of %s: %v", obj.GetName(), err)
+	}
+	if len(pods) == 0 {
+		t.Fatalf("%s has no pods to check", obj.GetName())
+	}
 	for _, v := range views {
 		if v.Managed {
 			t.Errorf("pod %s of a Kruise workload got the label %s", v.Name, labelManaged)
@@ -404,8 +407,7 @@ func TestKruiseSeedScenario(t *testing.T) {
 	after := waitForKruise(t, sts, 3, images.V2)
 	logPods(t, "image changed, kubectl apply -f sts.yaml again", after)
 	wantInPlace(t, before, after, images.V2, 1)
-	pods, _ := ownedPods(t.Context(), sts)
-	wantUntouched(t, after, pods)
+	wantUntouched(t, sts, after)
 }
 
 // TestKruiseCloneSetInPlace: a CloneSet with no update strategy written
@@ -431,8 +433,7 @@ func TestKruiseCloneSetInPlace(t *testing.T) {
 			after := waitForKruise(t, cs, 3, images.V2)
 			logPods(t, "image changed", after)
 			wantInPlace(t, before, after, images.V2, 1)
-			pods, _ := ownedPods(t.Context(), cs)
-			wantUntouched(t, after, pods)
+			wantUntouched(t, cs, after)
 		})
 	}
 }
@@ -458,8 +459,7 @@ func TestKruiseDaemonSetInPlace(t *testing.T) {
 	after := waitForKruise(t, ds, len(nodes.Items), images.V2)
 	logPods(t, "image changed", after)
 	wantInPlace(t, before, after, images.V2, 1)
-	pods, _ := ownedPods(t.Context(), ds)
-	wantUntouched(t, after, pods)
+	wantUntouched(t, ds, after)
 }
 
 // TestKruiseUserChoiceHonoured: a value the user wrote in Kruise's switch
@@ -610,8 +610,7 @@ func TestKruiseCoexistence(t *testing.T) {
 
 	wantInPlace(t, kBefore, kAfter, images.V2, 1)
 	wantInPlace(t, nBefore, nAfter, images.V2, 1)
-	kPods, _ := ownedPods(t.Context(), ksts)
-	wantUntouched(t, kAfter, kPods)
+	wantUntouched(t, ksts, kAfter)
 	for _, v := range kAfter {
 		h := history[v.Name]
 		if h == nil {

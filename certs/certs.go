@@ -51,8 +51,8 @@ func ParseMode(s string) (Mode, error) {
 // Rotation tunes the built-in certificate's lifetime. Its zero value is
 // cert-controller's defaults: a CA valid 10 years and a serving certificate
 // valid 1 year, both renewed 90 days before they expire, checked every 12
-// hours (and whenever the Secret changes). It has no flags: tests shorten it
-// to see a rotation.
+// hours (and whenever the Secret changes). inplace-manager's --cert-validity,
+// --cert-renew-before and --cert-check-interval set it.
 type Rotation struct {
 	// Validity is how long a serving certificate is valid.
 	Validity time.Duration

@@ -1,5 +1,5 @@
-// Package manifests holds no code: only the test that what users install is
-// accepted by a real API server.
+// Package manifests holds no code: only the tests of what users install:
+// accepted by a real API server, bad chart values refused by name.
 package manifests
 
 import (
@@ -93,6 +93,44 @@ func TestAPIServerAcceptsEveryRendering(t *testing.T) {
 				t.Error("no object rendered")
 			}
 		})
+	}
+}
+
+// TestChartRefusesBadValues: values the manager would refuse at start, or
+// that contradict each other, fail helm install with a message that names
+// the value, rather than leave a manager crash-looping.
+func TestChartRefusesBadValues(t *testing.T) {
+	helm := tool(t, "HELM", "helm")
+	chart := filepath.Join(testenv.Root, "manifests", "charts", "inplace")
+	cases := map[string]struct{ set, wantErr string }{
+		"an unknown certificate mode":          {"certMode=acme", "certMode"},
+		"a lifetime that is not a Go duration": {"builtinCert.validity=30d,builtinCert.renewBefore=10d,builtinCert.checkInterval=1h", "/builtinCert/validity"},
+		"a lifetime for cert-manager's":        {"certMode=cert-manager,builtinCert.validity=1h,builtinCert.renewBefore=10m,builtinCert.checkInterval=1m", "builtinCert: only with certMode builtin"},
+		"a lifetime half set":                  {"builtinCert.validity=1h", "builtinCert: set validity, renewBefore and checkInterval together"},
+		"an unknown failure policy":            {"webhook.failurePolicy=Never", "/webhook/failurePolicy"},
+		"a namespace that is not a name":       {"excludeNamespaces={Not_OK}", "/excludeNamespaces/0"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			out, err := exec.Command(helm, "template", "inplace", chart, "-n", "inplace-system", "--set", tc.set).CombinedOutput()
+			if err == nil {
+				t.Fatalf("helm template --set %s succeeded, want an error naming %q", tc.set, tc.wantErr)
+			}
+			if !strings.Contains(string(out), tc.wantErr) {
+				t.Errorf("helm template --set %s:\n%s\nwant an error naming %q", tc.set, out, tc.wantErr)
+			}
+		})
+	}
+	// The three together render the manager's flags.
+	out, err := exec.Command(helm, "template", "inplace", chart, "-n", "inplace-system",
+		"--set", "builtinCert.validity=1h,builtinCert.renewBefore=20m,builtinCert.checkInterval=1m").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	for _, flag := range []string{"--cert-validity=1h", "--cert-renew-before=20m", "--cert-check-interval=1m"} {
+		if !bytes.Contains(out, []byte("- "+flag+"\n")) {
+			t.Errorf("the manager's args have no %s", flag)
+		}
 	}
 }
 

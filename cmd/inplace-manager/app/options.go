@@ -36,9 +36,13 @@ type Options struct {
 	// and no webhook configuration unless asked. The flag's default is
 	// certs.ModeBuiltin.
 	CertMode certs.Mode
-	// CertRotation tunes the built-in certificate's lifetime; its zero
-	// value is the defaults. No flag: tests shorten it to see a rotation.
+	// CertRotation tunes the built-in certificate's lifetime
+	// (--cert-validity, --cert-renew-before, --cert-check-interval); its
+	// zero value is the defaults.
 	CertRotation certs.Rotation
+	// certRotationFlags are the rotation flags given, refused with another
+	// --cert-mode than builtin.
+	certRotationFlags []string
 
 	CertDir        string
 	WebhookHost    string
@@ -94,6 +98,7 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 		o.CertMode = m
 		return err
 	})
+	o.bindRotation(fs)
 	fs.StringVar(&o.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory of the webhook's tls.crt and tls.key, reloaded when they change: the manager writes them there with --cert-mode=builtin (it must be writable)")
 	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the webhook server listens on")
@@ -127,10 +132,67 @@ func (o *Options) Complete() error {
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir: required"))
 	}
+	errs = append(errs, o.completeRotation()...)
 	if o.GracefulShutdownPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout: %v is negative", o.GracefulShutdownPeriod))
 	}
 	return errors.Join(errs...)
+}
+
+// The built-in certificate's lifetime, as cert-controller's defaults: a
+// serving certificate valid a year, renewed 90 days before it expires,
+// checked every 12 hours and whenever the Secret changes.
+const (
+	defaultCertValidity      = 365 * 24 * time.Hour
+	defaultCertRenewBefore   = 90 * 24 * time.Hour
+	defaultCertCheckInterval = 12 * time.Hour
+)
+
+// bindRotation registers the flags of the built-in certificate's lifetime.
+func (o *Options) bindRotation(fs *flag.FlagSet) {
+	o.CertRotation.Validity = defaultCertValidity
+	o.CertRotation.RenewBefore = defaultCertRenewBefore
+	o.CertRotation.CheckInterval = defaultCertCheckInterval
+	for _, f := range []struct {
+		name, usage string
+		to          *time.Duration
+	}{
+		{"cert-validity", "--cert-mode=builtin: how long a serving certificate is valid (the CA: 10 years)", &o.CertRotation.Validity},
+		{"cert-renew-before", "--cert-mode=builtin: how long before it expires a certificate is renewed (the CA too); shorter than --cert-validity", &o.CertRotation.RenewBefore},
+		{"cert-check-interval", "--cert-mode=builtin: how often the expiry is checked (and whenever the Secret changes); shorter than --cert-renew-before", &o.CertRotation.CheckInterval},
+	} {
+		fs.Func(f.name, fmt.Sprintf("%s (default %v)", f.usage, *f.to), func(s string) error {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			if d <= 0 {
+				return fmt.Errorf("%v is not a positive duration", d)
+			}
+			*f.to = d
+			o.certRotationFlags = append(o.certRotationFlags, "--"+f.name)
+			return nil
+		})
+	}
+}
+
+// completeRotation checks the built-in certificate's lifetime: a renewal
+// that is always due, or a check interval the renewal window can fall
+// between, are refused.
+func (o *Options) completeRotation() []error {
+	if len(o.certRotationFlags) > 0 && o.CertMode != certs.ModeBuiltin {
+		return []error{fmt.Errorf("%s: only with --cert-mode=%s (with %q the certificate's lifetime is set where it is issued)",
+			strings.Join(o.certRotationFlags, ", "), certs.ModeBuiltin, o.CertMode)}
+	}
+	r := o.CertRotation
+	var errs []error
+	if r.RenewBefore >= r.Validity {
+		errs = append(errs, fmt.Errorf("--cert-renew-before: %v is not shorter than --cert-validity %v: the certificate would be renewed on every check", r.RenewBefore, r.Validity))
+	}
+	if r.CheckInterval >= r.RenewBefore {
+		errs = append(errs, fmt.Errorf("--cert-check-interval: %v is not shorter than --cert-renew-before %v: the certificate could expire between two checks", r.CheckInterval, r.RenewBefore))
+	}
+	return errs
 }
 
 // Certs returns where the webhook's certificate comes from.

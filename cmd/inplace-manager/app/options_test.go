@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -63,6 +64,7 @@ func TestOptions(t *testing.T) {
 					Mode: certs.ModeBuiltin, Namespace: "inplace-system", CertDir: "/tmp/k8s-webhook-server/serving-certs",
 					ServiceName: "inplace-webhook", SecretName: "inplace-webhook-cert", CertificateName: "inplace-webhook-cert",
 					MutatingWebhook: "inplace-mutating", ValidatingWebhook: "inplace-validating",
+					Rotation: certs.Rotation{Validity: 365 * 24 * time.Hour, RenewBefore: 90 * 24 * time.Hour, CheckInterval: 12 * time.Hour},
 				}
 				if diff := cmp.Diff(want, o.Certs()); diff != "" {
 					t.Errorf("certs (-want,+got):\n%s", diff)
@@ -91,6 +93,35 @@ func TestOptions(t *testing.T) {
 		"an unknown certificate mode names the flag and the values": {
 			args:    []string{"--namespace=x", "--cert-mode=self-signed"},
 			wantErr: `invalid value "self-signed" for flag -cert-mode: unknown certificate mode "self-signed": want one of "builtin", "cert-manager", "secret"`,
+		},
+		"the built-in certificate's lifetime": {
+			args: []string{"--namespace=x", "--cert-validity=10m", "--cert-renew-before=4m", "--cert-check-interval=15s"},
+			check: func(t *testing.T, o Options) {
+				want := certs.Rotation{Validity: 10 * time.Minute, RenewBefore: 4 * time.Minute, CheckInterval: 15 * time.Second}
+				if diff := cmp.Diff(want, o.Certs().Rotation); diff != "" {
+					t.Errorf("rotation (-want,+got):\n%s", diff)
+				}
+			},
+		},
+		"a renewal always due": {
+			args:    []string{"--namespace=x", "--cert-validity=1h", "--cert-check-interval=1m"},
+			wantErr: "--cert-renew-before: 2160h0m0s is not shorter than --cert-validity 1h0m0s: the certificate would be renewed on every check",
+		},
+		"a check interval longer than the renewal window": {
+			args:    []string{"--namespace=x", "--cert-validity=1h", "--cert-renew-before=10m"},
+			wantErr: "--cert-check-interval: 12h0m0s is not shorter than --cert-renew-before 10m0s: the certificate could expire between two checks",
+		},
+		"a lifetime that is not a duration": {
+			args:    []string{"--namespace=x", "--cert-validity=30d"},
+			wantErr: `invalid value "30d" for flag -cert-validity`,
+		},
+		"a lifetime that is not positive": {
+			args:    []string{"--namespace=x", "--cert-check-interval=0s"},
+			wantErr: `invalid value "0s" for flag -cert-check-interval: 0s is not a positive duration`,
+		},
+		"a lifetime with cert-manager's certificate": {
+			args:    []string{"--namespace=x", "--cert-mode=cert-manager", "--cert-validity=1h", "--cert-renew-before=10m", "--cert-check-interval=1m"},
+			wantErr: `--cert-validity, --cert-renew-before, --cert-check-interval: only with --cert-mode=builtin (with "cert-manager" the certificate's lifetime is set where it is issued)`,
 		},
 		"no namespace outside a pod": {
 			wantErr: "--namespace: required outside a pod",

@@ -66,6 +66,14 @@ clientConfig:
 {{- if not (has .Values.certMode (list "builtin" "cert-manager" "secret")) }}
 {{- fail (printf "certMode: %q is none of builtin, cert-manager, secret" .Values.certMode) }}
 {{- end }}
+{{- if and (ne .Values.certMode "builtin") (or .Values.builtinCert.validity .Values.builtinCert.renewBefore .Values.builtinCert.checkInterval) }}
+{{- fail (printf "builtinCert: only with certMode builtin; with %s the certificate's lifetime is set where it is issued" .Values.certMode) }}
+{{- end }}
+{{- with .Values.builtinCert }}
+{{- if and (or .validity .renewBefore .checkInterval) (not (and .validity .renewBefore .checkInterval)) }}
+{{- fail "builtinCert: set validity, renewBefore and checkInterval together (checkInterval < renewBefore < validity)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* A list of strings as a CEL list literal: ['a', 'b']. */}}

@@ -84,13 +84,13 @@ webhook_answers() {
 }
 
 # cert_mode FILE: the --cert-mode of the manager in a rendered install, or
-# of the running one when FILE is -.
+# of the running one when FILE is - ("" when there is none).
 cert_mode() {
 	if [ "$1" = - ]; then
-		kubectl_ns -n "$MANAGER_NS" get deployment inplace-manager -o jsonpath='{.spec.template.spec.containers[0].args}' 2>/dev/null
+		kubectl_ns -n "$MANAGER_NS" get deployment inplace-manager -o jsonpath='{.spec.template.spec.containers[0].args}' 2>/dev/null || true
 	else
 		cat "$1"
-	fi | grep -o -- '--cert-mode=[a-z-]*' | head -n1 | cut -d= -f2
+	fi | { grep -o -- '--cert-mode=[a-z-]*' || true; } | head -n1 | cut -d= -f2
 }
 
 # check_install RENDERED: refuses what cannot work. Without cert-manager,

@@ -247,9 +247,11 @@ serial_changed() {
 	s=$(secret_serial) && [ -n "$s" ] && [ "$s" != "$1" ]
 }
 
-# manager_pods: the manager's pods as "name uid restarts ready podIP" lines.
+# manager_pods: the manager's pods as "name uid restarts ready podIP"
+# lines; not those being deleted (a pod of an earlier install can linger).
 manager_pods() {
-	kubectl_ns -n "$NS" get pod -l app.kubernetes.io/name=inplace-manager -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.podIP}{"\n"}{end}' | sort
+	kubectl_ns -n "$NS" get pod -l app.kubernetes.io/name=inplace-manager -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}' |
+		awk 'NF == 5' | sort
 }
 
 # served_serial IP: the serial of the certificate the webhook serves at a
@@ -324,7 +326,8 @@ cert_manager_mode() {
 		fail "the manager Deployment is not Available"
 	replicas=$(kubectl_ns -n "$NS" get deployment inplace-manager -o jsonpath='{.spec.replicas}')
 	managers=$(manager_pods)
-	[ "$(grep -c ' true ' <<<"$managers")" = "$replicas" ] || fail "not all $replicas manager pods are Ready: $managers"
+	[ "$(grep -c ' true ' <<<"$managers")" = "$replicas" ] && [ "$(wc -l <<<"$managers")" = "$replicas" ] ||
+		fail "want $replicas manager pods, all Ready: $managers"
 	# The manager tells on the Certificate that it reports ready because it is Ready.
 	kubectl_ns -n "$NS" get events -o name \
 		--field-selector "involvedObject.kind=Certificate,involvedObject.name=$CERT,reason=CertificateReady" | grep -q . ||

@@ -88,7 +88,7 @@ MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,
 
 .PHONY: manifests
 manifests: $(BIN)/kustomize $(BIN)/helm ## Render every kustomization, the base with its components and the chart; fail where the chart and kustomize disagree.
-	@for k in manifests/base e2e/manifests; do \
+	@for k in manifests/base e2e/manifests e2e/manifests-cert-manager; do \
 		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
 	@mkdir -p .cache/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
 		printf 'resources: [../../manifests/base]\ncomponents: [%s]\n' "$$(echo "$$c" | sed 's|[^,]*|../../manifests/components/&|g')" \

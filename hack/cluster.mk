@@ -22,11 +22,11 @@ e2e: ## Bring the cluster up, install the manager, run the e2e tests in the clus
 	@E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
 
 .PHONY: e2e-install
-e2e-install: deploy-e2e $(BIN)/helm $(BIN)/kustomize ## Install and uninstall on the cluster: the Helm chart (install, rollout, upgrade, uninstall mid-rollout), then kustomize with the release-holds Job; the kustomize install is put back after.
+e2e-install: deploy-e2e $(BIN)/helm $(BIN)/kustomize ## Install and uninstall on the cluster: the Helm chart (install, rollout, upgrade, uninstall mid-rollout), kustomize with the release-holds Job, then cert-manager mode with the real cert-manager (renewal included); the kustomize install is put back after.
 	@$(CLUSTER_SCRIPTS)/install-e2e.sh
 
-# THIRDPARTY_DIR: the OpenKruise source snapshot and its build script
-# (default ../shared/thirdparty beside the repository).
+# THIRDPARTY_DIR: the OpenKruise and cert-manager source snapshots and their
+# build script (default ../shared/thirdparty beside the repository).
 export THIRDPARTY_DIR ?= $(abspath $(CLUSTER_REPO_ROOT)/../shared/thirdparty)
 
 .PHONY: e2e-kruise
@@ -109,6 +109,14 @@ kruise: deploy-e2e ## Build kruise-manager from the OpenKruise snapshot (THIRDPA
 .PHONY: kruise-down
 kruise-down: ## Uninstall OpenKruise from the cluster: its fail-closed webhooks first, then its CRDs (and every Kruise object), then the rest.
 	@$(CLUSTER_SCRIPTS)/kruise.sh uninstall
+
+.PHONY: cert-manager
+cert-manager: cluster $(BIN)/helm ## Build cert-manager's controller, CA injector and webhook from the snapshot (THIRDPARTY_DIR), install its own chart on the cluster, wait until it issues a Certificate. Then: make deploy-e2e E2E_MANIFESTS=e2e/manifests-cert-manager.
+	@$(CLUSTER_SCRIPTS)/certmanager.sh install
+
+.PHONY: cert-manager-down
+cert-manager-down: ## Uninstall cert-manager from the cluster: its webhook configurations, its CRDs (and every Issuer, Certificate, ...), the rest; fails if anything of it is left.
+	@$(CLUSTER_SCRIPTS)/certmanager.sh uninstall
 
 .PHONY: deploy-e2e
 deploy-e2e: cluster ## Build the manager binary and image, install it with e2e/manifests, wait until it is Available.

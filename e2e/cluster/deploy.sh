@@ -4,14 +4,21 @@
 # of its image, its webhooks reached through their Service.
 #
 #   e2e/cluster/deploy.sh
+#   E2E_MANIFESTS=e2e/manifests-cert-manager e2e/cluster/deploy.sh   (cert-manager mode)
 #
 # Builds .cache/bin/inplace-manager and the image
 # ghcr.io/inplace-dev/inplace-manager:e2e, imports it, applies the manifests
-# (the built-in certificate: the manager makes its CA and serving
-# certificate and injects the CA) and waits for the Deployment to be
-# Available and the webhook to answer TLS through its Service, trusted by
-# the CA the manager injected. A changed binary rolls the Deployment (the
+# (by default the built-in certificate: the manager makes its CA and serving
+# certificate and injects the CA; E2E_MANIFESTS names another overlay, e.g.
+# e2e/manifests-cert-manager, which needs cert-manager installed: make
+# cert-manager) and waits for the Deployment to be Available and the webhook
+# to answer TLS through its Service, trusted by the CA injected into the
+# mutating webhook configuration. A changed binary rolls the Deployment (the
 # image ID is a pod template annotation); an unchanged one does not.
+#
+# Whatever the overlay, the install is generated in and rendered to
+# .cache/cluster/manifests: rendered.yaml there is always what was applied
+# last (e2e/cluster/install-e2e.sh deletes it by that).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -19,7 +26,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 MANAGER_NS=inplace-system
 WEBHOOK_SERVICE=inplace-webhook
-OVERLAY=${E2E_MANIFESTS:-$ROOT/e2e/manifests}
+OVERLAY=$(cd "${E2E_MANIFESTS:-$ROOT/e2e/manifests}" 2>/dev/null && pwd) ||
+	die "no overlay at E2E_MANIFESTS=${E2E_MANIFESTS:-}"
 KUSTOMIZE=$BIN/kustomize
 
 t0=$(now_ms)
@@ -75,6 +83,34 @@ webhook_answers() {
 		--resolve "$svc:443:$ip" "https://$svc/"
 }
 
+# cert_mode FILE: the --cert-mode of the manager in a rendered install, or
+# of the running one when FILE is - ("" when there is none).
+cert_mode() {
+	if [ "$1" = - ]; then
+		kubectl_ns -n "$MANAGER_NS" get deployment inplace-manager -o jsonpath='{.spec.template.spec.containers[0].args}' 2>/dev/null || true
+	else
+		cat "$1"
+	fi | { grep -o -- '--cert-mode=[a-z-]*' || true; } | head -n1 | cut -d= -f2
+}
+
+# check_install RENDERED: refuses what cannot work. Without cert-manager,
+# applying its kinds fails, or the manager waits for a Certificate that
+# never comes. Over an install in another certificate mode, the apply would
+# leave the other mode's Secret, roles and Certificates (an apply removes
+# no object): that install must go first (install-e2e.sh shows how).
+check_install() {
+	local want have
+	if grep -q '^apiVersion: cert-manager.io/' "$1" &&
+		! apiserver_get /apis/cert-manager.io/v1 2>/dev/null | grep -q '"kind": *"Certificate"'; then
+		die "$(realpath --relative-to="$ROOT" "$OVERLAY") needs cert-manager, which the cluster does not serve (make cert-manager)"
+	fi
+	want=$(cert_mode "$1")
+	have=$(cert_mode -)
+	if [ -n "$have" ] && [ "$have" != "$want" ]; then
+		die "inplace-manager runs with --cert-mode=$have, these manifests want $want: remove that install first (kubectl delete -f $STATE/manifests/rendered.yaml, and the Secrets inplace-webhook-cert, inplace-webhook-ca)"
+	fi
+}
+
 main() {
 	require_root
 	lock_state
@@ -87,7 +123,9 @@ main() {
 	write_overlay "$image_id"
 
 	log "applying the manifests ($(realpath --relative-to="$ROOT" "$OVERLAY"))"
-	"$KUSTOMIZE" build "$STATE/manifests" >"$STATE/manifests/rendered.yaml"
+	"$KUSTOMIZE" build "$STATE/manifests" >"$STATE/manifests/rendered.new.yaml"
+	check_install "$STATE/manifests/rendered.new.yaml"
+	mv "$STATE/manifests/rendered.new.yaml" "$STATE/manifests/rendered.yaml"
 	if ! out=$(kubectl_ns apply --server-side --force-conflicts --field-manager=inplace-e2e -f "$STATE/manifests/rendered.yaml" 2>&1); then
 		# A Deployment from manifests with another selector cannot be updated:
 		# replace it, as this is a test cluster.

@@ -10,6 +10,10 @@
 #   images.sh kruise          the image of .cache/bin/kruise-manager (e2e/cluster/kruise.sh builds the binary),
 #                             assembled when the binary changed; prints the image's config digest
 #   images.sh import-kruise   import it into the running cluster (skipped when already imported)
+#   images.sh cert-manager    the images of .cache/bin/cert-manager-{controller,cainjector,webhook}
+#                             (e2e/cluster/certmanager.sh builds them), each assembled when its binary
+#                             changed; prints "NAME CONFIG-DIGEST" for each
+#   images.sh import-cert-manager   import them into the running cluster (skipped when already imported)
 #   images.sh ref NAME        the reference of an image: pause, manager, testapp-v1, ...
 #   images.sh test-refs       the test application's references, one a line: versions oldest first, then the
 #                             retag of v2 (same digest as v2), then the crash-looping one, then the never-ready one
@@ -27,6 +31,9 @@ MANAGER_REF=ghcr.io/inplace-dev/inplace-manager:e2e
 MANAGER_RELEASE_REF=ghcr.io/inplace-dev/inplace-manager:$(cat "$ROOT/VERSION")
 # OpenKruise's manager, built from the source snapshot (../shared/thirdparty).
 KRUISE_REF=example.local/kruise-manager:e2e
+# cert-manager's controller, CA injector and webhook, built from the source
+# snapshot (../shared/thirdparty): example.local/cert-manager-controller:e2e, ...
+CERT_MANAGER_IMAGES=(cert-manager-controller cert-manager-cainjector cert-manager-webhook)
 TESTAPP_VERSIONS=(v1 v2 v3)
 
 # The image tarballs: NAME -> the references it carries.
@@ -40,6 +47,9 @@ declare -A TARBALL_REFS=(
 	[testapp-unready]=$TESTAPP_REPO:unready
 	[manager]="$MANAGER_REF $MANAGER_RELEASE_REF"
 	[kruise-manager]=$KRUISE_REF
+	[cert-manager-controller]=example.local/cert-manager-controller:e2e
+	[cert-manager-cainjector]=example.local/cert-manager-cainjector:e2e
+	[cert-manager-webhook]=example.local/cert-manager-webhook:e2e
 )
 TEST_TARBALLS=(pause testapp-v1 testapp-v2 testapp-v3 testapp-bad testapp-unready)
 
@@ -50,6 +60,7 @@ ref() {
 	pause) echo "$PAUSE_REF" ;;
 	manager) echo "$MANAGER_REF" ;;
 	kruise-manager) echo "$KRUISE_REF" ;;
+	cert-manager-controller | cert-manager-cainjector | cert-manager-webhook) echo "${TARBALL_REFS[$1]}" ;;
 	testapp-v2-retag) echo "$TESTAPP_REPO:v2-retag" ;;
 	testapp-*) echo "$TESTAPP_REPO:${1#testapp-}" ;;
 	*) die "unknown image $1" ;;
@@ -161,20 +172,41 @@ manager() {
 	cut -d" " -f2 "$IMAGES/manager.id" | head -n1
 }
 
-# kruise: the image of kruise-manager, as Kruise's own manifests run it
-# (/manager, user 65534), reassembled only when the binary changed.
-kruise() {
-	local bin=$BIN/kruise-manager sum
-	[ -x "$bin" ] || die "no $bin (e2e/cluster/kruise.sh build)"
+# binary_image NAME BINARY ENTRYPOINT USER: the image NAME of a third-party
+# binary built outside this repository, BINARY as /ENTRYPOINT run as USER,
+# reassembled only when the binary changed.
+binary_image() {
+	local name=$1 bin=$2 entrypoint=$3 user=$4 sum
 	[ -x "$BIN/mkimage" ] || build_mkimage
 	sum=$(sha256sum <"$bin" | cut -d' ' -f1)
-	if [ "$(cat "$IMAGES/kruise-manager.inputs" 2>/dev/null)" != "$sum" ] || [ ! -s "$IMAGES/kruise-manager.tar" ]; then
-		mkdir -p "$IMAGES/bin/kruise"
-		cp "$bin" "$IMAGES/bin/kruise/manager"
-		mkimage kruise-manager "$IMAGES/bin/kruise/manager" 65534:65534
-		echo "$sum" >"$IMAGES/kruise-manager.inputs"
+	if [ "$(cat "$IMAGES/$name.inputs" 2>/dev/null)" != "$sum" ] || [ ! -s "$IMAGES/$name.tar" ]; then
+		mkdir -p "$IMAGES/bin/$name"
+		cp "$bin" "$IMAGES/bin/$name/$entrypoint"
+		mkimage "$name" "$IMAGES/bin/$name/$entrypoint" "$user"
+		echo "$sum" >"$IMAGES/$name.inputs"
 	fi
+}
+
+# kruise: the image of kruise-manager, as Kruise's own manifests run it
+# (/manager, user 65534); prints its config digest.
+kruise() {
+	local bin=$BIN/kruise-manager
+	[ -x "$bin" ] || die "no $bin (e2e/cluster/kruise.sh build)"
+	binary_image kruise-manager "$bin" manager 65534:65534
 	cut -d" " -f2 "$IMAGES/kruise-manager.id"
+}
+
+# cert_manager: the images of cert-manager's controller, CA injector and
+# webhook, each its binary as the entrypoint (cert-manager's chart gives
+# only args), user 65532 (the chart asks runAsNonRoot and names no user);
+# prints "NAME CONFIG-DIGEST" for each.
+cert_manager() {
+	local name
+	for name in "${CERT_MANAGER_IMAGES[@]}"; do
+		[ -x "$BIN/$name" ] || die "no $BIN/$name (e2e/cluster/certmanager.sh build)"
+		binary_image "$name" "$BIN/$name" "$name" 65532:65532
+		echo "$name $(cut -d" " -f2 "$IMAGES/$name.id")"
+	done
 }
 
 case ${1:-} in
@@ -184,6 +216,8 @@ import-manager) import_tarballs manager ;;
 manager) manager ;;
 kruise) kruise ;;
 import-kruise) import_tarballs kruise-manager ;;
+cert-manager) cert_manager ;;
+import-cert-manager) import_tarballs "${CERT_MANAGER_IMAGES[@]}" ;;
 ref) ref "${2:?image name}" ;;
 test-refs) test_refs ;;
 stress-refs) stress_refs ;;

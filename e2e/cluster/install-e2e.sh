@@ -6,6 +6,12 @@
 # then kubectl delete) with a rollout under way, and what is left. Each step checks what a
 # user would look at: helm's --wait, kubectl rollout status, the pods' UIDs,
 # restart counts and images, the annotations and conditions left behind.
+# Last, cert-manager mode with the real cert-manager (certmanager.sh, from
+# its own chart): the kustomize install with the component cert-manager,
+# its Certificate Ready, the CA cert-manager issued in both caBundles, an
+# in-place rollout; a renewal forced as cmctl renew forces it, served by the
+# manager without a restart, another rollout; then both uninstalled, leaving
+# nothing of cert-manager.
 #
 #   e2e/cluster/install-e2e.sh        (make e2e-install: the cluster up and the images imported)
 #
@@ -21,6 +27,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 NS=inplace-system
 APP_NS=helm-e2e
 CHART=$ROOT/manifests/charts/inplace
+# cert-manager mode: the overlay, the webhook's Certificate (and its
+# Secret, of the same name) and the CA's Secret.
+CM_MANIFESTS=$ROOT/e2e/manifests-cert-manager
+CERT=inplace-webhook-cert
+CA_SECRET=inplace-webhook-ca
 export HELM_CACHE_HOME=$STATE/helm/cache HELM_CONFIG_HOME=$STATE/helm/config HELM_DATA_HOME=$STATE/helm/data
 t0=$(now_ms)
 
@@ -78,16 +89,18 @@ delete_but_namespace() {
 	kubectl_ns delete --ignore-not-found --wait=true -f "${1%.yaml}-without-namespace.yaml" >/dev/null
 }
 
-# remove_kustomize_install: what make deploy-e2e applied, namespace kept.
+# remove_kustomize_install [WHAT]: what deploy.sh applied last (by default
+# the install of make deploy-e2e), namespace kept.
 remove_kustomize_install() {
 	local rendered=$STATE/manifests/rendered.yaml
 	[ -s "$rendered" ] || return 0
 	if kubectl_ns get deployment -n "$NS" inplace-manager -o jsonpath='{.metadata.labels.app\.kubernetes\.io/managed-by}' 2>/dev/null | grep -q Helm; then
 		return 0
 	fi
-	log "removing the kustomize install (make deploy-e2e puts it back)"
+	log "removing ${1:-the kustomize install (make deploy-e2e puts it back)}"
 	delete_but_namespace "$rendered"
-	kubectl_ns -n "$NS" delete secret inplace-webhook-cert --ignore-not-found >/dev/null
+	# The Secrets the manager or cert-manager wrote: no install owns them.
+	kubectl_ns -n "$NS" delete secret "$CERT" "$CA_SECRET" --ignore-not-found >/dev/null
 }
 
 cleanup() {
@@ -96,6 +109,15 @@ cleanup() {
 	helm_ns uninstall inplace -n "$NS" --wait --timeout 3m >/dev/null 2>&1 || true
 	kubectl_ns delete namespace "$APP_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
 	kubectl_ns -n "$NS" delete job inplace-release-holds --ignore-not-found >/dev/null 2>&1 || true
+	# A cert-manager-mode install left by a failure: the builtin one cannot
+	# go over it (its Certificate would keep rewriting the Secret), and
+	# cert-manager must not stay for the next suites.
+	if kubectl_ns -n "$NS" get deployment inplace-manager -o jsonpath='{.spec.template.spec.containers[0].args}' 2>/dev/null | grep -q -- '--cert-mode=cert-manager'; then
+		remove_kustomize_install "the cert-manager-mode install" || true
+	fi
+	if kubectl_ns get namespace cert-manager >/dev/null 2>&1 || kubectl_ns get crd certificates.cert-manager.io >/dev/null 2>&1; then
+		"$here/certmanager.sh" uninstall || status=1
+	fi
 	log "putting the kustomize install back"
 	"$here/deploy.sh" || status=1
 	log "install e2e: $([ "$status" = 0 ] && echo PASS || echo FAIL) in $(since "$t0")"
@@ -199,6 +221,173 @@ EOF
 	kubectl_ns -n "$NS" logs job/inplace-release-holds | tail -3
 	delete_but_namespace "$dir/rendered.yaml"
 	released "$v2" "the kustomize uninstall"
+
+	cert_manager_mode "$v2" "$v3" "$v1"
+}
+
+# cert_condition TYPE: the status of the condition TYPE of the webhook's
+# Certificate ("" when it has none).
+cert_condition() {
+	kubectl_ns -n "$NS" get certificate "$CERT" -o jsonpath="{.status.conditions[?(@.type==\"$1\")].status}"
+}
+
+# certificate_issued: the Certificate is Ready and no issuance is under way.
+certificate_issued() {
+	[ "$(cert_condition Ready)" = True ] && [ "$(cert_condition Issuing)" != True ]
+}
+
+# secret_serial: the serial of the certificate in the Secret $CERT.
+secret_serial() {
+	kubectl_ns -n "$NS" get secret "$CERT" -o jsonpath='{.data.tls\.crt}' | base64 -d | openssl x509 -noout -serial | cut -d= -f2
+}
+
+# serial_changed OLD: the Secret holds a certificate, and not OLD.
+serial_changed() {
+	local s
+	s=$(secret_serial) && [ -n "$s" ] && [ "$s" != "$1" ]
+}
+
+# manager_pods: the manager's pods as "name uid restarts ready podIP"
+# lines; not those being deleted (a pod of an earlier install can linger).
+manager_pods() {
+	kubectl_ns -n "$NS" get pod -l app.kubernetes.io/name=inplace-manager -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready} {.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}' |
+		awk 'NF == 5' | sort
+}
+
+# served_serial IP: the serial of the certificate the webhook serves at a
+# replica's pod IP, asked for by the Service's name as the API server asks.
+served_serial() {
+	in_ns openssl s_client -connect "$1:9443" -servername "inplace-webhook.$NS.svc" </dev/null 2>/dev/null |
+		openssl x509 -noout -serial | cut -d= -f2
+}
+
+# all_serve SERIAL: every replica of the manager serves the certificate SERIAL.
+all_serve() {
+	local ip
+	while read -r _ _ _ _ ip; do
+		[ "$(served_serial "$ip")" = "$1" ] || return 1
+	done < <(manager_pods)
+}
+
+# ca_bundles_match: every webhook of both configurations trusts the CA
+# cert-manager issued: its caBundle is the ca.crt of the Secret $CERT.
+ca_bundles_match() {
+	local ca name bundle n=0
+	ca=$(kubectl_ns -n "$NS" get secret "$CERT" -o jsonpath='{.data.ca\.crt}')
+	[ -n "$ca" ] || return 1
+	while read -r name bundle; do
+		[ "$bundle" = "$ca" ] || return 1
+		n=$((n + 1))
+	done < <(kubectl_ns get mutatingwebhookconfiguration/inplace-mutating validatingwebhookconfiguration/inplace-validating \
+		-o jsonpath='{range .items[*]}{range .webhooks[*]}{.name} {.clientConfig.caBundle}{"\n"}{end}{end}')
+	[ "$n" -gt 0 ]
+}
+
+# renew forces a renewal of the webhook's Certificate as `cmctl renew`
+# does. cmctl (its own repository, not in the snapshot) sets the condition
+# Issuing True, reason ManuallyTriggered, with cert-manager's
+# SetCertificateCondition (pkg/api/util/conditions.go) and updates the
+# status subresource; the trigger controller then leaves the Certificate
+# alone (pkg/controller/certificates/trigger) while the others reissue it.
+# Here: a JSON patch of the status subresource, tested against the
+# resourceVersion it was read at, as cmctl's UpdateStatus is.
+renew() {
+	local rv gen patch
+	read -r rv gen < <(kubectl_ns -n "$NS" get certificate "$CERT" -o jsonpath='{.metadata.resourceVersion} {.metadata.generation}{"\n"}')
+	[ "$(cert_condition Issuing)" != True ] || fail "the Certificate $CERT is already being issued"
+	patch=$(printf '[{"op": "test", "path": "/metadata/resourceVersion", "value": "%s"}, {"op": "add", "path": "/status/conditions/-", "value": %s}]' "$rv" \
+		"{\"type\": \"Issuing\", \"status\": \"True\", \"reason\": \"ManuallyTriggered\", \"message\": \"Certificate re-issuance manually triggered\", \"lastTransitionTime\": \"$(date -u +%FT%TZ)\", \"observedGeneration\": $gen}")
+	kubectl_ns -n "$NS" patch certificate "$CERT" --subresource=status --type=json -p "$patch" >/dev/null
+}
+
+# fail_cert MESSAGE: fail, with what cert-manager said.
+fail_cert() {
+	kubectl_ns -n "$NS" get certificate,certificaterequest,issuer -o wide >&2 || true
+	kubectl_ns -n "$NS" get events --field-selector involvedObject.kind=Certificate --sort-by=.lastTimestamp 2>/dev/null | tail -10 >&2 || true
+	kubectl_ns -n cert-manager logs deployment/cert-manager --tail=20 >&2 || true
+	kubectl_ns -n cert-manager logs deployment/cert-manager-cainjector --tail=10 >&2 || true
+	fail "$*"
+}
+
+# cert_manager_mode FROM TO THEN: cert-manager installed, inplace installed
+# with the component cert-manager and checked; the web StatefulSet (on
+# FROM, its pods not gated) rolled in place to TO; a renewal served without
+# a restart; a rollout to THEN; the cert-manager-mode install and
+# cert-manager uninstalled.
+cert_manager_mode() {
+	local from=$1 to=$2 then=$3 t before after managers old new replicas name restarts ready ip left
+	step "cert-manager mode: cert-manager from its own chart, then inplace with the component cert-manager (kustomize)"
+	"$here/certmanager.sh" install || fail "cert-manager did not install"
+	t=$(now_ms)
+	E2E_MANIFESTS=$CM_MANIFESTS "$here/deploy.sh" || fail_cert "inplace did not become Available in cert-manager mode"
+	log "inplace installed in cert-manager mode in $(since "$t")"
+	certificate_issued || fail_cert "the Certificate $CERT is not Ready"
+	kubectl_ns -n "$NS" wait --for=condition=Available deployment/inplace-manager --timeout=60s >/dev/null ||
+		fail "the manager Deployment is not Available"
+	replicas=$(kubectl_ns -n "$NS" get deployment inplace-manager -o jsonpath='{.spec.replicas}')
+	managers=$(manager_pods)
+	[ "$(grep -c ' true ' <<<"$managers")" = "$replicas" ] && [ "$(wc -l <<<"$managers")" = "$replicas" ] ||
+		fail "want $replicas manager pods, all Ready: $managers"
+	# The manager tells on the Certificate that it reports ready because it is Ready.
+	kubectl_ns -n "$NS" get events -o name \
+		--field-selector "involvedObject.kind=Certificate,involvedObject.name=$CERT,reason=CertificateReady" | grep -q . ||
+		fail_cert "no CertificateReady event from the manager on the Certificate $CERT"
+	wait_for "both configurations' caBundles to be the CA cert-manager issued" 60 ca_bundles_match ||
+		fail_cert "the caBundles are not the CA in the Secret $CERT (the CA injector?)"
+	log "Certificate $CERT Ready, $replicas manager pods Ready, both webhook configurations trusting the CA cert-manager issued ($(kubectl_ns -n "$NS" get secret "$CERT" -o jsonpath='{.data.ca\.crt}' | base64 -d | openssl x509 -noout -subject))"
+	t=$(now_ms)
+	wait_for "the API server to reach the webhook" 60 webhook_reachable || fail "the API server never reached the cert-manager-mode webhook"
+	log "the API server reaches the webhook ($(since "$t"))"
+	kubectl_ns -n "$NS" get certificate,pod -o wide
+
+	step "cert-manager mode: a StatefulSet rolled out in place"
+	# Pods made while nothing was installed have no gate: recreate them gated.
+	kubectl_ns -n "$APP_NS" delete pod -l app=web --wait=true >/dev/null
+	kubectl_ns -n "$APP_NS" rollout status statefulset/web --timeout=180s >/dev/null || fail "web never became ready again"
+	before=$(pods)
+	grep -q " $from " <<<"$before" || fail "web is not on $from: $before"
+	rollout "$to"
+	after=$(pods)
+	in_place "$before" "$after" "$to" 1
+	log "3 pods updated in place to ${to##*:} (same UIDs, 1 restart each)"
+
+	step "cert-manager mode: a renewal forced as cmctl renew does, served by the manager without a restart"
+	old=$(secret_serial)
+	managers=$(manager_pods)
+	t=$(now_ms)
+	renew
+	wait_for "cert-manager to write a new certificate into the Secret $CERT" 60 serial_changed "$old" ||
+		fail_cert "cert-manager did not renew the certificate"
+	new=$(secret_serial)
+	log "cert-manager renewed the certificate $(since "$t") after the renewal was asked: serial $old -> $new"
+	wait_for "the Certificate to be Ready and done issuing" 60 certificate_issued || fail_cert "the Certificate is not Ready after the renewal"
+	# The kubelet updates the Secret volume at its next sync of each pod
+	# (about a minute), the manager's certificate watcher follows.
+	if ! wait_for "every manager replica to serve the renewed certificate" 180 all_serve "$new"; then
+		while read -r name _ _ _ ip; do log "$name ($ip) serves $(served_serial "$ip")"; done < <(manager_pods)
+		fail_cert "the manager does not serve the renewed certificate $new"
+	fi
+	log "every manager replica serves the renewed certificate $(since "$t") after the renewal was asked"
+	after=$(manager_pods)
+	[ "$(cut -d' ' -f1-3 <<<"$managers")" = "$(cut -d' ' -f1-3 <<<"$after")" ] ||
+		fail "the manager's pods restarted or were replaced during the renewal:"$'\n'"before: $managers"$'\n'"after: $after"
+	while read -r name _ restarts ready _; do
+		[ "$restarts" = 0 ] && [ "$ready" = true ] || fail "manager pod $name: $restarts restarts, ready $ready; want 0 restarts, ready"
+	done <<<"$after"
+	log "the manager's pods kept their UIDs, none restarted"
+	ca_bundles_match || fail_cert "the caBundles are not the CA in the Secret $CERT after the renewal"
+	wait_for "the API server to reach the webhook" 60 webhook_reachable || fail "the API server does not reach the webhook after the renewal"
+	before=$(pods)
+	rollout "$then"
+	after=$(pods)
+	in_place "$before" "$after" "$then" 2
+	log "3 pods updated in place to ${then##*:} after the renewal"
+
+	step "cert-manager mode uninstalled (kubectl delete, its Secrets), then cert-manager: nothing of either left"
+	remove_kustomize_install "the cert-manager-mode install (kubectl delete -f, then its Secrets)"
+	left=$(kubectl_ns get mutatingwebhookconfiguration,validatingwebhookconfiguration -o name | grep inplace || true)
+	[ -z "$left" ] || fail "left after the cert-manager-mode uninstall: $left"
+	"$here/certmanager.sh" uninstall || fail "cert-manager did not uninstall cleanly"
 }
 
 # released IMAGE HOW: after an uninstall (HOW), nothing of inplace is left:

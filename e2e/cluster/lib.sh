@@ -9,7 +9,10 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CLUSTER_SCRIPTS=$ROOT/e2e/cluster
 BIN=${BIN_DIR:-$ROOT/.cache/bin}
-STATE=${CLUSTER_STATE:-$ROOT/.cache/cluster}
+# Resolved: the kernel lists mounts by their real path, and teardown finds
+# the daemons' mounts under $STATE by it (in a git worktree whose .cache is
+# a symlink to the main checkout's, they were left mounted).
+STATE=$(realpath -m "${CLUSTER_STATE:-$ROOT/.cache/cluster}")
 IMAGES=${IMAGES_DIR:-$ROOT/.cache/images}
 
 NETNS=inplace-e2e

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -84,6 +85,9 @@ func (b *builtin) setup(ctx context.Context, mgr manager.Manager) error {
 		return err
 	}
 	r := b.cfg.Rotation
+	if err := retireLongerCertificate(ctx, mgr.GetAPIReader(), mgr.GetClient(), b.key, orDefault(r.Validity, defaultValidity), time.Now()); err != nil {
+		return err
+	}
 	if err := rotator.AddRotator(mgr, &rotator.CertRotator{
 		SecretKey:      b.key,
 		CertDir:        b.cfg.CertDir,
@@ -160,6 +164,46 @@ func ensureSecret(ctx context.Context, reader client.Reader, writer client.Write
 		return fmt.Errorf("creating the Secret %s for the webhook certificate: %w", key, err)
 	}
 	logf.FromContext(ctx).WithName("certs").Info("Created the Secret for the webhook certificate", "secret", klog.KRef(key.Namespace, key.Name))
+	return nil
+}
+
+// validityTolerance is how much longer than the configured validity a
+// certificate may still run before it counts as issued for a longer one:
+// clocks of replicas on different nodes differ a little.
+const validityTolerance = 5 * time.Minute
+
+// retireLongerCertificate removes the serving certificate and key from the
+// Secret when the certificate runs longer than validity from now: it was
+// issued for a longer lifetime (before --cert-validity was lowered), and
+// cert-controller, which renews only what expires within RenewBefore, would
+// otherwise keep it until then. Without it, cert-controller issues a new
+// one with the lifetime configured; the files served stay as they are until
+// then (secretFiles skips a Secret without a certificate). The CA is kept.
+// A conflict means another replica changed the Secret first: nothing to do.
+func retireLongerCertificate(ctx context.Context, reader client.Reader, writer client.Writer, key types.NamespacedName, validity time.Duration, now time.Time) error {
+	secret := &corev1.Secret{}
+	if err := reader.Get(ctx, key, secret); err != nil {
+		return fmt.Errorf("reading the Secret %s: %w", key, err)
+	}
+	block, _ := pem.Decode(secret.Data[corev1.TLSCertKey])
+	if block == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || !cert.NotAfter.After(now.Add(validity+validityTolerance)) {
+		return nil // cert-controller replaces what does not parse
+	}
+	delete(secret.Data, corev1.TLSCertKey)
+	delete(secret.Data, corev1.TLSPrivateKeyKey)
+	err = writer.Update(ctx, secret)
+	if apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing from the Secret %s a certificate valid longer than %v: %w", key, validity, err)
+	}
+	logf.FromContext(ctx).WithName("certs").Info("Renewing the webhook certificate: it is valid longer than the configured validity",
+		"secret", klog.KRef(key.Namespace, key.Name), "notAfter", cert.NotAfter, "validity", validity)
 	return nil
 }
 

@@ -29,14 +29,17 @@ import (
 // The built-in certificate as e2e/manifests shortens it: renewed about a
 // minute after it is issued.
 const (
-	webhookCertSecret  = "inplace-webhook-cert"
-	mutatingWebhook    = "inplace-mutating"
-	webhookPort        = "9443"
-	webhookServerName  = "inplace-webhook." + managerNamespace + ".svc"
-	wantRenewals       = 2
-	rotationTimeout    = 6 * time.Minute
-	churnInterval      = 1500 * time.Millisecond
-	minPodsThroughIt   = 30
+	webhookCertSecret = "inplace-webhook-cert"
+	mutatingWebhook   = "inplace-mutating"
+	webhookPort       = "9443"
+	webhookServerName = "inplace-webhook." + managerNamespace + ".svc"
+	wantRenewals      = 2
+	rotationTimeout   = 6 * time.Minute
+	churnInterval     = 1500 * time.Millisecond
+	minPodsThroughIt  = 20
+	// A renewal is met by pod creations when pods were created this close
+	// to the moment the test saw the new certificate in the Secret.
+	renewalWindow      = 5 * time.Second
 	servedCertDeadline = 2 * time.Second
 	// How long a replica may take to serve the Secret's new certificate:
 	// the manager writes it to its files on the Secret's watch event and
@@ -95,6 +98,19 @@ func TestCertificateRenewedUnderLoad(t *testing.T) {
 	}
 	if len(seen) < minPodsThroughIt {
 		t.Errorf("only %d pods created through the renewals, want %d at least for the test to mean something", len(seen), minPodsThroughIt)
+	}
+	for i, renewed := range certs.secret[1:] {
+		near := 0
+		for _, p := range seen {
+			if d := p.CreationTimestamp.Sub(renewed.at); d > -renewalWindow && d < renewalWindow {
+				near++
+			}
+		}
+		if near == 0 {
+			t.Errorf("no pod created within %v of renewal %d (%s, seen at %s): the renewal was not met by pod creations", renewalWindow, i+1, renewed, renewed.at.Format(time.TimeOnly))
+		} else {
+			t.Logf("renewal %d: %d pods created within %v of it", i+1, near, renewalWindow)
+		}
 	}
 	if got := certs.renewals(); got < wantRenewals {
 		t.Fatalf("the Secret %s was renewed %d times in %v, want %d (is the rotator running? the certificates: %s)", webhookCertSecret, got, rotationTimeout, wantRenewals, seenAt(certs.secret))

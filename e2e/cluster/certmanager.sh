@@ -58,23 +58,6 @@ export HELM_CACHE_HOME=$CM_DIR/helm/cache HELM_CONFIG_HOME=$CM_DIR/helm/config H
 
 t0=$(now_ms)
 
-# extract_deploy: the snapshot's deploy/ (the chart and the CRDs) in
-# $CM_DIR/deploy, replaced when the snapshot changes.
-extract_deploy() {
-	local sum
-	[ -s "$CM_TARBALL" ] || die "no cert-manager snapshot at $CM_TARBALL (set THIRDPARTY_DIR)"
-	sum=$(sha256sum <"$CM_TARBALL" | cut -d' ' -f1)
-	mkdir -p "$CM_DIR"
-	if [ "$(cat "$CM_DIR/deploy.stamp" 2>/dev/null)" != "$sum" ] || [ ! -d "$CM_DIR/deploy" ]; then
-		rm -rf "$CM_DIR/deploy" "$CM_DIR/.extract"
-		mkdir -p "$CM_DIR/.extract"
-		tar -xzf "$CM_TARBALL" -C "$CM_DIR/.extract" "$CM_SNAPSHOT/deploy"
-		mv "$CM_DIR/.extract/$CM_SNAPSHOT/deploy" "$CM_DIR/deploy"
-		rm -rf "$CM_DIR/.extract"
-		echo "$sum" >"$CM_DIR/deploy.stamp"
-	fi
-}
-
 build() {
 	local b t
 	[ -x "$THIRDPARTY_DIR/build.sh" ] || die "no $THIRDPARTY_DIR/build.sh (set THIRDPARTY_DIR)"
@@ -84,7 +67,8 @@ build() {
 		"$THIRDPARTY_DIR/build.sh" "$b" "$BIN"
 		log "$b up to date ($(since "$t"))"
 	done
-	extract_deploy
+	# deploy/: the chart and the CRDs.
+	extract_snapshot "$CM_TARBALL" "$CM_SNAPSHOT" deploy "$CM_DIR"
 	"$here/images.sh" cert-manager >/dev/null
 }
 

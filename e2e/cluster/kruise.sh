@@ -40,21 +40,10 @@ PROBE_NS=default
 
 t0=$(now_ms)
 
-# extract_config: the snapshot's config/ in $KRUISE_DIR/config, replaced
-# when the snapshot changes; this repository's overlay copied beside it.
+# extract_config: the snapshot's config/ in $KRUISE_DIR/config; this
+# repository's overlay copied beside it.
 extract_config() {
-	local sum
-	[ -s "$KRUISE_TARBALL" ] || die "no OpenKruise snapshot at $KRUISE_TARBALL (set THIRDPARTY_DIR)"
-	sum=$(sha256sum <"$KRUISE_TARBALL" | cut -d' ' -f1)
-	mkdir -p "$KRUISE_DIR"
-	if [ "$(cat "$KRUISE_DIR/config.stamp" 2>/dev/null)" != "$sum" ] || [ ! -d "$KRUISE_DIR/config" ]; then
-		rm -rf "$KRUISE_DIR/config" "$KRUISE_DIR/.extract"
-		mkdir -p "$KRUISE_DIR/.extract"
-		tar -xzf "$KRUISE_TARBALL" -C "$KRUISE_DIR/.extract" "$KRUISE_SNAPSHOT/config"
-		mv "$KRUISE_DIR/.extract/$KRUISE_SNAPSHOT/config" "$KRUISE_DIR/config"
-		rm -rf "$KRUISE_DIR/.extract"
-		echo "$sum" >"$KRUISE_DIR/config.stamp"
-	fi
+	extract_snapshot "$KRUISE_TARBALL" "$KRUISE_SNAPSHOT" config "$KRUISE_DIR"
 	rm -rf "$KRUISE_DIR/overlay"
 	cp -r "$here/kruise" "$KRUISE_DIR/overlay"
 }

@@ -145,3 +145,21 @@ top_cgroups() {
 apiserver_get() {
 	in_ns curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" "$APISERVER$1"
 }
+
+# extract_snapshot TARBALL TOP FOLDER DIR: the folder TOP/FOLDER of a source
+# snapshot (../shared/thirdparty) as DIR/FOLDER, extracted again only when
+# the tarball changed (its checksum in DIR/FOLDER.stamp).
+extract_snapshot() {
+	local tarball=$1 top=$2 folder=$3 dir=$4 sum
+	[ -s "$tarball" ] || die "no source snapshot at $tarball (set THIRDPARTY_DIR)"
+	sum=$(sha256sum <"$tarball" | cut -d' ' -f1)
+	mkdir -p "$dir"
+	if [ "$(cat "$dir/$folder.stamp" 2>/dev/null)" != "$sum" ] || [ ! -d "$dir/$folder" ]; then
+		rm -rf "${dir:?}/$folder" "$dir/.extract"
+		mkdir -p "$dir/.extract"
+		tar -xzf "$tarball" -C "$dir/.extract" "$top/$folder"
+		mv "$dir/.extract/$top/$folder" "$dir/$folder"
+		rm -rf "$dir/.extract"
+		echo "$sum" >"$dir/$folder.stamp"
+	fi
+}

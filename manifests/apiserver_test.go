@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
 	"github.com/inplace-dev/inplace/internal/testenv"
@@ -30,24 +31,13 @@ import (
 func TestAPIServerAcceptsEveryRendering(t *testing.T) {
 	kustomize := tool(t, "KUSTOMIZE", "kustomize")
 	helm := tool(t, "HELM", "helm")
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	crds := t.TempDir()
 	if err := testenv.ExtractCertManagerCRDs(crds); err != nil {
 		t.Fatal(err)
 	}
-	env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := startAPIServer(t, func(env *envtest.Environment) {
+		env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
+	})
 	// Namespaced objects are dry-run into it: it must exist.
 	if err := c.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}}); err != nil {
 		t.Fatal(err)
@@ -132,6 +122,34 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("the manager's args have no %s", flag)
 		}
 	}
+}
+
+// startAPIServer starts envtest's kube-apiserver and etcd, as configure
+// leaves the environment, stops them when the test ends, and returns the
+// environment and an admin client with the manager's scheme.
+func startAPIServer(t *testing.T, configure func(*envtest.Environment)) (*envtest.Environment, client.Client) {
+	t.Helper()
+	env, err := testenv.New(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if configure != nil {
+		configure(env)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Error("stopping the API server:", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, c
 }
 
 // tool returns the path of a pinned tool: $ENV, else .cache/bin/name.

@@ -1,4 +1,4 @@
-package manifests_test
+package manifests
 
 import (
 	"context"
@@ -44,24 +44,9 @@ type clients struct {
 }
 
 func TestManagerGuard(t *testing.T) {
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal("starting the API server:", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Error("stopping the API server:", err)
-		}
-	})
+	env, admin := startAPIServer(t, nil)
 	ctx := t.Context()
-	cs := clients{}
-	if cs.admin, err = client.New(cfg, client.Options{Scheme: app.Scheme()}); err != nil {
-		t.Fatal(err)
-	}
+	cs := clients{admin: admin}
 	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "base/manager-guard.yaml"} {
 		apply(t, cs.admin, file)
 	}

@@ -14,8 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
 	"github.com/inplace-dev/inplace/internal/testenv"
 )
 
@@ -45,24 +45,13 @@ plugins:
 // the quota controller, which envtest does not run, would write).
 func TestCriticalPodsAdmittedWhereTheyAreLimited(t *testing.T) {
 	kustomize := tool(t, "KUSTOMIZE", "kustomize")
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	config := filepath.Join(t.TempDir(), "admission.yaml")
 	if err := os.WriteFile(config, []byte(gkeCriticalPods), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := startAPIServer(t, func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
+	})
 
 	out, err := exec.Command(kustomize, "build", kustomization(t, "builtin-certs")).Output()
 	if err != nil {

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -752,6 +753,31 @@ func viewPods(t testing.TB, pods []corev1.Pod) []podView {
 		views[i] = viewPod(t, &pods[i])
 	}
 	return views
+}
+
+// onPodEvents calls seen, one call at a time, with every version of every
+// pod of ns that a watch delivers (deletions aside), until the returned stop
+// is called. stop returns once the last call has returned, so what seen
+// wrote may be read then without a lock.
+func onPodEvents(t *testing.T, ns string, seen func(pod *corev1.Pod)) (stop func()) {
+	t.Helper()
+	w, err := k8s.Watch(t.Context(), &corev1.PodList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatalf("watching pods: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if pod, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+				seen(pod)
+			}
+		}
+	}()
+	return func() {
+		w.Stop()
+		<-done
+	}
 }
 
 // servedVersion asks the test application at ip for its version, as a user

@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -538,44 +537,31 @@ type podHistory struct {
 // watchPods records every version of every pod of ns until stop is called.
 func watchPods(t *testing.T, ns string) (stop func() map[string]*podHistory) {
 	t.Helper()
-	w, err := k8s.Watch(t.Context(), &corev1.PodList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatalf("watching pods: %v", err)
-	}
 	seen := map[string]*podHistory{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted {
-				continue
-			}
-			h := seen[pod.Name]
-			if h == nil {
-				h = &podHistory{managers: map[string]bool{}, inplaceKeys: map[string]bool{}}
-				seen[pod.Name] = h
-			}
-			for _, f := range pod.ManagedFields {
-				h.managers[f.Manager] = true
-			}
-			for k := range inplaceKeys(pod.Labels) {
-				h.inplaceKeys[k] = true
-			}
-			for k := range inplaceKeys(pod.Annotations) {
-				h.inplaceKeys[k] = true
-			}
-			c := podCondition(pod, gateCondition)
-			closed := c != nil && c.Status == corev1.ConditionFalse
-			if closed && !h.gateFalse {
-				h.gateClosings++
-			}
-			h.gateFalse = closed
+	stopWatch := onPodEvents(t, ns, func(pod *corev1.Pod) {
+		h := seen[pod.Name]
+		if h == nil {
+			h = &podHistory{managers: map[string]bool{}, inplaceKeys: map[string]bool{}}
+			seen[pod.Name] = h
 		}
-	}()
+		for _, f := range pod.ManagedFields {
+			h.managers[f.Manager] = true
+		}
+		for k := range inplaceKeys(pod.Labels) {
+			h.inplaceKeys[k] = true
+		}
+		for k := range inplaceKeys(pod.Annotations) {
+			h.inplaceKeys[k] = true
+		}
+		c := podCondition(pod, gateCondition)
+		closed := c != nil && c.Status == corev1.ConditionFalse
+		if closed && !h.gateFalse {
+			h.gateClosings++
+		}
+		h.gateFalse = closed
+	})
 	return func() map[string]*podHistory {
-		w.Stop()
-		<-done
+		stopWatch()
 		return seen
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -471,39 +469,21 @@ type readinessWatch struct {
 // Ready and came back, until stop is called.
 func watchReadiness(t *testing.T, ns string) readinessWatch {
 	t.Helper()
-	w, err := k8s.Watch(t.Context(), &corev1.PodList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatalf("watching pods: %v", err)
-	}
-	var mu sync.Mutex
 	var spans []readinessSpan
 	open := map[types.UID]*readinessSpan{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || ev.Type == watch.Deleted {
-				continue
-			}
-			now := time.Now()
-			mu.Lock()
-			ready := podReady(pod)
-			if s := open[pod.UID]; s != nil && ready {
-				s.to = now
-				spans = append(spans, *s)
-				delete(open, pod.UID)
-			} else if s == nil && !ready {
-				open[pod.UID] = &readinessSpan{pod: pod.Name, from: now}
-			}
-			mu.Unlock()
+	stopWatch := onPodEvents(t, ns, func(pod *corev1.Pod) {
+		now := time.Now()
+		ready := podReady(pod)
+		if s := open[pod.UID]; s != nil && ready {
+			s.to = now
+			spans = append(spans, *s)
+			delete(open, pod.UID)
+		} else if s == nil && !ready {
+			open[pod.UID] = &readinessSpan{pod: pod.Name, from: now}
 		}
-	}()
+	})
 	return readinessWatch{stop: func() []readinessSpan {
-		w.Stop()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
+		stopWatch()
 		slices.SortFunc(spans, func(a, b readinessSpan) int { return a.from.Compare(b.from) })
 		return spans
 	}}

@@ -18,12 +18,11 @@ import (
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/inplace-dev/inplace/internal/testclock"
 	"github.com/inplace-dev/inplace/internal/testpki"
 )
 
 const dnsName = "inplace-webhook.inplace-system.svc"
-
-var now = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 func TestParseMode(t *testing.T) {
 	cases := map[string]struct {
@@ -110,8 +109,10 @@ func TestNewRefusesABadConfig(t *testing.T) {
 	}
 }
 
-func TestCheckServed(t *testing.T) {
-	ca := testpki.NewCA(t)
+func TestCheckServed(t *testing.T) { testclock.Run(t, testCheckServed) }
+
+func testCheckServed(t *testing.T, now time.Time) {
+	ca := testpki.NewCA(t, now)
 	cases := map[string]struct {
 		leaf    *x509.Certificate
 		wantErr string
@@ -127,11 +128,11 @@ func TestCheckServed(t *testing.T) {
 		},
 		"expired": {
 			leaf:    ca.Cert(dnsName).Valid(now.Add(-2*time.Hour), now.Add(-time.Second)).Leaf(),
-			wantErr: "the serving certificate expired at 2026-12-01T11:59:59Z",
+			wantErr: "the serving certificate expired at " + now.Add(-time.Second).Format(time.RFC3339),
 		},
 		"not valid yet": {
 			leaf:    ca.Cert(dnsName).Valid(now.Add(time.Minute), now.Add(time.Hour)).Leaf(),
-			wantErr: "the serving certificate is not valid before 2026-12-01T12:01:00Z",
+			wantErr: "the serving certificate is not valid before " + now.Add(time.Minute).Format(time.RFC3339),
 		},
 		"for another name": {
 			leaf:    ca.Cert("localhost").Valid(now.Add(-time.Hour), now.Add(time.Hour)).Leaf(),
@@ -159,8 +160,8 @@ func TestCheckServed(t *testing.T) {
 }
 
 // servedSource returns the source of a mode, serving cert and key from a
-// directory of its own, at now.
-func servedSource(t *testing.T, mode Mode, cert, key []byte) *Source {
+// directory of its own, its clock stopped at now.
+func servedSource(t *testing.T, mode Mode, cert, key []byte, now time.Time) *Source {
 	t.Helper()
 	dir := t.TempDir()
 	if cert != nil {
@@ -177,8 +178,10 @@ func servedSource(t *testing.T, mode Mode, cert, key []byte) *Source {
 	return s
 }
 
-func TestSourceCheck(t *testing.T) {
-	ca, otherCA := testpki.NewCA(t), testpki.NewCA(t)
+func TestSourceCheck(t *testing.T) { testclock.Run(t, testSourceCheck) }
+
+func testSourceCheck(t *testing.T, now time.Time) {
+	ca, otherCA := testpki.NewCA(t, now), testpki.NewCA(t, now)
 	cert, key := ca.Cert(dnsName).Valid(now.Add(-time.Hour), now.Add(time.Hour)).PEM()
 	expiredCert, expiredKey := ca.Cert(dnsName).Valid(now.Add(-time.Hour), now.Add(-time.Minute)).PEM()
 	injected := func(s *Source) { close(s.builtin.injected) }
@@ -235,7 +238,7 @@ func TestSourceCheck(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := servedSource(t, tc.mode, tc.cert, tc.key)
+			s := servedSource(t, tc.mode, tc.cert, tc.key, now)
 			for _, set := range tc.set {
 				set(s)
 			}
@@ -297,8 +300,8 @@ func TestCertificateStateOf(t *testing.T) {
 }
 
 func TestExpiryMetric(t *testing.T) {
-	ca := testpki.NewCA(t)
-	leaf := ca.Cert(dnsName).Valid(now.Add(-time.Hour), time.Unix(1796126400, 0)).Leaf()
+	notAfter := time.Unix(1796126400, 0)
+	leaf := testpki.NewCA(t, notAfter).Cert(dnsName).Valid(notAfter.Add(-time.Hour), notAfter).Leaf()
 	cases := map[string]struct {
 		leaf *x509.Certificate
 		want string
@@ -327,7 +330,7 @@ inplace_webhook_certificate_expiry_seconds 1.7961264e+09
 // within the certwatcher's reaction, with no restart, and never half.
 func TestServedFollowsTheFiles(t *testing.T) {
 	dir := t.TempDir()
-	ca := testpki.NewCA(t)
+	ca := testpki.NewCA(t, time.Now())
 	first, firstKey := ca.Cert(dnsName).PEM()
 	second, secondKey := ca.Cert(dnsName).PEM()
 

@@ -793,7 +793,7 @@ func TestCertManager(t *testing.T) {
 		}
 	})
 
-	ca := testpki.NewCA(t)
+	ca := testpki.NewCA(t, time.Now())
 	leaf := ca.Cert(dnsName).Valid(time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour).Truncate(time.Second))
 	t.Run("its Secret mounted: ready, serving it, the metric its NotAfter", func(t *testing.T) {
 		// As the kubelet mounts the Secret cert-manager wrote.

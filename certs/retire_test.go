@@ -10,14 +10,17 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/inplace-dev/inplace/internal/testclock"
 	"github.com/inplace-dev/inplace/internal/testpki"
 )
 
 // A certificate issued for a longer lifetime than --cert-validity now says
 // is taken out of the Secret (the CA stays), so that cert-controller issues
 // one with the configured lifetime; one within it, or none, is left alone.
-func TestRetireLongerCertificate(t *testing.T) {
-	ca := testpki.NewCA(t)
+func TestRetireLongerCertificate(t *testing.T) { testclock.Run(t, testRetireLongerCertificate) }
+
+func testRetireLongerCertificate(t *testing.T, now time.Time) {
+	ca := testpki.NewCA(t, now)
 	key := types.NamespacedName{Namespace: "inplace-system", Name: "inplace-webhook-cert"}
 	const validity = 10 * time.Minute
 	for name, tc := range map[string]struct {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
 // kubeletRunning sets the app container's status as the kubelet reports a
@@ -53,8 +54,9 @@ func (g guarded) Guarded() bool { return bool(g) }
 
 // TestPodUpdateSteps walks one pod through its in-place update against a fake
 // API server, playing the kubelet's part, and checks each write.
-func TestPodUpdateSteps(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+func TestPodUpdateSteps(t *testing.T) { testclock.Run(t, testPodUpdateSteps) }
+
+func testPodUpdateSteps(t *testing.T, now time.Time) {
 	clock := clocktesting.NewFakeClock(now)
 	pod := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").Label(appsv1.StatefulSetRevisionLabel, "web-1").
 		ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
@@ -137,7 +139,10 @@ func TestPodUpdateSteps(t *testing.T) {
 // TestPodUpdateWaitsForTheGracePeriod checks the images are not patched
 // before the grace period has passed since the gate closed.
 func TestPodUpdateWaitsForTheGracePeriod(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	testclock.Run(t, testPodUpdateWaitsForTheGracePeriod)
+}
+
+func testPodUpdateWaitsForTheGracePeriod(t *testing.T, now time.Time) {
 	clock := clocktesting.NewFakeClock(now)
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
 	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
@@ -190,7 +195,9 @@ func testTarget(from, to *corev1.PodTemplateSpec, grace time.Duration) *podTarge
 // server refuses a Ready True while it runs), the gate opens at once, so
 // that the kubelet's next sync caches it open; unguarded, only once the
 // kubelet reports the old container gone.
-func TestWhenTheGateOpens(t *testing.T) {
+func TestWhenTheGateOpens(t *testing.T) { testclock.Run(t, testWhenTheGateOpens) }
+
+func testWhenTheGateOpens(t *testing.T, now time.Time) {
 	for _, tc := range []struct {
 		guarded                       bool
 		openWhileOldRuns, openWhenNew bool
@@ -273,7 +280,9 @@ func TestWhenTheGateOpens(t *testing.T) {
 // TestRefusedPatchRecreates: another admission webhook refuses the image
 // patch after the gate closed. The pod is not left not ready: it is deleted,
 // for its controller to recreate, with a Warning event.
-func TestRefusedPatchRecreates(t *testing.T) {
+func TestRefusedPatchRecreates(t *testing.T) { testclock.Run(t, testRefusedPatchRecreates) }
+
+func testRefusedPatchRecreates(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
 	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
 	base := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
@@ -308,6 +317,10 @@ func TestRefusedPatchRecreates(t *testing.T) {
 // the live pod: an image rewritten at the pod's creation (a registry
 // mirror) is neither restarted nor written back unmirrored.
 func TestOnlyTheRevisionsChangesArePatched(t *testing.T) {
+	testclock.Run(t, testOnlyTheRevisionsChangesArePatched)
+}
+
+func testOnlyTheRevisionsChangesArePatched(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
 	pod.Spec.Containers = []corev1.Container{
 		{Name: "app", Image: "mirror.local/library/nginx:1.27"},
@@ -345,7 +358,9 @@ func TestOnlyTheRevisionsChangesArePatched(t *testing.T) {
 // TestMalformedStateRecreates: a state the manager cannot read (written by
 // hand, or by a bug) leaves it unable to judge the update: the pod is
 // recreated rather than left not ready.
-func TestMalformedStateRecreates(t *testing.T) {
+func TestMalformedStateRecreates(t *testing.T) { testclock.Run(t, testMalformedStateRecreates) }
+
+func testMalformedStateRecreates(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).
 		Annotation(inplace.AnnotationUpdateState, "{not json").Obj()
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
 var (
@@ -27,10 +28,11 @@ var (
 		_ = clientgoscheme.AddToScheme(s)
 		return s
 	}()
-	now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 )
 
-func TestReadinessGateKeeper(t *testing.T) {
+func TestReadinessGateKeeper(t *testing.T) { testclock.Run(t, testReadinessGateKeeper) }
+
+func testReadinessGateKeeper(t *testing.T, now time.Time) {
 	gated := func() *builder.PodWrapper {
 		return builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 	}
@@ -107,6 +109,10 @@ func TestReadinessGateKeeper(t *testing.T) {
 // A stale read (another writer got there first) is not an error: the watch
 // event of the newer pod brings it back.
 func TestReadinessGateKeeperOnConflict(t *testing.T) {
+	testclock.Run(t, testReadinessGateKeeperOnConflict)
+}
+
+func testReadinessGateKeeperOnConflict(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
 	patches := 0
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).
@@ -125,7 +131,9 @@ func TestReadinessGateKeeperOnConflict(t *testing.T) {
 
 // TestReadinessGateKeeperReopens: the keeper runs on every replica and opens
 // the gates that an update left closed when nothing holds them any more.
-func TestReadinessGateKeeperReopens(t *testing.T) {
+func TestReadinessGateKeeperReopens(t *testing.T) { testclock.Run(t, testReadinessGateKeeperReopens) }
+
+func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 	sts := builder.StatefulSet("web", "apps").Annotation(inplace.AnnotationGracePeriod, "5").Obj()
 	sts.UID = "sts-uid"
 	closedAt := metav1.NewTime(now.Add(-10 * time.Second))
@@ -138,7 +146,7 @@ func TestReadinessGateKeeperReopens(t *testing.T) {
 	}
 	patched := func(observed bool, id string) *corev1.Pod {
 		p := updating().Annotation(inplace.AnnotationUpdateState,
-			`{"revision":"web-2","since":null,"patchedAt":"2026-11-26T11:59:55Z","containers":{"app":{"containerID":"containerd://c1","restartCount":0}}}`).Obj()
+			`{"revision":"web-2","since":null,"patchedAt":"`+now.Add(-5*time.Second).Format(time.RFC3339)+`","containers":{"app":{"containerID":"containerd://c1","restartCount":0}}}`).Obj()
 		p.Generation, p.Status.ObservedGeneration = 2, 1
 		if observed {
 			p.Status.ObservedGeneration = 2
@@ -200,7 +208,9 @@ func TestReadinessGateKeeperReopens(t *testing.T) {
 
 // TestShutdownDrain: the elected replica, stopping, opens the gates its
 // updates hold closed, as far as it is safe.
-func TestShutdownDrain(t *testing.T) {
+func TestShutdownDrain(t *testing.T) { testclock.Run(t, testShutdownDrain) }
+
+func testShutdownDrain(t *testing.T, now time.Time) {
 	gated := func(name string) *builder.PodWrapper {
 		w := builder.Pod(name, "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 		w.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: inplace.ReasonInPlaceUpdate}}
@@ -208,7 +218,7 @@ func TestShutdownDrain(t *testing.T) {
 	}
 	unpatched := gated("unpatched").Obj()
 	running := gated("old-still-running").Annotation(inplace.AnnotationUpdateState,
-		`{"revision":"r2","since":null,"patchedAt":"2026-11-26T11:59:55Z","containers":{"app":{"containerID":"containerd://c1"}}}`).Obj()
+		`{"revision":"r2","since":null,"patchedAt":"`+now.Add(-5*time.Second).Format(time.RFC3339)+`","containers":{"app":{"containerID":"containerd://c1"}}}`).Obj()
 	running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c1",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
 	for _, tc := range []struct {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
 // planFixture is a StatefulSet mid-rollout from revision "web-old" (image
@@ -174,7 +175,10 @@ func TestStatefulSetPlan(t *testing.T) {
 }
 
 func TestStatefulSetPlanMinReadySeconds(t *testing.T) {
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	testclock.Run(t, testStatefulSetPlanMinReadySeconds)
+}
+
+func testStatefulSetPlanMinReadySeconds(t *testing.T, now time.Time) {
 	sts, pods, target := planFixture{replicas: 2, pods: "on"}.build()
 	sts.Spec.MinReadySeconds = 10
 	for _, p := range pods {

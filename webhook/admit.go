@@ -7,7 +7,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -20,7 +19,6 @@ type admitter struct {
 	namespaces      *namespaces
 	decoder         admission.Decoder
 	managerUsername string
-	clock           clock.PassiveClock
 }
 
 // workloadWrite is one workload write, as a defaulter sees it.

@@ -16,13 +16,16 @@ import (
 
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
 const statefulSetController = "system:serviceaccount:kube-system:statefulset-controller"
 
 // TestPodDeleteValidator feeds the pod-delete webhook the StatefulSet
 // controller's deletes, and others, and checks which are refused.
-func TestPodDeleteValidator(t *testing.T) {
+func TestPodDeleteValidator(t *testing.T) { testclock.Run(t, testPodDeleteValidator) }
+
+func testPodDeleteValidator(t *testing.T, now time.Time) {
 	v1 := builder.PodTemplate("web", "nginx:1.27").Obj()
 	revision := func(name string, tpl *corev1.PodTemplateSpec) *appsv1.ControllerRevision {
 		raw, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": tpl}})
@@ -69,7 +72,7 @@ func TestPodDeleteValidator(t *testing.T) {
 			h := Handlers(Config{
 				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
 				Reader: c, LiveReader: c, ManagerUsername: managerUser, Scheme: testScheme,
-				Clock:         clocktesting.NewFakePassiveClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)),
+				Clock:         clocktesting.NewFakePassiveClock(now),
 				EngineRunning: func() bool { return !tc.notRunning },
 			})[PathValidatePod]
 			req := review(t, admissionv1.Delete, tc.pod, tc.pod)
@@ -90,6 +93,10 @@ func TestPodDeleteValidator(t *testing.T) {
 // that made it decide: a partition just lowered that the cache has not seen
 // yet must not let a pod of the rollout be recreated.
 func TestPodDeleteValidatorDecidesOnALiveReadBeforeLettingGo(t *testing.T) {
+	testclock.Run(t, testPodDeleteValidatorDecidesOnALiveReadBeforeLettingGo)
+}
+
+func testPodDeleteValidatorDecidesOnALiveReadBeforeLettingGo(t *testing.T, now time.Time) {
 	v1 := builder.PodTemplate("web", "nginx:1.27").Obj()
 	raw, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": v1}})
 	rev := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "apps"}, Data: runtime.RawExtension{Raw: raw}}
@@ -121,7 +128,7 @@ func TestPodDeleteValidatorDecidesOnALiveReadBeforeLettingGo(t *testing.T) {
 			h := Handlers(Config{
 				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
 				Reader: cached, LiveReader: live, ManagerUsername: managerUser, Scheme: testScheme,
-				Clock:         clocktesting.NewFakePassiveClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)),
+				Clock:         clocktesting.NewFakePassiveClock(now),
 				EngineRunning: func() bool { return true },
 			})[PathValidatePod]
 			req := review(t, admissionv1.Delete, pod, pod)

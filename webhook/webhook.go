@@ -119,7 +119,6 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		namespaces:      ns,
 		decoder:         admission.NewDecoder(cfg.Scheme),
 		managerUsername: cfg.ManagerUsername,
-		clock:           cfg.Clock,
 	}
 	v := &validator{namespaces: ns}
 	users := cfg.WorkloadControllers

@@ -3,7 +3,6 @@ package webhook
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"gomodules.xyz/jsonpatch/v2"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -43,14 +41,9 @@ var enabled = map[string]string{inplace.LabelEnabled: "true"}
 
 // testHandlers returns the handlers over a fake cluster with a managed
 // namespace "apps", an unlabelled one "plain", kube-system labelled, and the
-// given objects.
+// given objects, on the real clock: the workload and pod-creation handlers
+// read no time.
 func testHandlers(t testing.TB, objs ...client.Object) map[string]*admission.Webhook {
-	t.Helper()
-	return testHandlersAt(t, time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), objs...)
-}
-
-// testHandlersAt is testHandlers with the clock stopped at now.
-func testHandlersAt(t testing.TB, now time.Time, objs ...client.Object) map[string]*admission.Webhook {
 	t.Helper()
 	objs = append(objs,
 		namespace("apps", enabled),
@@ -65,7 +58,6 @@ func testHandlersAt(t testing.TB, now time.Time, objs ...client.Object) map[stri
 		LiveReader:      c,
 		ManagerUsername: managerUser,
 		Scheme:          testScheme,
-		Clock:           clocktesting.NewFakePassiveClock(now),
 	})
 }
 

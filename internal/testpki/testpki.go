@@ -1,5 +1,9 @@
 // Package testpki makes CAs and serving certificates for tests:
-// testpki.NewCA(t).Cert("svc.ns.svc").Valid(from, to).PEM().
+// testpki.NewCA(t, now).Cert("svc.ns.svc").Valid(from, to).PEM().
+//
+// Every certificate is valid around a time the test gives, never around the
+// real clock on its own: a test that verifies at an injected clock makes its
+// CA at that clock, and one that talks to a real server passes time.Now().
 //
 // It is for tests only; the product never imports it.
 package testpki
@@ -19,6 +23,8 @@ import (
 // CA is a self-signed certificate authority.
 type CA struct {
 	t testing.TB
+	// now is the time the CA and its certificates are valid around.
+	now time.Time
 	// Root is the CA's own certificate.
 	Root *x509.Certificate
 	key  *ecdsa.PrivateKey
@@ -26,15 +32,15 @@ type CA struct {
 	PEM []byte
 }
 
-// NewCA returns a CA valid from an hour ago for a day.
-func NewCA(t testing.TB) *CA {
+// NewCA returns a CA valid from a day before now to a year after it.
+func NewCA(t testing.TB, now time.Time) *CA {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: "test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotBefore:             now.Add(-24 * time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -47,7 +53,7 @@ func NewCA(t testing.TB) *CA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &CA{t: t, Root: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{t: t, now: now, Root: cert, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // Pool returns a pool holding only the CA.
@@ -63,15 +69,15 @@ type Certificate struct {
 	tmpl x509.Certificate
 }
 
-// Cert starts a serving certificate for dnsNames, valid from an hour ago
-// for a day.
+// Cert starts a serving certificate for dnsNames, valid from an hour before
+// the CA's now for a day.
 func (ca *CA) Cert(dnsNames ...string) *Certificate {
 	return &Certificate{ca: ca, tmpl: x509.Certificate{
 		SerialNumber: serial(ca.t),
 		Subject:      pkix.Name{CommonName: first(dnsNames)},
 		DNSNames:     dnsNames,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    ca.now.Add(-time.Hour),
+		NotAfter:     ca.now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}}

@@ -7,10 +7,14 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
-func TestEngineWatch(t *testing.T) {
-	start := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+func TestEngineWatch(t *testing.T) { testclock.Run(t, testEngineWatch) }
+
+func testEngineWatch(t *testing.T, now time.Time) {
+	start := now
 	clock := clocktesting.NewFakePassiveClock(start)
 	e := &engineWatch{clock: clock, started: start, elected: true}
 	lease := func(renewed time.Time) *coordinationv1.Lease {

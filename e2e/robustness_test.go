@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -316,11 +317,25 @@ func TestRefusedPatchIsRecreated(t *testing.T) {
 		create(t, obj)
 		t.Cleanup(func() { _ = k8s.Delete(context.Background(), obj) })
 	}
-	time.Sleep(2 * time.Second) // the API server loads the policy
 
 	sts := newStatefulSet("refused", ns, 2, images.V1, withParallelPods(), withMaxUnavailable(2))
 	create(t, sts)
 	waitForStatefulSetReady(t, sts)
+	// The API server loads a new policy asynchronously: wait until it
+	// refuses an image change (a dry run) rather than a fixed time.
+	eventually(t, answerTimeout, "the policy to refuse an image patch", func(ctx context.Context) error {
+		pod := &corev1.Pod{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: sts.Name + "-0"}, pod); err != nil {
+			return err
+		}
+		base := pod.DeepCopy()
+		pod.Spec.Containers[0].Image = images.V2
+		err := k8s.Patch(ctx, pod, client.MergeFrom(base), client.DryRunAll)
+		if !apierrors.IsInvalid(err) && !apierrors.IsForbidden(err) {
+			return fmt.Errorf("a dry-run image patch = %v, want refused", err)
+		}
+		return nil
+	})
 	before := observe(t, sts)
 
 	setImage(t, sts, appContainer, images.V2)

@@ -102,6 +102,30 @@ func watchRolloutTo(t *testing.T, sts *appsv1.StatefulSet, target string, before
 	return w
 }
 
+// settleTimeout bounds the wait for the watcher's last verdicts once
+// kubectl rollout status has returned.
+const settleTimeout = 30 * time.Second
+
+// waitSettled waits, up to timeout, until the watcher's last observation
+// says Current and Healthy; finish then judges what was seen either way.
+func (w *rolloutWatch) waitSettled(timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		w.mu.Lock()
+		var last observation
+		for i := len(w.watcherOut) - 1; i >= 0; i-- {
+			var o observation
+			if err := json.Unmarshal([]byte(w.watcherOut[i].text), &o); err == nil && o.Error == "" && !o.Time.IsZero() {
+				last = o
+				break
+			}
+		}
+		w.mu.Unlock()
+		if last.Kstatus.Status == "Current" && last.ArgoCD.Status == "Healthy" {
+			return
+		}
+	}
+}
+
 // pipe starts cmd with its output read into lines, timed as they come; the
 // channel closes when the output ends.
 func (w *rolloutWatch) pipe(t *testing.T, cmd *exec.Cmd, lines *[]timedLine) <-chan struct{} {
@@ -153,7 +177,10 @@ func (w *rolloutWatch) finish(t *testing.T) {
 	case <-time.After(podTimeout + 30*time.Second):
 		t.Fatalf("kubectl rollout status did not return")
 	}
-	time.Sleep(2 * time.Second) // the watcher's last lines
+	// The watcher sees the StatefulSet's last versions on a watch of its
+	// own, an instant after kubectl or later on a busy machine: wait for
+	// its verdicts to settle rather than a fixed time.
+	w.waitSettled(settleTimeout)
 	_ = w.watcher.Process.Signal(os.Interrupt)
 	_, _ = w.watcher.Process.Wait()
 	done := w.pods.stop()

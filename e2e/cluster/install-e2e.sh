@@ -236,6 +236,13 @@ certificate_issued() {
 	[ "$(cert_condition Ready)" = True ] && [ "$(cert_condition Issuing)" != True ]
 }
 
+# certificate_ready_event: the manager has told, in an event on the webhook's
+# Certificate, that it reports ready because the Certificate is Ready.
+certificate_ready_event() {
+	kubectl_ns -n "$NS" get events -o name \
+		--field-selector "involvedObject.kind=Certificate,involvedObject.name=$CERT,reason=CertificateReady" | grep -q .
+}
+
 # secret_serial: the serial of the certificate in the Secret $CERT.
 secret_serial() {
 	kubectl_ns -n "$NS" get secret "$CERT" -o jsonpath='{.data.tls\.crt}' | base64 -d | openssl x509 -noout -serial | cut -d= -f2
@@ -328,9 +335,10 @@ cert_manager_mode() {
 	managers=$(manager_pods)
 	[ "$(grep -c ' true ' <<<"$managers")" = "$replicas" ] && [ "$(wc -l <<<"$managers")" = "$replicas" ] ||
 		fail "want $replicas manager pods, all Ready: $managers"
-	# The manager tells on the Certificate that it reports ready because it is Ready.
-	kubectl_ns -n "$NS" get events -o name \
-		--field-selector "involvedObject.kind=Certificate,involvedObject.name=$CERT,reason=CertificateReady" | grep -q . ||
+	# The manager tells on the Certificate that it reports ready because it
+	# is Ready. Its event recorder writes asynchronously, after readiness:
+	# waited for, as every other check here.
+	wait_for "the manager's CertificateReady event on the Certificate $CERT" 30 certificate_ready_event ||
 		fail_cert "no CertificateReady event from the manager on the Certificate $CERT"
 	wait_for "both configurations' caBundles to be the CA cert-manager issued" 60 ca_bundles_match ||
 		fail_cert "the caBundles are not the CA in the Secret $CERT (the CA injector?)"

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 )
 
@@ -35,8 +36,10 @@ type ShutdownDrain struct {
 	// Reader lists pods live: the cache may be stopping.
 	Reader client.Reader
 	Client client.Client
-	Guard  Guard
+	Guard  rollout.Guard
 	Clock  clock.PassiveClock
+	// Scope's excluded namespaces are never touched.
+	Scope inplace.Scope
 }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then
@@ -65,11 +68,11 @@ func (d *ShutdownDrain) Drain(ctx context.Context) {
 		log.Error(err, "Cannot list the managed pods to open their gates")
 		return
 	}
-	guarded := d.Guard != nil && d.Guard.Guarded()
+	guarded := rollout.IsGuarded(d.Guard)
 	opened := 0
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if !inplace.Updating(pod) || gateOpen(pod) || pod.DeletionTimestamp != nil {
+		if d.Scope.Excluded[pod.Namespace] || inplace.ControlledByOther(pod) || !inplace.Updating(pod) || rollout.GateOpen(pod) || pod.DeletionTimestamp != nil {
 			continue
 		}
 		state, err := inplace.StateOf(pod)
@@ -79,7 +82,7 @@ func (d *ShutdownDrain) Drain(ctx context.Context) {
 		if state != nil && state.PatchedAt != nil && !guarded && !inplace.CheckProgress(pod, state).Replaced {
 			continue // its old container may still run: not safe to open
 		}
-		if err := OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); err != nil {
+		if err := rollout.OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); err != nil {
 			log.Error(err, "Cannot open a gate", "pod", klog.KObj(pod))
 			continue
 		}

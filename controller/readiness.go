@@ -19,6 +19,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 )
 
@@ -50,9 +51,12 @@ const AbandonAfter = 30 * time.Second
 type ReadinessGateKeeper struct {
 	Client client.Client
 	Clock  clock.PassiveClock
-	// Guard says when a patched pod's gate may open (see Guard); nil is
-	// unguarded.
-	Guard Guard
+	// Guard says when a patched pod's gate may open (see rollout.Guard);
+	// nil is unguarded.
+	Guard rollout.Guard
+	// Scope's excluded namespaces are never touched: a pod there is not
+	// inplace's, whatever its labels say.
+	Scope inplace.Scope
 }
 
 // SetupWithManager registers the keeper on every replica. Only the pods
@@ -65,16 +69,16 @@ func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 		Named("readiness-gate-keeper").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			pod, ok := o.(*corev1.Pod)
-			return ok && inplace.HasGate(pod) && !inplace.ControlledByOther(pod) &&
-				(inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !gateOpen(pod))
+			return ok && !r.Scope.Excluded[pod.Namespace] && inplace.HasGate(pod) && !inplace.ControlledByOther(pod) &&
+				(inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !rollout.GateOpen(pod))
 		}))).
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: reconcileTimeout}).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: rollout.ReconcileTimeout}).
 		Complete(r)
 }
 
 // Reconcile opens the pod's gate if nothing holds it closed.
 func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer Watchdog.track()()
+	defer rollout.Watchdog.Track()()
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -83,7 +87,7 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !open {
 		return ctrl.Result{RequeueAfter: after}, nil
 	}
-	err := OpenGate(ctx, r.Client, pod, metav1.NewTime(r.Clock.Now()))
+	err := rollout.OpenGate(ctx, r.Client, pod, metav1.NewTime(r.Clock.Now()))
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		// The pod changed since the cache saw it (the kubelet, the rollout
 		// or another replica wrote first); its watch event brings it back.
@@ -99,7 +103,7 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 // shouldOpen decides whether the pod's gate opens now; if not, after says
 // when to look again (0: at the pod's next event).
 func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (open bool, after time.Duration, why string) {
-	if !inplace.HasGate(pod) || pod.DeletionTimestamp != nil || gateOpen(pod) || inplace.ControlledByOther(pod) {
+	if r.Scope.Excluded[pod.Namespace] || !inplace.HasGate(pod) || pod.DeletionTimestamp != nil || rollout.GateOpen(pod) || inplace.ControlledByOther(pod) {
 		return false, 0, ""
 	}
 	if inplace.NeedsGateOpened(pod) {
@@ -110,7 +114,7 @@ func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (
 		return false, 0, "" // the rollout recreates the pod
 	}
 	if state != nil {
-		if inplace.CheckProgress(pod, state).GateMayOpen(r.Guard != nil && r.Guard.Guarded()) {
+		if inplace.CheckProgress(pod, state).GateMayOpen(rollout.IsGuarded(r.Guard)) {
 			return true, 0, "the kubelet has taken in the patch"
 		}
 		return false, 0, ""
@@ -159,16 +163,4 @@ func (r *ReadinessGateKeeper) gracePeriod(ctx context.Context, pod *corev1.Pod) 
 		seconds = inplace.MaxGracePeriodSeconds
 	}
 	return time.Duration(seconds) * time.Second, true
-}
-
-// OpenGate sets the pod's InPlaceUpdateReady condition True, conditionally on
-// the resourceVersion it was read at: a pod whose in-place update began since
-// must not be opened. Ready is left to the kubelet: written True here, it
-// would hold only until the kubelet next wrote the status it keeps, which may
-// have been computed with the gate closed, and the pod would flip back to not
-// Ready.
-func OpenGate(ctx context.Context, c client.Client, pod *corev1.Pod, now metav1.Time) error {
-	base := pod.DeepCopy()
-	setCondition(pod, corev1.PodCondition{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}, now)
-	return c.Status().Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
 	"github.com/inplace-dev/inplace/internal/testclock"
@@ -187,7 +188,7 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod, sts.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
-			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(tc.clock), Guard: guarded(tc.guarded)}
+			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(tc.clock), Guard: guard(tc.guarded)}
 			res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tc.pod)})
 			if err != nil {
 				t.Fatal(err)
@@ -196,7 +197,7 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 			if err := c.Get(t.Context(), client.ObjectKeyFromObject(tc.pod), got); err != nil {
 				t.Fatal(err)
 			}
-			if open := gateOpen(got); open != tc.wantOpen {
+			if open := rollout.GateOpen(got); open != tc.wantOpen {
 				t.Errorf("gate open = %v, want %v", open, tc.wantOpen)
 			}
 			if res.RequeueAfter != tc.wantAfter {
@@ -230,16 +231,21 @@ func testShutdownDrain(t *testing.T, now time.Time) {
 	} {
 		t.Run(fmt.Sprintf("guarded %v", tc.guarded), func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(unpatched.DeepCopy(), running.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
-			(&ShutdownDrain{Reader: c, Client: c, Guard: guarded(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now)}).Drain(t.Context())
+			(&ShutdownDrain{Reader: c, Client: c, Guard: guard(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now)}).Drain(t.Context())
 			for name, want := range tc.wantOpen {
 				got := &corev1.Pod{}
 				if err := c.Get(t.Context(), client.ObjectKey{Namespace: "apps", Name: name}, got); err != nil {
 					t.Fatal(err)
 				}
-				if gateOpen(got) != want {
-					t.Errorf("pod %s: gate open %v, want %v", name, gateOpen(got), want)
+				if rollout.GateOpen(got) != want {
+					t.Errorf("pod %s: gate open %v, want %v", name, rollout.GateOpen(got), want)
 				}
 			}
 		})
 	}
 }
+
+// guard is a rollout.Guard that says what it is.
+type guard bool
+
+func (g guard) Guarded() bool { return bool(g) }

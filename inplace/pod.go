@@ -3,6 +3,7 @@ package inplace
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,19 @@ func Updating(pod *corev1.Pod) bool {
 	}
 	c := GateCondition(pod)
 	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReasonInPlaceUpdate
+}
+
+// StaleViewWindow is how long after a pod's in-place update completed (its
+// gate opened) a workload controller's delete of it is taken for one
+// decided on a view from before the update: the controllers' caches lag by
+// milliseconds, seconds on a loaded control plane.
+const StaleViewWindow = 30 * time.Second
+
+// RecentlyUpdated reports whether the pod's gate opened less than
+// StaleViewWindow before now.
+func RecentlyUpdated(pod *corev1.Pod, now time.Time) bool {
+	c := GateCondition(pod)
+	return c != nil && c.Status == corev1.ConditionTrue && now.Sub(c.LastTransitionTime.Time) < StaleViewWindow
 }
 
 // GateCondition returns the pod's InPlaceUpdateReady condition, or nil.

@@ -37,7 +37,7 @@ func TestOrdinal(t *testing.T) {
 	}
 }
 
-func TestRefuseRolloutDelete(t *testing.T) {
+func TestRefuseStatefulSetDelete(t *testing.T) {
 	v1 := builder.PodTemplate("web", "app:v1").Obj()
 	v2 := builder.PodTemplate("web", "app:v2").Obj()
 	v2env := builder.PodTemplate("web", "app:v2").Env("MODE", "fast").Obj()
@@ -97,8 +97,8 @@ func TestRefuseRolloutDelete(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			if got := RefuseRolloutDelete(tc.sts, tc.pod, templateOf, "v1.37.2"); got != tc.want {
-				t.Errorf("RefuseRolloutDelete = %v, want %v", got, tc.want)
+			if got, _ := RefuseStatefulSetDelete(tc.sts, tc.pod, templateOf, "v1.37.2"); got != tc.want {
+				t.Errorf("RefuseStatefulSetDelete = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -55,7 +55,7 @@ func (v *validator) validate(ctx context.Context, c workloadChange) (admission.W
 	// every re-apply of an unchanged template.
 	templateChanged := c.from == nil || !apiequality.Semantic.DeepEqual(c.fromTemplate, c.toTemplate)
 	if policyErr == nil && policy != inplace.Recreate && templateChanged {
-		return warnUserControlled(c.userControlled), nil
+		return warnHandedBack(c.handedBack), nil
 	}
 	return nil, nil
 }

@@ -77,7 +77,7 @@ func TestValidator(t *testing.T) {
 				s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
 				return s
 			}(),
-			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts stay under your control and are not done in place"},
+			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts are not done in place"},
 		},
 	}
 	for name, tc := range cases {

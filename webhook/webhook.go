@@ -57,8 +57,11 @@ type Config struct {
 	Scheme *runtime.Scheme
 	// Clock is the real clock when nil.
 	Clock clock.PassiveClock
-	// WorkloadControllers are the users whose pod deletes the pod-delete
-	// webhook may refuse: DefaultWorkloadControllerUsers when empty.
+	// Nodes answers what the pod webhook asks about nodes; nil knows no
+	// node (every kubelet's version unknown, no node lost).
+	Nodes NodeInfo
+	// WorkloadControllers are the users whose pod creates and deletes the
+	// pod webhook may refuse: DefaultWorkloadControllerUsers when empty.
 	WorkloadControllers []string
 	// EngineRunning reports whether an elected manager replica runs the
 	// rollout controllers now; the pod-delete webhook refuses nothing
@@ -141,6 +144,10 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 	if onRefusal == nil {
 		onRefusal = func(string) {}
 	}
+	var nodes NodeInfo = noNodes{}
+	if cfg.Nodes != nil {
+		nodes = cfg.Nodes
+	}
 	hooks := map[string]*admission.Webhook{
 		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
@@ -148,10 +155,11 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
 			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
 		}),
-		PathValidatePod: admission.WithValidator(cfg.Scheme, &podDeleteValidator{
-			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader,
-			controllers: controllers, engineRunning: running, onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
-		}),
+		PathValidatePod: {Handler: &podValidator{
+			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader, decoder: admission.NewDecoder(cfg.Scheme),
+			controllers: controllers, engineRunning: running, nodes: nodes, clock: cfg.Clock, promises: &promises{},
+			onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
+		}},
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
 		PathValidateDaemonSet:   admission.WithValidator(cfg.Scheme, newNativeValidator(v, daemonSetKind)),
@@ -170,6 +178,12 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 	}
 	return hooks
 }
+
+// noNodes knows no node.
+type noNodes struct{}
+
+func (noNodes) KubeletVersion(context.Context, string) string { return "" }
+func (noNodes) Lost(context.Context, string) bool            { return false }
 
 // namespaces answers whether a namespace is managed.
 type namespaces struct {

@@ -18,43 +18,29 @@ import (
 type nativeKind[T client.Object] struct {
 	new      func() T
 	template func(T) *corev1.PodTemplateSpec
-	// userControlled returns why the user keeps control of the rollout (an
-	// OnDelete strategy, a paused Deployment), or "" when inplace may take
-	// it over.
-	userControlled func(T) string
+	// handedBack returns why the kind's controller alone rolls the
+	// workload out (an OnDelete strategy, a surge, a Recreate strategy), or
+	// "" when inplace makes its rollouts in place: the kind's rule in
+	// inplace/, which the rollout engine follows too.
+	handedBack func(T) string
 }
 
 var deploymentKind = nativeKind[*appsv1.Deployment]{
 	new:      func() *appsv1.Deployment { return &appsv1.Deployment{} },
 	template: func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template },
-	userControlled: func(d *appsv1.Deployment) string {
-		if d.Spec.Paused {
-			return "the Deployment is paused"
-		}
-		return ""
-	},
+	handedBack: inplace.DeploymentHandedBack,
 }
 
 var statefulSetKind = nativeKind[*appsv1.StatefulSet]{
 	new:      func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
 	template: func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template },
-	userControlled: func(s *appsv1.StatefulSet) string {
-		if s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-			return "its update strategy is OnDelete"
-		}
-		return ""
-	},
+	handedBack: inplace.StatefulSetHandedBack,
 }
 
 var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
 	new:      func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
 	template: func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template },
-	userControlled: func(d *appsv1.DaemonSet) string {
-		if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
-			return "its update strategy is OnDelete"
-		}
-		return ""
-	},
+	handedBack: inplace.DaemonSetHandedBack,
 }
 
 // nativeDefaulter sets the update policy on a managed apps/v1 workload when
@@ -128,7 +114,7 @@ func newNativeValidator[T client.Object](v *validator, kind nativeKind[T]) *nati
 // ValidateCreate implements admission.Validator.
 func (v *nativeValidator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
 	return v.validate(ctx, workloadChange{
-		to: obj, toTemplate: v.kind.template(obj), userControlled: v.kind.userControlled(obj),
+		to: obj, toTemplate: v.kind.template(obj), handedBack: v.kind.handedBack(obj),
 	})
 }
 
@@ -136,7 +122,7 @@ func (v *nativeValidator[T]) ValidateCreate(ctx context.Context, obj T) (admissi
 func (v *nativeValidator[T]) ValidateUpdate(ctx context.Context, oldObj, obj T) (admission.Warnings, error) {
 	return v.validate(ctx, workloadChange{
 		from: oldObj, fromTemplate: v.kind.template(oldObj),
-		to: obj, toTemplate: v.kind.template(obj), userControlled: v.kind.userControlled(obj),
+		to: obj, toTemplate: v.kind.template(obj), handedBack: v.kind.handedBack(obj),
 	})
 }
 
@@ -150,12 +136,12 @@ func (v *nativeValidator[T]) ValidateDelete(context.Context, T) (admission.Warni
 type workloadChange struct {
 	from, to                 metav1.Object
 	fromTemplate, toTemplate *corev1.PodTemplateSpec
-	userControlled           string
+	handedBack               string
 }
 
-func warnUserControlled(reason string) admission.Warnings {
+func warnHandedBack(reason string) admission.Warnings {
 	if reason == "" {
 		return nil
 	}
-	return admission.Warnings{fmt.Sprintf("inplace: %s, so its rollouts stay under your control and are not done in place", reason)}
+	return admission.Warnings{fmt.Sprintf("inplace: %s, so its rollouts are not done in place", reason)}
 }

@@ -40,7 +40,12 @@ import (
 
 	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/controller"
+	"github.com/inplace-dev/inplace/controller/daemonset"
+	"github.com/inplace-dev/inplace/controller/deployment"
+	"github.com/inplace-dev/inplace/controller/rollout"
+	"github.com/inplace-dev/inplace/controller/statefulset"
 	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/nodes"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
 
@@ -145,6 +150,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			Namespaces: map[string]cache.Config{o.Namespace: {}},
 			Field:      fields.OneTermEqualSelector("metadata.name", LeaderElectionID),
 		},
+		// Nodes, trimmed to their kubelet's version and Ready condition:
+		// one source for the webhook and the controllers.
+		&corev1.Node{}: {Transform: nodes.Transform},
 	}
 	// Only the webhook certificate's Secret or Certificate, by name.
 	maps.Copy(byObject, certificate.CacheByObject())
@@ -210,13 +218,15 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
-	// The pod-delete webhook reads StatefulSets and their revisions on every
-	// replica, elected or not.
-	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.ControllerRevision{}} {
+	// The pod webhook reads the workloads, their ReplicaSets and revisions,
+	// and nodes, on every replica, elected or not.
+	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &appsv1.Deployment{}, &appsv1.ReplicaSet{},
+		&appsv1.ControllerRevision{}, &corev1.Node{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
 	}
+	nodeInfo := nodes.Nodes{Reader: mgr.GetCache()}
 	engine := &engineWatch{clock: clock.RealClock{}, started: time.Now(), elected: o.LeaderElect}
 	if o.LeaderElect {
 		informer, err := mgr.GetCache().GetInformer(ctx, &coordinationv1.Lease{})
@@ -236,28 +246,35 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		Scheme:              mgr.GetScheme(),
 		WorkloadControllers: o.WorkloadControllers,
 		EngineRunning:       engine.running,
-		OnFallback:          controller.CountFallback,
-		OnRefusal:           controller.CountRefusedDelete,
+		OnFallback:          rollout.CountFallback,
+		OnRefusal:           rollout.CountRefusedDelete,
+		Nodes:               nodeInfo,
 		Recorder:            mgr.GetEventRecorder("inplace-manager"),
 	})
 	guard := &guardWatch{reader: mgr.GetAPIReader()}
 	if err := mgr.Add(guard); err != nil {
 		return err
 	}
-	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard}).SetupWithManager(mgr); err != nil {
+	scope := o.Scope()
+	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
-	if err := (&controller.StatefulSetRollout{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("inplace-manager"),
-		Scope:     o.Scope(),
-		Guard:     guard,
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the StatefulSet rollout controller: %w", err)
+	for _, kind := range []rollout.Kind{statefulset.Kind{}, daemonset.Kind{}, deployment.Kind{}} {
+		if err := (&rollout.Reconciler{
+			Kind:           kind,
+			Client:         mgr.GetClient(),
+			APIReader:      mgr.GetAPIReader(),
+			Recorder:       mgr.GetEventRecorder("inplace-manager"),
+			Scope:          scope,
+			Guard:          guard,
+			KubeletVersion: nodeInfo.KubeletVersion,
+			UpdateDeadline: o.UpdateDeadline,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the %s rollout: %w", kind.Name(), err)
+		}
 	}
 
-	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard}); err != nil {
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope}); err != nil {
 		return err
 	}
 
@@ -271,7 +288,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	// A replica whose reconcilers hang (each pass is bounded; one past its
 	// bound is stuck) fails its liveness probe and is restarted, and another
 	// replica is elected: a wedged leader cannot hold a rollout forever.
-	if err := mgr.AddHealthzCheck("reconcilers", controller.Watchdog.Check); err != nil {
+	if err := mgr.AddHealthzCheck("reconcilers", rollout.Watchdog.Check); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inplace-dev/inplace/certs"
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
@@ -54,6 +55,9 @@ type Options struct {
 	HealthAddress          string
 	LeaderElect            bool
 	GracefulShutdownPeriod time.Duration
+	// UpdateDeadline bounds one pod's in-place update, from its image
+	// patch to its new containers Ready (--update-deadline).
+	UpdateDeadline time.Duration
 }
 
 // serviceAccountNamespaceFile is where a pod finds its own namespace.
@@ -75,7 +79,7 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 			return err
 		})
 	o.WorkloadControllers = inplacewebhook.DefaultWorkloadControllerUsers
-	fs.Func("workload-controller-users", "comma-separated users the StatefulSet and DaemonSet controllers delete pods as (default "+
+	fs.Func("workload-controller-users", "comma-separated users the ReplicaSet, StatefulSet and DaemonSet controllers create and delete pods as (default "+
 		strings.Join(inplacewebhook.DefaultWorkloadControllerUsers, ",")+"); the pod-delete webhook's matchConditions must name the same",
 		func(s string) error {
 			var users []string
@@ -107,6 +111,7 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader among replicas for the controllers (the webhook is served by every replica)")
 	fs.DurationVar(&o.GracefulShutdownPeriod, "graceful-shutdown-timeout", 30*time.Second, "how long to wait for in-flight work on shutdown")
+	fs.DurationVar(&o.UpdateDeadline, "update-deadline", rollout.DefaultUpdateDeadline, "how long a pod's in-place update may take from its image patch to its new containers Ready (a pull, a start, the readiness probe) before it is reported failed and its rollout halts")
 }
 
 // Complete fills in what the flags left to the environment, and checks the
@@ -133,6 +138,9 @@ func (o *Options) Complete() error {
 		errs = append(errs, errors.New("--cert-dir: required"))
 	}
 	errs = append(errs, o.completeRotation()...)
+	if min := rollout.ObserveDeadline; o.UpdateDeadline <= min {
+		errs = append(errs, fmt.Errorf("--update-deadline: %v is not longer than the %v the kubelet is given to take an image patch in", o.UpdateDeadline, min))
+	}
 	if o.GracefulShutdownPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout: %v is negative", o.GracefulShutdownPeriod))
 	}

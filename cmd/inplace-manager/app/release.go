@@ -18,7 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/inplace-dev/inplace/controller"
+	"github.com/inplace-dev/inplace/controller/rollout"
+	"github.com/inplace-dev/inplace/controller/statefulset"
 	"github.com/inplace-dev/inplace/inplace"
 )
 
@@ -190,7 +191,7 @@ func (r *releaser) statefulSets(ctx context.Context) error {
 			if _, held := sts.Annotations[inplace.AnnotationHold]; held {
 				hold, _ := inplace.HoldOf(sts.Annotations) // unreadable: partition 0, the default
 				delete(sts.Annotations, inplace.AnnotationRollout)
-				return controller.ReleaseStatefulSet(ctx, r.client, sts, hold)
+				return statefulset.Release(ctx, r.client, sts, hold)
 			}
 			base := sts.DeepCopy()
 			delete(sts.Annotations, inplace.AnnotationRollout)
@@ -226,7 +227,7 @@ func (r *releaser) pods(ctx context.Context) error {
 				}
 			}
 			if gateClosed(pod) {
-				return controller.OpenGate(ctx, r.client, pod, metav1.Now())
+				return rollout.OpenGate(ctx, r.client, pod, metav1.Now())
 			}
 			return nil
 		})

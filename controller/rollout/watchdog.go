@@ -1,4 +1,4 @@
-package controller
+package rollout
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 )
 
 // Watchdog notices a reconciler that hangs. Every pass is bounded by
-// reconcileTimeout (its context is cancelled then); a pass still running
+// ReconcileTimeout (its context is cancelled then); a pass still running
 // at twice that ignores its context and holds its worker: the replica is
 // wedged. Its Check, a liveness check, then fails, the kubelet restarts the
 // replica, and another is elected: an elected replica cannot hold a
@@ -24,8 +24,8 @@ type watchdog struct {
 	running map[int]time.Time
 }
 
-// track records a pass beginning; the returned function records its end.
-func (w *watchdog) track() func() {
+// Track records a pass beginning; the returned function records its end.
+func (w *watchdog) Track() func() {
 	w.mu.Lock()
 	id := w.next
 	w.next++
@@ -38,13 +38,13 @@ func (w *watchdog) track() func() {
 	}
 }
 
-// Check fails when a pass has run for more than twice reconcileTimeout.
+// Check fails when a pass has run for more than twice ReconcileTimeout.
 func (w *watchdog) Check(*http.Request) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, started := range w.running {
-		if d := w.clock.Since(started); d > 2*reconcileTimeout {
-			return fmt.Errorf("a reconciler pass has run for %v, past its %v bound", d.Round(time.Second), reconcileTimeout)
+		if d := w.clock.Since(started); d > 2*ReconcileTimeout {
+			return fmt.Errorf("a reconciler pass has run for %v, past its %v bound", d.Round(time.Second), ReconcileTimeout)
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package controller
+package rollout
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +24,11 @@ import (
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
 	"github.com/inplace-dev/inplace/internal/testclock"
+)
+
+var (
+	scheme       = clientgoscheme.Scheme
+	templatePath = field.NewPath("spec", "template")
 )
 
 // kubeletRunning sets the app container's status as the kubelet reports a
@@ -78,7 +85,7 @@ func testPodUpdateSteps(t *testing.T, now time.Time) {
 
 	// Begin: the gate closes with Ready, in the kubelet's words; with no
 	// grace period the images are patched in the same pass, with the state.
-	if err := u.begin(t.Context(), read(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
+	if err := u.begin(t.Context(), read(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
 		t.Fatal(err)
 	}
 	got := read()
@@ -150,7 +157,7 @@ func testPodUpdateWaitsForTheGracePeriod(t *testing.T, now time.Time) {
 	u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clock, guard: guarded(true)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
 	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 10*time.Second)
-	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
 		t.Fatal(err)
 	}
 	got := &corev1.Pod{}
@@ -175,17 +182,37 @@ func testPodUpdateWaitsForTheGracePeriod(t *testing.T, now time.Time) {
 	}
 }
 
+// testWorkload is a workload whose pods name their revision in the label
+// controller-revision-hash, with the revisions of a map.
+type testWorkload struct {
+	revisions map[string]*corev1.PodTemplateSpec
+}
+
+func (w testWorkload) HandedBack() string               { return "" }
+func (w testWorkload) Target() *Revision                { return nil }
+func (w testWorkload) Pods() []*corev1.Pod              { return nil }
+func (w testWorkload) Plan(time.Time) Plan              { return Plan{} }
+func (w testWorkload) RevisionOf(pod *corev1.Pod) string { return pod.Labels[appsv1.StatefulSetRevisionLabel] }
+func (w testWorkload) Revision(_ context.Context, name string) (*Revision, error) {
+	if t, ok := w.revisions[name]; ok {
+		return testRevision(name, t), nil
+	}
+	return nil, nil
+}
+
+func testRevision(name string, t *corev1.PodTemplateSpec) *Revision {
+	return &Revision{Name: name, Template: t, Mark: func(pod *corev1.Pod) {
+		pod.Labels[appsv1.StatefulSetRevisionLabel] = name
+	}}
+}
+
 // testTarget is a StatefulSet's revision web-2 of template to, whose pods run
 // revision web-1 of template from.
-func testTarget(from, to *corev1.PodTemplateSpec, grace time.Duration) *podTarget {
-	return &podTarget{
-		kind: statefulSetKind, workload: builder.StatefulSet("web", "apps").Obj(),
-		revisionLabel: appsv1.StatefulSetRevisionLabel, revision: "web-2",
-		template: to, grace: grace,
-		templateOf: func(context.Context, string) (*corev1.PodTemplateSpec, error) { return from, nil },
-		eligibility: func(_ context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string) {
-			return inplace.Eligibility(pod, from, to, "v1.37.2")
-		},
+func testTarget(from, to *corev1.PodTemplateSpec, grace time.Duration) *target {
+	return &target{
+		kind: "StatefulSet", workload: builder.StatefulSet("web", "apps").Obj(),
+		w:   testWorkload{revisions: map[string]*corev1.PodTemplateSpec{"web-1": from, "web-2": to}},
+		rev: testRevision("web-2", to), grace: grace,
 	}
 }
 
@@ -214,7 +241,7 @@ func testWhenTheGateOpens(t *testing.T, now time.Time) {
 			u := &podUpdater{client: c, live: c, recorder: events.NewFakeRecorder(10), clock: clocktesting.NewFakeClock(now), guard: guarded(tc.guarded)}
 			from := builder.PodTemplate("web", "nginx:1.27").Obj()
 			target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
-			if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
+			if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
 				t.Fatal(err)
 			}
 			got := &corev1.Pod{}
@@ -253,22 +280,22 @@ func testWhenTheGateOpens(t *testing.T, now time.Time) {
 			}
 
 			step(func(p *corev1.Pod) {})
-			if gateOpen(got) {
+			if GateOpen(got) {
 				t.Fatalf("the gate opened before the kubelet saw the patch")
 			}
 			// The kubelet took in the patch and is running the old container's
 			// preStop hook: the old container is still running, still ready.
 			step(func(p *corev1.Pod) { p.Status.ObservedGeneration = 2 })
-			if gateOpen(got) != tc.openWhileOldRuns {
-				t.Fatalf("gate open while the replaced container still runs: %v, want %v", gateOpen(got), tc.openWhileOldRuns)
+			if GateOpen(got) != tc.openWhileOldRuns {
+				t.Fatalf("gate open while the replaced container still runs: %v, want %v", GateOpen(got), tc.openWhileOldRuns)
 			}
 			// The kubelet reports the new container, not ready yet.
 			step(func(p *corev1.Pod) {
 				p.Generation = 2
 				kubeletRunning(p, "c2", false, now.Add(5*time.Second))
 			})
-			if gateOpen(got) != tc.openWhenNew {
-				t.Errorf("gate open once the old container is gone: %v, want %v", gateOpen(got), tc.openWhenNew)
+			if GateOpen(got) != tc.openWhenNew {
+				t.Errorf("gate open once the old container is gone: %v, want %v", GateOpen(got), tc.openWhenNew)
 			}
 			if r := condition(got, corev1.PodReady); r.Status != corev1.ConditionFalse {
 				t.Errorf("Ready = %+v: the new container is not ready", r)
@@ -295,7 +322,7 @@ func testRefusedPatchRecreates(t *testing.T, now time.Time) {
 	u := &podUpdater{client: c, live: base, recorder: recorder, clock: clocktesting.NewFakeClock(now), guard: guarded(true)}
 	from := builder.PodTemplate("web", "nginx:1.27").Obj()
 	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
-	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.template), target); err != nil {
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
 		t.Fatal(err)
 	}
 	if err := base.Get(t.Context(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {

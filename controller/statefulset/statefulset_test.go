@@ -1,7 +1,6 @@
-package controller
+package statefulset
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -11,9 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
 	"github.com/inplace-dev/inplace/internal/testclock"
@@ -33,14 +32,9 @@ type planFixture struct {
 	pods                string
 }
 
-var (
-	oldTemplate = builder.PodTemplate("web", "app:v1").Obj()
-	newTemplate = builder.PodTemplate("web", "app:v2").Obj()
-)
-
-func (f planFixture) build() (*appsv1.StatefulSet, []*corev1.Pod, *podTarget) {
+func (f planFixture) build() *workload {
 	sts := builder.StatefulSet("web", "apps").Replicas(f.replicas).Obj()
-	sts.Spec.Template = *newTemplate.DeepCopy()
+	sts.Spec.Template = *builder.PodTemplate("web", "app:v2").Obj()
 	sts.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{
 		Partition: ptr.To(f.partition), MaxUnavailable: ptr.To(intstr.FromInt(max(f.maxUnavailable, 1))),
 	}
@@ -75,19 +69,16 @@ func (f planFixture) build() (*appsv1.StatefulSet, []*corev1.Pod, *podTarget) {
 		pod.Status.Phase = corev1.PodRunning
 		pods = append(pods, pod)
 	}
-	templates := map[string]*corev1.PodTemplateSpec{"web-old": oldTemplate, "web-new": newTemplate}
-	t := &podTarget{
-		kind: statefulSetKind, workload: sts, revisionLabel: appsv1.StatefulSetRevisionLabel,
-		revision: "web-new", template: &sts.Spec.Template,
-		templateOf: func(_ context.Context, r string) (*corev1.PodTemplateSpec, error) { return templates[r], nil },
-		eligibility: func(_ context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string) {
-			return inplace.Eligibility(pod, from, &sts.Spec.Template, "v1.37.2")
-		},
-	}
-	return sts, pods, t
+	return &workload{sts: sts, pods: pods}
 }
 
-func TestStatefulSetPlan(t *testing.T) {
+// starts is what a pass begins: the plan with the engine's budget, a pod
+// without the readiness gate not in place.
+func starts(plan rollout.Plan) []*corev1.Pod {
+	return rollout.Choose(plan, inplace.HasGate)
+}
+
+func TestPlan(t *testing.T) {
 	cases := map[string]struct {
 		fixture      planFixture
 		wantStart    []int
@@ -152,57 +143,48 @@ func TestStatefulSetPlan(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			sts, pods, target := tc.fixture.build()
-			r := &StatefulSetRollout{Clock: clocktesting.NewFakePassiveClock(time.Now())}
-			plan, err := r.plan(t.Context(), sts, pods, target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.wantStart, ordinals(plan.start)); diff != "" {
+			plan := tc.fixture.build().Plan(time.Now())
+			if diff := cmp.Diff(tc.wantStart, ordinals(starts(plan))); diff != "" {
 				t.Errorf("start (-want,+got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.wantProgress, ordinals(plan.inProgress)); diff != "" {
+			if diff := cmp.Diff(tc.wantProgress, ordinals(plan.Updating)); diff != "" {
 				t.Errorf("in progress (-want,+got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.wantSettling, ordinals(plan.settling)); diff != "" {
+			if diff := cmp.Diff(tc.wantSettling, ordinals(plan.Settling)); diff != "" {
 				t.Errorf("settling (-want,+got):\n%s", diff)
 			}
-			if plan.complete != tc.wantComplete {
-				t.Errorf("complete = %v, want %v", plan.complete, tc.wantComplete)
+			if plan.Complete != tc.wantComplete {
+				t.Errorf("complete = %v, want %v", plan.Complete, tc.wantComplete)
 			}
 		})
 	}
 }
 
-func TestStatefulSetPlanMinReadySeconds(t *testing.T) {
-	testclock.Run(t, testStatefulSetPlanMinReadySeconds)
-}
+func TestPlanMinReadySeconds(t *testing.T) { testclock.Run(t, testPlanMinReadySeconds) }
 
-func testStatefulSetPlanMinReadySeconds(t *testing.T, now time.Time) {
-	sts, pods, target := planFixture{replicas: 2, pods: "on"}.build()
-	sts.Spec.MinReadySeconds = 10
-	for _, p := range pods {
+func testPlanMinReadySeconds(t *testing.T, now time.Time) {
+	w := planFixture{replicas: 2, pods: "on"}.build()
+	w.sts.Spec.MinReadySeconds = 10
+	for _, p := range w.pods {
 		p.Status.Conditions[0].LastTransitionTime = metav1.NewTime(now.Add(-4 * time.Second))
 	}
-	r := &StatefulSetRollout{Clock: clocktesting.NewFakePassiveClock(now)}
-	plan, err := r.plan(t.Context(), sts, pods, target)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := w.Plan(now)
 	// web-1 is updated but not yet available: it uses the budget, and
 	// web-0, Ready, waits.
-	if len(plan.start) != 0 {
-		t.Errorf("started %v before web-1 was available for minReadySeconds", ordinals(plan.start))
+	if s := starts(plan); len(s) != 0 {
+		t.Errorf("started %v before web-1 was available for minReadySeconds", ordinals(s))
 	}
-	if plan.availableIn != 6*time.Second {
-		t.Errorf("availableIn = %v, want 6s", plan.availableIn)
+	if plan.RecheckIn != 6*time.Second {
+		t.Errorf("RecheckIn = %v, want 6s", plan.RecheckIn)
 	}
 }
 
-func ordinals(ps []statefulPod) []int {
+func ordinals(pods []*corev1.Pod) []int {
 	var out []int
-	for _, p := range ps {
-		out = append(out, p.ordinal)
+	for _, p := range pods {
+		var n int
+		fmt.Sscanf(p.Name, "web-%d", &n)
+		out = append(out, n)
 	}
 	return out
 }

@@ -1,0 +1,335 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/inplace-dev/inplace/inplace"
+)
+
+// ReconcileTimeout bounds one pass: every step is a few API calls, and a
+// pass that hangs on one must not wedge the rollout.
+const ReconcileTimeout = 30 * time.Second
+
+// Reconciler is the rollout engine for one kind: it updates in place the
+// pods of the kind's workloads that their own controller would replace in
+// a rolling update.
+//
+// The workload is left exactly as its user wrote it: its controller runs
+// the rollout, and its status, which kubectl rollout status, kstatus (Helm,
+// Flux) and Argo CD read, stays its own and true. When that controller
+// replaces a pod, the pod webhook refuses the replacement if the engine
+// updates that pod in place instead; the engine closes the pod's gate,
+// patches its images and marks it at the new revision, and the controller,
+// seeing the pod updated, goes on. With the manager down, the webhook fails
+// open and the controller replaces the pods as it always has.
+//
+// The engine chooses the pods the kind's controller would (the Kind's
+// Plan): those already unavailable first where that controller does, then
+// the others within its budget. A pod it cannot update in place (no
+// readiness gate, a change live pods cannot take) is left to the kind's
+// controller, whose replacement the webhook lets through.
+//
+// Everything it needs to resume is on the objects: each pod's update state
+// and the rollout record on the workload. Watch events drive it.
+type Reconciler struct {
+	Kind   Kind
+	Client client.Client
+	// APIReader reads live, where a stale cache would skip a step.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	// Scope decides whether the workload's namespace is managed; its
+	// excluded namespaces are never touched.
+	Scope inplace.Scope
+	// Guard says which order of writes is safe (see Guard); nil is
+	// unguarded.
+	Guard Guard
+	// KubeletVersion returns the version of a node's kubelet.
+	KubeletVersion func(ctx context.Context, node string) string
+	// UpdateDeadline bounds a pod's update (DefaultUpdateDeadline when 0).
+	UpdateDeadline time.Duration
+
+	updater *podUpdater
+	active  *activeSet
+	told    *memo
+}
+
+// SetupWithManager registers the engine for its kind.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.init()
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named(strings.ToLower(r.Kind.Name())+"-rollout").
+		For(r.Kind.Object(), builder.WithPredicates(pending{r.Kind})).
+		WithOptions(controller.Options{ReconciliationTimeout: ReconcileTimeout, EnableWarmup: ptr.To(true)})
+	return r.Kind.Watch(b, mgr).Complete(r)
+}
+
+func (r *Reconciler) init() {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	r.updater = &podUpdater{client: r.Client, live: r.APIReader, recorder: r.Recorder, clock: r.Clock, guard: r.Guard, deadline: r.UpdateDeadline}
+	r.active = newActiveSet(r.Kind.Name())
+	r.told = &memo{}
+}
+
+// pending lets through the workloads the Kind says may have a rollout to
+// make, or a record to keep. Pod events reach the engine through the
+// Kind's watches.
+type pending struct{ kind Kind }
+
+func (p pending) Create(e event.CreateEvent) bool   { return p.kind.Pending(e.Object) }
+func (p pending) Delete(event.DeleteEvent) bool     { return false }
+func (p pending) Generic(e event.GenericEvent) bool { return p.kind.Pending(e.Object) }
+func (p pending) Update(e event.UpdateEvent) bool {
+	return p.kind.Pending(e.ObjectOld) || p.kind.Pending(e.ObjectNew)
+}
+
+var _ predicate.Predicate = pending{}
+
+// Recorded reports whether a workload carries a rollout record: a Kind's
+// Pending lets those through.
+func Recorded(obj client.Object) bool {
+	_, ok := obj.GetAnnotations()[inplace.AnnotationRollout]
+	return ok
+}
+
+// Reconcile advances the workload's in-place rollout by what its pods'
+// states allow.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer Watchdog.Track()()
+	if r.Scope.Excluded[req.Namespace] {
+		return ctrl.Result{}, nil
+	}
+	key := req.String()
+	obj := r.Kind.Object()
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.active.set(key, false)
+			r.told.forget(key)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	rollout, err := inplace.RolloutOf(obj.GetAnnotations())
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Replacing a malformed rollout record", "workload", klog.KObj(obj))
+		rollout = &inplace.Rollout{}
+	}
+	r.active.set(key, rollout != nil)
+
+	readers := Readers{Cache: r.Client, Live: r.APIReader, KubeletVersion: r.KubeletVersion}
+	reason := r.handedBack(ctx, obj)
+	if reason != "" {
+		// Only the pods the webhook gated can have an update to settle:
+		// the cache's. No live read for a workload that is not managed.
+		readers.Live = nil
+	} else if p, ok := r.Kind.(Preparer); ok {
+		done, message, err := p.Prepare(ctx, r.Client, obj)
+		if message != "" {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonHoldReleased, "Release", "%s", message)
+		}
+		if done || err != nil {
+			return ctrl.Result{}, ignoreConflict(err)
+		}
+	}
+	w, err := r.Kind.Load(ctx, readers, obj)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if reason == "" {
+		reason = w.HandedBack()
+	}
+	if reason != "" {
+		return ctrl.Result{}, r.handBack(ctx, obj, w, rollout, reason)
+	}
+	rev := w.Target()
+	if rev == nil {
+		return ctrl.Result{}, nil // the kind's controller has not computed the revision yet
+	}
+	grace, _ := inplace.GracePeriodOf(obj.GetAnnotations())
+	t := &target{kind: r.Kind.Name(), workload: obj, w: w, rev: rev, grace: time.Duration(grace) * time.Second, kubeletVersion: r.KubeletVersion}
+	now := r.Clock.Now()
+	plan := w.Plan(now)
+
+	// One pod's error must not stop the others: each is tried, the errors
+	// returned together (the pass is retried with back-off).
+	var errs, failures []string
+	result := ctrl.Result{RequeueAfter: plan.RecheckIn}
+	for _, pod := range plan.Updating {
+		step, err := r.updater.advance(ctx, pod, t)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		if step.failure != "" {
+			failures = append(failures, fmt.Sprintf("pod %s: %s", pod.Name, step.failure))
+		}
+		result = sooner(result, step.requeueAfter)
+	}
+	for _, pod := range plan.Settling {
+		if err := r.updater.settle(ctx, pod, t); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	starts, err := r.starts(ctx, plan, t)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(starts) > 0 {
+		rollout = r.recordStart(ctx, obj, rollout, rev.Name)
+	}
+	for _, s := range starts {
+		if err := r.updater.begin(ctx, s.pod, s.from, s.diff, t); err != nil {
+			errs = append(errs, err.Error())
+			failures = append(failures, fmt.Sprintf("pod %s: cannot begin its update: %v", s.pod.Name, err))
+		}
+	}
+	switch {
+	case plan.Complete && rollout != nil:
+		r.complete(ctx, obj, rollout, rev.Name)
+	case rollout != nil:
+		r.reportFailures(ctx, obj, rollout, failures)
+	}
+	if len(errs) > 0 {
+		return result, errors.New(strings.Join(errs, "; "))
+	}
+	return result, nil
+}
+
+// start is a pod the pass begins to update.
+type start struct {
+	pod  *corev1.Pod
+	from *corev1.PodTemplateSpec
+	diff inplace.TemplateDiff
+}
+
+// starts chooses, of the plan's candidates, those to begin now (Choose),
+// with the template each runs and its change to the target.
+func (r *Reconciler) starts(ctx context.Context, plan Plan, t *target) ([]start, error) {
+	byPod := make(map[*corev1.Pod]start, len(plan.Candidates))
+	eligible := make(map[*corev1.Pod]bool, len(plan.Candidates))
+	for _, pod := range plan.Candidates {
+		from, err := t.templateOf(ctx, t.w.RevisionOf(pod))
+		if err != nil {
+			return nil, err
+		}
+		d, fallback := t.eligibility(ctx, pod, from)
+		byPod[pod] = start{pod: pod, from: from, diff: d}
+		eligible[pod] = fallback == ""
+	}
+	var out []start
+	for _, pod := range Choose(plan, func(p *corev1.Pod) bool { return eligible[p] }) {
+		out = append(out, byPod[pod])
+	}
+	return out, nil
+}
+
+// Choose returns, of the plan's candidates, those to begin updating in
+// place now, in order: with DownFirst, those not Ready whatever the budget;
+// then, unless the plan waits, Ready ones (every one without DownFirst) as
+// the budget allows. A candidate that cannot go in place (eligible false)
+// takes its share of the budget too: its controller replaces it, and the
+// webhook lets it.
+func Choose(plan Plan, eligible func(*corev1.Pod) bool) []*corev1.Pod {
+	var out []*corev1.Pod
+	if plan.DownFirst {
+		for _, pod := range plan.Candidates {
+			if !PodReady(pod) && eligible(pod) {
+				out = append(out, pod)
+			}
+		}
+	}
+	if plan.Wait {
+		return out
+	}
+	budget := plan.Budget
+	for _, pod := range plan.Candidates {
+		if budget <= 0 {
+			break
+		}
+		if plan.DownFirst && !PodReady(pod) {
+			continue
+		}
+		budget--
+		if eligible(pod) {
+			out = append(out, pod)
+		}
+	}
+	return out
+}
+
+// handedBack says why the workload's rollouts are no longer in place for
+// reasons every kind shares, "" while they are: it is being deleted, its
+// policy is Recreate (or malformed: the webhook refuses that), its
+// namespace is no longer managed.
+func (r *Reconciler) handedBack(ctx context.Context, obj client.Object) string {
+	if obj.GetDeletionTimestamp() != nil {
+		return "it is being deleted"
+	}
+	if p, err := inplace.UpdatePolicyOf(obj.GetAnnotations()); err != nil || p == inplace.Recreate {
+		return "its update policy is not in place"
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: obj.GetNamespace()}, ns); err == nil && !r.Scope.Manages(ns.Name, ns.Labels) {
+		return "its namespace is not managed"
+	}
+	return ""
+}
+
+// handBack settles the pods an in-place rollout left mid-update on a
+// workload whose rollouts are its controller's alone now (the webhook lets
+// its controller replace the rest), and removes the rollout record.
+func (r *Reconciler) handBack(ctx context.Context, obj client.Object, w Workload, rollout *inplace.Rollout, reason string) error {
+	rev := w.Target()
+	if rev == nil {
+		rev = &Revision{Mark: func(*corev1.Pod) {}}
+	}
+	t := &target{kind: r.Kind.Name(), workload: obj, w: w, rev: rev}
+	var errs []error
+	for _, pod := range w.Pods() {
+		if inplace.Updating(pod) {
+			errs = append(errs, r.updater.settle(ctx, pod, t))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if rollout == nil || obj.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	if err := r.writeRecord(ctx, obj, nil); err != nil {
+		return ignoreConflict(err)
+	}
+	r.active.set(client.ObjectKeyFromObject(obj).String(), false)
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonHoldReleased, "Release",
+		"Left the rollout to the %s controller: %s", r.Kind.Name(), reason)
+	return nil
+}
+
+func sooner(r ctrl.Result, after time.Duration) ctrl.Result {
+	if after > 0 && (r.RequeueAfter == 0 || after < r.RequeueAfter) {
+		r.RequeueAfter = after
+	}
+	return r
+}
+
+// controllerOf returns the pod's controller reference, or nil.
+func controllerOf(pod *corev1.Pod) *metav1.OwnerReference { return metav1.GetControllerOfNoCopy(pod) }

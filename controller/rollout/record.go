@@ -1,0 +1,146 @@
+package rollout
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/inplace-dev/inplace/inplace"
+)
+
+// The rollout record (inplace.dev/rollout on the workload) is for people:
+// kubectl get -o yaml shows an in-place rollout under way, since when, and
+// why it halted if it did; the completion event is told from it. It holds
+// nothing back, and no decision rests on it: when another admission control
+// refuses the manager's write of it (a policy that lets only a GitOps
+// account change workloads), the rollout goes on without it, and what it
+// would say is told in events only.
+
+// writeRecord sets the workload's rollout record, or removes it (nil), in a
+// write conditional on the resourceVersion obj was read at.
+func (r *Reconciler) writeRecord(ctx context.Context, obj client.Object, rollout *inplace.Rollout) error {
+	base := obj.DeepCopyObject().(client.Object)
+	annotations := obj.GetAnnotations()
+	if rollout == nil {
+		delete(annotations, inplace.AnnotationRollout)
+	} else {
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[inplace.AnnotationRollout] = rollout.Encode()
+	}
+	obj.SetAnnotations(annotations)
+	return r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+}
+
+// recordStart records the rollout on the workload when its first pod's
+// update begins, or when the target changed, and tells it in an event. It
+// returns the rollout as it stands: a record that could not be written
+// (refused by another admission control) is told once in a Warning event,
+// and the rollout goes on without it.
+func (r *Reconciler) recordStart(ctx context.Context, obj client.Object, rollout *inplace.Rollout, revision string) *inplace.Rollout {
+	if rollout != nil && rollout.Revision == revision {
+		return rollout
+	}
+	key := client.ObjectKeyFromObject(obj).String()
+	next := &inplace.Rollout{Revision: revision, Since: metav1.NewTime(r.Clock.Now())}
+	if err := r.writeRecord(ctx, obj, next); err != nil {
+		if ignoreConflict(err) == nil {
+			return rollout
+		}
+		if r.told.first(key, "unrecorded", revision) {
+			logf.FromContext(ctx).Error(err, "Cannot write the rollout record; rolling out without it", "workload", klog.KObj(obj))
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
+				"Rolling out revision %s in place without its record: the write of %s was refused: %v", revision, inplace.AnnotationRollout, err)
+		}
+		return rollout
+	}
+	r.active.set(key, true)
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutStarted, "Rollout",
+		"Rolling out revision %s in place", revision)
+	return next
+}
+
+// complete ends the record of a rollout whose every pod is updated. The
+// event is told once: only the pass whose conditional write removed the
+// record tells it.
+func (r *Reconciler) complete(ctx context.Context, obj client.Object, rollout *inplace.Rollout, revision string) {
+	if err := r.writeRecord(ctx, obj, nil); err != nil {
+		if ignoreConflict(err) != nil {
+			logf.FromContext(ctx).Error(err, "Cannot remove the rollout record", "workload", klog.KObj(obj))
+		}
+		return
+	}
+	key := client.ObjectKeyFromObject(obj).String()
+	r.active.set(key, false)
+	r.told.forget(key)
+	if rollout.Revision == revision {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutCompleted, "Rollout",
+			"Rolled out revision %s in place in %v", rollout.Revision, r.Clock.Since(rollout.Since.Time).Round(time.Millisecond))
+	}
+}
+
+// reportFailures makes a halted rollout visible on the workload: the reason
+// in the rollout record, and a Warning event when it changes. Where the
+// record cannot be written, the event still tells it, once per reason.
+func (r *Reconciler) reportFailures(ctx context.Context, obj client.Object, rollout *inplace.Rollout, failures []string) {
+	slices.Sort(failures)
+	failure := strings.Join(failures, "; ")
+	key := client.ObjectKeyFromObject(obj).String()
+	if failure == rollout.Failure {
+		return
+	}
+	next := *rollout
+	next.Failure = failure
+	err := r.writeRecord(ctx, obj, &next)
+	if ignoreConflict(err) == nil && err != nil {
+		return // changed since read: the next pass looks again
+	}
+	if err != nil && !r.told.first(key, "failure", failure) {
+		return
+	}
+	if failure != "" {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
+			"The in-place rollout is halted at maxUnavailable: %s", failure)
+	}
+}
+
+// memo remembers what was told about a workload where no record could say
+// it, so that a pass does not tell it again.
+type memo struct {
+	mu   sync.Mutex
+	told map[string]map[string]string
+}
+
+// first reports whether value is new for the workload's topic, and
+// remembers it.
+func (m *memo) first(key, topic, value string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.told == nil {
+		m.told = map[string]map[string]string{}
+	}
+	if m.told[key] == nil {
+		m.told[key] = map[string]string{}
+	}
+	if v, ok := m.told[key][topic]; ok && v == value {
+		return false
+	}
+	m.told[key][topic] = value
+	return true
+}
+
+// forget drops what was remembered of a workload.
+func (m *memo) forget(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.told, key)
+}

@@ -1,0 +1,230 @@
+package inplace
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+)
+
+// A Deployment's rollout in place moves each pod, in one write, from an old
+// ReplicaSet to the newest: its images, its pod-template-hash and its
+// controller reference. The Deployment controller runs its own rollout
+// unchanged; the ReplicaSet controller's deletes of the old pods it takes
+// down and its creates of the new ones are refused while the manager moves
+// old pods instead (docs/design has the record of why).
+
+// DeploymentHandedBack says why a Deployment's rollouts are its
+// controller's alone, "" when inplace may make them in place. The Recreate
+// strategy takes every old pod down before it makes a new ReplicaSet, and a
+// rolling update whose maxUnavailable comes to 0 takes no old pod down
+// before a new one is available: both need new pods.
+func DeploymentHandedBack(d *appsv1.Deployment) string {
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		return "its strategy is Recreate"
+	}
+	if DeploymentMaxUnavailable(d) < 1 {
+		return "its maxUnavailable comes to 0 at " + strconv.Itoa(int(ptr.Deref(d.Spec.Replicas, 1))) +
+			" replicas, so every pod it replaces starts new beside the old (set maxUnavailable: 1 for in place)"
+	}
+	return ""
+}
+
+// DeploymentMaxUnavailable is the Deployment's maxUnavailable as its
+// controller resolves it (pkg/controller/deployment/util.ResolveFenceposts):
+// a percentage of replicas rounded down, maxSurge rounded up, 1 when both
+// come to 0, never more than replicas. Unset values are the API server's
+// defaults, 25%.
+func DeploymentMaxUnavailable(d *appsv1.Deployment) int {
+	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
+	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType || replicas == 0 {
+		return 0
+	}
+	surge, unavailable := intstr.FromString("25%"), intstr.FromString("25%")
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
+		surge, unavailable = ptr.Deref(ru.MaxSurge, surge), ptr.Deref(ru.MaxUnavailable, unavailable)
+	}
+	s, err1 := intstr.GetScaledValueFromIntOrPercent(&surge, replicas, true)
+	u, err2 := intstr.GetScaledValueFromIntOrPercent(&unavailable, replicas, false)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	if s == 0 && u == 0 {
+		u = 1
+	}
+	return min(u, replicas)
+}
+
+// EqualIgnoreHash reports whether two pod templates are the same but for
+// their pod-template-hash label: how the Deployment controller finds the
+// ReplicaSet of its template.
+func EqualIgnoreHash(a, b *corev1.PodTemplateSpec) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	delete(a.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	delete(b.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	return apiequality.Semantic.DeepEqual(a, b)
+}
+
+// DeploymentView is a Deployment with the ReplicaSets it controls: what the
+// rules of its rollout read.
+type DeploymentView struct {
+	Deployment *appsv1.Deployment
+	// ReplicaSets are those the Deployment controls, oldest first.
+	ReplicaSets []*appsv1.ReplicaSet
+	// New is the ReplicaSet of the Deployment's template, the one its
+	// controller scales up; nil until it has made it.
+	New *appsv1.ReplicaSet
+}
+
+// NewDeploymentView sorts the ReplicaSets the Deployment controls (others
+// are ignored) and finds the newest, as the Deployment controller does
+// (the oldest whose template is the Deployment's).
+func NewDeploymentView(d *appsv1.Deployment, replicaSets []*appsv1.ReplicaSet) DeploymentView {
+	v := DeploymentView{Deployment: d}
+	for _, rs := range replicaSets {
+		if ref := metav1.GetControllerOfNoCopy(rs); ref != nil && ref.UID == d.UID {
+			v.ReplicaSets = append(v.ReplicaSets, rs)
+		}
+	}
+	slices.SortFunc(v.ReplicaSets, func(a, b *appsv1.ReplicaSet) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	for _, rs := range v.ReplicaSets {
+		if EqualIgnoreHash(&rs.Spec.Template, &d.Spec.Template) {
+			v.New = rs
+			break
+		}
+	}
+	return v
+}
+
+// ReplicaSet returns the ReplicaSet of the Deployment whose pods carry
+// that pod-template-hash, nil when there is none.
+func (v DeploymentView) ReplicaSet(hash string) *appsv1.ReplicaSet {
+	for _, rs := range v.ReplicaSets {
+		if hash != "" && rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == hash {
+			return rs
+		}
+	}
+	return nil
+}
+
+// Owner returns the ReplicaSet of the Deployment that controls the pod,
+// nil when none does.
+func (v DeploymentView) Owner(pod *corev1.Pod) *appsv1.ReplicaSet {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return nil
+	}
+	for _, rs := range v.ReplicaSets {
+		if rs.UID == ref.UID {
+			return rs
+		}
+	}
+	return nil
+}
+
+// TemplateOf returns the template of the ReplicaSet whose pods carry that
+// pod-template-hash, nil when it is gone.
+func (v DeploymentView) TemplateOf(hash string) *corev1.PodTemplateSpec {
+	if rs := v.ReplicaSet(hash); rs != nil {
+		return &rs.Spec.Template
+	}
+	return nil
+}
+
+// Active is the number of live pods the Deployment's ReplicaSets report.
+func (v DeploymentView) Active() int {
+	n := 0
+	for _, rs := range v.ReplicaSets {
+		n += int(rs.Status.Replicas)
+	}
+	return n
+}
+
+// InPlace reports whether the Deployment's rollouts are made in place now:
+// it is not handed back and its controller has made the new ReplicaSet.
+func (v DeploymentView) InPlace() bool {
+	return v.New != nil && DeploymentHandedBack(v.Deployment) == ""
+}
+
+// Movable reports whether the manager moves the pod in place to the new
+// ReplicaSet when the Deployment controller takes its old ReplicaSet down:
+// it is alive, controlled by an old ReplicaSet of the Deployment, and can
+// go in place from that ReplicaSet's template to the new one's. fallback
+// says why a pod of an old ReplicaSet cannot ("" when it can, or when the
+// pod is not one of the rollout's).
+func (v DeploymentView) Movable(pod *corev1.Pod, kubeletVersion string) (movable bool, fallback string) {
+	owner := v.Owner(pod)
+	if !v.InPlace() || owner == nil || owner == v.New || !Alive(pod) {
+		return false, ""
+	}
+	refuse, fallback := Replacement(pod, pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], v.TemplateOf, &v.New.Spec.Template, kubeletVersion)
+	return refuse && fallback == "", fallback
+}
+
+// RefuseDeploymentDelete decides, for the ReplicaSet controller's delete of
+// a pod of the Deployment, whether inplace refuses it: the manager moves
+// the pod in place instead, or is updating it. fallback says why a pod the
+// rollout replaces is recreated instead. recent is true when the pod's gate
+// opened less than StaleViewWindow ago.
+//
+//   - A pod of an old ReplicaSet that the rollout replaces (the Deployment's
+//     live pods no more than its replicas: not a scale-down) and that can go
+//     in place: refused, the manager moves it.
+//   - A pod mid-update, or one of the new ReplicaSet just moved (recent,
+//     a delete decided by the old ReplicaSet's controller on a view from
+//     before the move): refused.
+//
+// Every other delete passes: a scale-down (the Deployment's live pods above
+// its replicas, or the new ReplicaSet's above its own), failed pods, a
+// Deployment rolled out natively.
+func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion string, recent bool) (refuse bool, fallback string) {
+	if !v.InPlace() || !Alive(pod) {
+		return false, ""
+	}
+	owner := v.Owner(pod)
+	if owner == nil {
+		return false, ""
+	}
+	if owner == v.New {
+		if v.New.Status.Replicas > ptr.Deref(v.New.Spec.Replicas, 1) {
+			return false, "" // scaled down
+		}
+		return Updating(pod) || recent, ""
+	}
+	if v.Active() > int(ptr.Deref(v.Deployment.Spec.Replicas, 1)) {
+		return false, "" // scaled down
+	}
+	if Updating(pod) {
+		return true, ""
+	}
+	return v.Movable(pod, kubeletVersion)
+}
+
+// RefuseDeploymentCreate decides, for the ReplicaSet controller's create of
+// a pod of the Deployment's new ReplicaSet, whether inplace refuses it: the
+// create would take the Deployment above its replicas (a surge), and an old
+// pod is movable (movable is true when one is), which the manager moves in
+// its place as the Deployment controller takes the old ReplicaSets down. A
+// create that adds capacity (a scale-up, a lost pod replaced) passes.
+func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, movable bool) bool {
+	if !v.InPlace() || !movable {
+		return false
+	}
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil || ref.UID != v.New.UID {
+		return false
+	}
+	return v.Active() >= int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
+}
+

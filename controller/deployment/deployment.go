@@ -169,7 +169,9 @@ func (w *workload) HandedBack() string  { return inplace.DeploymentHandedBack(w.
 func (w *workload) Pods() []*corev1.Pod { return w.pods }
 
 // RevisionOf names a pod's revision by its pod-template-hash.
-func (w *workload) RevisionOf(p *corev1.Pod) string { return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] }
+func (w *workload) RevisionOf(p *corev1.Pod) string {
+	return p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+}
 
 // Target is the new ReplicaSet, once the Deployment controller has made it
 // for the spec it observed.

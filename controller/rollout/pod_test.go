@@ -188,11 +188,13 @@ type testWorkload struct {
 	revisions map[string]*corev1.PodTemplateSpec
 }
 
-func (w testWorkload) HandedBack() string               { return "" }
-func (w testWorkload) Target() *Revision                { return nil }
-func (w testWorkload) Pods() []*corev1.Pod              { return nil }
-func (w testWorkload) Plan(time.Time) Plan              { return Plan{} }
-func (w testWorkload) RevisionOf(pod *corev1.Pod) string { return pod.Labels[appsv1.StatefulSetRevisionLabel] }
+func (w testWorkload) HandedBack() string  { return "" }
+func (w testWorkload) Target() *Revision   { return nil }
+func (w testWorkload) Pods() []*corev1.Pod { return nil }
+func (w testWorkload) Plan(time.Time) Plan { return Plan{} }
+func (w testWorkload) RevisionOf(pod *corev1.Pod) string {
+	return pod.Labels[appsv1.StatefulSetRevisionLabel]
+}
 func (w testWorkload) Revision(_ context.Context, name string) (*Revision, error) {
 	if t, ok := w.revisions[name]; ok {
 		return testRevision(name, t), nil
@@ -399,4 +401,178 @@ func testMalformedStateRecreates(t *testing.T, now time.Time) {
 	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the pod with a malformed state is still there (%v)", err)
 	}
+}
+
+// TestAPodRunningTheTargetAlreadyRestartsNothing: a pod hot-patched by hand
+// to the image its workload then rolls out (kubectl set image pod/...) has
+// nothing to restart. Its update is labels only: its gate never closes, no
+// state is recorded (the kubelet would never replace the container it
+// names, and the readiness guard would hold the pod not Ready forever).
+func TestAPodRunningTheTargetAlreadyRestartsNothing(t *testing.T) {
+	testclock.Run(t, testAPodRunningTheTargetAlreadyRestartsNothing)
+}
+
+func testAPodRunningTheTargetAlreadyRestartsNothing(t *testing.T, now time.Time) {
+	pod := builder.Pod("web-1", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Spec.Containers[0].Image = "nginx:1.28" // set by hand
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+	kubeletRunning(pod, "c2", true, now.Add(-time.Minute))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	recorder := events.NewFakeRecorder(10)
+	u := &podUpdater{client: c, live: c, recorder: recorder, clock: clocktesting.NewFakeClock(now), guard: guarded(true)}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
+	if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	if inplace.Updating(got) || !GateOpen(got) {
+		t.Errorf("gate %+v, state %q: want the gate open and no update in progress", inplace.GateCondition(got), got.Annotations[inplace.AnnotationUpdateState])
+	}
+	if got.Labels[appsv1.StatefulSetRevisionLabel] != "web-2" {
+		t.Errorf("revision label %q, want web-2", got.Labels[appsv1.StatefulSetRevisionLabel])
+	}
+	if e := <-recorder.Events; !strings.Contains(e, "InPlaceUpdated") || !strings.Contains(e, "no container restarted") {
+		t.Errorf("event %q, want InPlaceUpdated saying no container restarted", e)
+	}
+}
+
+// TestUpdateDeadlines: an update that makes no progress within its bound
+// fails, with an event, never a silent wait. A kubelet that never takes the
+// patch in, or never takes the old container down, gets the pod recreated;
+// a new container never Ready is reported and the pod left as it is.
+func TestUpdateDeadlines(t *testing.T) { testclock.Run(t, testUpdateDeadlines) }
+
+func testUpdateDeadlines(t *testing.T, now time.Time) {
+	grace := int64(30)
+	for name, tc := range map[string]struct {
+		kubelet func(p *corev1.Pod)
+		// after is how long after the patch the pass runs.
+		after        time.Duration
+		wantRecreate bool
+		wantFailure  string
+		wantRequeue  time.Duration
+	}{
+		"not taken in yet, within its bound: looked at again when the bound falls": {
+			kubelet: func(p *corev1.Pod) {}, after: time.Minute, wantRequeue: ObserveDeadline - time.Minute,
+		},
+		"never taken in: recreated": {
+			kubelet: func(p *corev1.Pod) {}, after: ObserveDeadline + time.Second, wantRecreate: true,
+		},
+		"taken in, the old container runs on past the grace period: recreated": {
+			kubelet: func(p *corev1.Pod) { p.Status.ObservedGeneration = p.Generation },
+			after:   ObserveDeadline + time.Duration(grace)*time.Second + time.Second, wantRecreate: true,
+		},
+		"taken in, the old container in its grace period: waited for": {
+			kubelet:     func(p *corev1.Pod) { p.Status.ObservedGeneration = p.Generation },
+			after:       ObserveDeadline + 10*time.Second,
+			wantRequeue: time.Duration(grace)*time.Second - 10*time.Second,
+		},
+		"replaced, the new container not Ready past the update deadline: failed, kept": {
+			kubelet: func(p *corev1.Pod) { kubeletRunning(p, "c2", false, now.Add(time.Second)) },
+			after:   DefaultUpdateDeadline + time.Second, wantFailure: "are not Ready 10m0s after the image patch",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+			pod.Spec.TerminationGracePeriodSeconds = &grace
+			pod.Generation = 1
+			kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+			clock := clocktesting.NewFakeClock(now)
+			recorder := events.NewFakeRecorder(10)
+			u := &podUpdater{client: c, live: c, recorder: recorder, clock: clock, guard: guarded(true)}
+			from := builder.PodTemplate("web", "nginx:1.27").Obj()
+			target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
+			if err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target); err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.Pod{}
+			if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+				t.Fatal(err)
+			}
+			got.Generation = 2 // as the API server counts the patch
+			tc.kubelet(got)
+			if err := c.Status().Update(t.Context(), got); err != nil {
+				t.Fatal(err)
+			}
+			got.Generation = 2
+			for len(recorder.Events) > 0 {
+				<-recorder.Events // the update's start
+			}
+			clock.Step(tc.after)
+			step, err := u.advance(t.Context(), got, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Get(t.Context(), client.ObjectKeyFromObject(pod), &corev1.Pod{})
+			if recreated := apierrors.IsNotFound(err); recreated != tc.wantRecreate {
+				t.Fatalf("recreated = %v (%v), want %v", recreated, err, tc.wantRecreate)
+			}
+			if !strings.Contains(step.failure, tc.wantFailure) || (tc.wantFailure == "") != (step.failure == "") {
+				t.Errorf("failure %q, want one containing %q", step.failure, tc.wantFailure)
+			}
+			if step.requeueAfter != tc.wantRequeue {
+				t.Errorf("requeueAfter = %v, want %v", step.requeueAfter, tc.wantRequeue)
+			}
+			var told []string
+			for len(recorder.Events) > 0 {
+				told = append(told, <-recorder.Events)
+			}
+			switch {
+			case tc.wantRecreate && !slices.ContainsFunc(told, func(e string) bool { return strings.HasPrefix(e, "Warning RecreatedNotInPlace") }):
+				t.Errorf("events %q: want a RecreatedNotInPlace warning", told)
+			case tc.wantFailure != "" && !slices.ContainsFunc(told, func(e string) bool { return strings.HasPrefix(e, "Warning InPlaceUpdateFailed") }):
+				t.Errorf("events %q: want an InPlaceUpdateFailed warning", told)
+			case !tc.wantRecreate && tc.wantFailure == "" && len(told) > 0:
+				t.Errorf("events %q: want none", told)
+			}
+		})
+	}
+}
+
+// TestChoose: the engine's budget, the same for every kind.
+func TestChoose(t *testing.T) {
+	pod := func(name string, ready bool) *corev1.Pod {
+		status := corev1.ConditionFalse
+		if ready {
+			status = corev1.ConditionTrue
+		}
+		return builder.Pod(name, "apps").Condition(string(corev1.PodReady), status).Obj()
+	}
+	a, b, c, down := pod("a", true), pod("b", true), pod("c", true), pod("down", false)
+	notGated := func(p *corev1.Pod) bool { return p != b }
+	for name, tc := range map[string]struct {
+		plan Plan
+		want []*corev1.Pod
+	}{
+		"a budget of one takes the first":                      {plan: Plan{Candidates: []*corev1.Pod{a, b, c}, Budget: 1}, want: []*corev1.Pod{a}},
+		"no budget, nothing":                                   {plan: Plan{Candidates: []*corev1.Pod{a, b}}},
+		"a pod that cannot go in place takes its share":        {plan: Plan{Candidates: []*corev1.Pod{b, a, c}, Budget: 2}, want: []*corev1.Pod{a}},
+		"down first: a pod not Ready goes whatever the budget": {plan: Plan{Candidates: []*corev1.Pod{a, down}, DownFirst: true}, want: []*corev1.Pod{down}},
+		"down first, then Ready ones within the budget": {
+			plan: Plan{Candidates: []*corev1.Pod{a, down, c}, DownFirst: true, Budget: 1}, want: []*corev1.Pod{down, a},
+		},
+		"waiting: only the pods down":                              {plan: Plan{Candidates: []*corev1.Pod{a, down}, DownFirst: true, Budget: 2, Wait: true}, want: []*corev1.Pod{down}},
+		"without down first a pod not Ready uses the budget":       {plan: Plan{Candidates: []*corev1.Pod{down, a}, Budget: 1}, want: []*corev1.Pod{down}},
+		"a negative budget (more down than allowed) takes nothing": {plan: Plan{Candidates: []*corev1.Pod{a}, Budget: -1}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := Choose(tc.plan, notGated)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Choose = %v, want %v", names(got), names(tc.want))
+			}
+		})
+	}
+}
+
+func names(pods []*corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
 }

@@ -111,7 +111,9 @@ func (w *workload) HandedBack() string  { return inplace.DaemonSetHandedBack(w.d
 func (w *workload) Pods() []*corev1.Pod { return w.pods }
 
 // RevisionOf names a pod's revision by its controller-revision-hash.
-func (w *workload) RevisionOf(p *corev1.Pod) string { return p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] }
+func (w *workload) RevisionOf(p *corev1.Pod) string {
+	return p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey]
+}
 
 func (w *workload) hash() string {
 	if w.current == nil {

@@ -33,6 +33,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -58,6 +59,8 @@ const (
 	managerDeployment = "inplace-manager"
 	// managerLease is the leader-election lease (cmd/inplace-manager/app.LeaderElectionID).
 	managerLease = "inplace-manager.inplace.dev"
+	// managerUser is the user the manager's ServiceAccount authenticates as.
+	managerUser = "system:serviceaccount:" + managerNamespace + ":" + managerDeployment
 )
 
 // The test application's container, as newStatefulSet builds it.
@@ -83,6 +86,8 @@ const testLabel = "e2e.inplace.dev/test"
 var (
 	// k8s is the client every test uses: the admin kubeconfig's identity.
 	k8s client.WithWatch
+	// restConfig is k8s's configuration, for clients that impersonate.
+	restConfig *rest.Config
 	// images are the test application's images.
 	images testImages
 	// probeNamespace is an opted-in namespace that exists for the whole run,
@@ -120,6 +125,7 @@ func setUp(ctx context.Context) (cleanup func() error, err error) {
 		return nil, fmt.Errorf("no kubeconfig (set KUBECONFIG to $(make -s kubeconfig)): %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
+	restConfig = cfg
 	k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		return nil, fmt.Errorf("building a client for %s: %w", cfg.Host, err)
@@ -387,38 +393,45 @@ type stsOption func(*appsv1.StatefulSet)
 // registry), the label app=name on its pods, OrderedReady and RollingUpdate
 // unless an option says otherwise.
 func newStatefulSet(name, namespace string, replicas int32, image string, opts ...stsOption) *appsv1.StatefulSet {
-	labels := map[string]string{"app": name}
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:    ptr.To(replicas),
 			ServiceName: name,
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					// The test application stops at once on SIGTERM.
-					TerminationGracePeriodSeconds: ptr.To[int64](5),
-					Containers: []corev1.Container{{
-						Name:            appContainer,
-						Image:           image,
-						ImagePullPolicy: corev1.PullNever,
-						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: appPort}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-								Path: "/healthz", Port: intstr.FromInt32(appPort),
-							}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template:    appTemplate(name, image),
 		},
 	}
 	for _, o := range opts {
 		o(sts)
 	}
 	return sts
+}
+
+// appTemplate is the pod template of the test application as a user would
+// write it, with nothing in-place-specific: one container "app" serving on
+// :8080, a readiness probe on /healthz every second, imagePullPolicy Never
+// (the images are imported, there is no registry), the label app=name.
+func appTemplate(name, image string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{
+			// The test application stops at once on SIGTERM.
+			TerminationGracePeriodSeconds: ptr.To[int64](5),
+			Containers: []corev1.Container{{
+				Name:            appContainer,
+				Image:           image,
+				ImagePullPolicy: corev1.PullNever,
+				Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: appPort}},
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+						Path: "/healthz", Port: intstr.FromInt32(appPort),
+					}},
+					PeriodSeconds: 1,
+				},
+			}},
+		},
+	}
 }
 
 // withParallelPods sets podManagementPolicy Parallel.
@@ -538,24 +551,69 @@ func waitForStatefulSetReady(t testing.TB, sts *appsv1.StatefulSet) []corev1.Pod
 // sts to what the API server returned.
 func setImage(t testing.TB, sts *appsv1.StatefulSet, container, image string) {
 	t.Helper()
-	cur := &appsv1.StatefulSet{}
-	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(sts), cur); err != nil {
-		t.Fatalf("reading StatefulSet %s/%s: %v", sts.Namespace, sts.Name, err)
-	}
-	base := cur.DeepCopy()
-	found := false
-	for i := range cur.Spec.Template.Spec.Containers {
-		if c := &cur.Spec.Template.Spec.Containers[i]; c.Name == container {
-			c.Image, found = image, true
+	setTemplateImage(t, sts, container, image)
+}
+
+// setTemplateImage changes the image of a container in the pod template of
+// a StatefulSet, Deployment or DaemonSet, as kubectl set image does (a
+// strategic merge patch), and updates obj to what the API server returned.
+func setTemplateImage(t testing.TB, obj client.Object, container, image string) {
+	t.Helper()
+	editTemplate(t, obj, func(tpl *corev1.PodTemplateSpec) {
+		found := false
+		for i := range tpl.Spec.Containers {
+			if c := &tpl.Spec.Containers[i]; c.Name == container {
+				c.Image, found = image, true
+			}
 		}
+		if !found {
+			t.Fatalf("%s has no container %s", describeObject(obj), container)
+		}
+	})
+}
+
+// editTemplate changes the pod template of a StatefulSet, Deployment or
+// DaemonSet with a strategic merge patch, as kubectl does, and updates obj
+// to what the API server returned.
+func editTemplate(t testing.TB, obj client.Object, edit func(*corev1.PodTemplateSpec)) {
+	t.Helper()
+	cur := obj.DeepCopyObject().(client.Object)
+	if err := k8s.Get(t.Context(), client.ObjectKeyFromObject(obj), cur); err != nil {
+		t.Fatalf("reading %s: %v", describeObject(obj), err)
 	}
-	if !found {
-		t.Fatalf("StatefulSet %s/%s has no container %s", sts.Namespace, sts.Name, container)
-	}
+	base := cur.DeepCopyObject().(client.Object)
+	edit(podTemplate(t, cur))
 	if err := k8s.Patch(t.Context(), cur, client.StrategicMergeFrom(base)); err != nil {
-		t.Fatalf("setting the image of StatefulSet %s/%s container %s to %s: %v", sts.Namespace, sts.Name, container, image, err)
+		t.Fatalf("changing the pod template of %s: %v", describeObject(obj), err)
 	}
-	*sts = *cur
+	reflectCopy(obj, cur)
+}
+
+// podTemplate is the pod template of a StatefulSet, Deployment or DaemonSet.
+func podTemplate(t testing.TB, obj client.Object) *corev1.PodTemplateSpec {
+	t.Helper()
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		return &o.Spec.Template
+	case *appsv1.Deployment:
+		return &o.Spec.Template
+	case *appsv1.DaemonSet:
+		return &o.Spec.Template
+	}
+	t.Fatalf("%T has no pod template", obj)
+	return nil
+}
+
+// reflectCopy sets *dst to *src, both pointers to the same kind.
+func reflectCopy(dst, src client.Object) {
+	switch d := dst.(type) {
+	case *appsv1.StatefulSet:
+		*d = *src.(*appsv1.StatefulSet)
+	case *appsv1.Deployment:
+		*d = *src.(*appsv1.Deployment)
+	case *appsv1.DaemonSet:
+		*d = *src.(*appsv1.DaemonSet)
+	}
 }
 
 // waitForRolloutComplete waits until a StatefulSet's rollout is over, as a
@@ -1014,4 +1072,18 @@ func eventTime(e *corev1.Event) time.Time {
 		return e.LastTimestamp.Time
 	}
 	return e.CreationTimestamp.Time
+}
+
+// asManager returns a client that acts as the manager's ServiceAccount (the
+// admin impersonating it), to see what the API server lets the manager do.
+func asManager(t testing.TB) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: managerUser,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace, "system:authenticated"}}
+	c, err := client.New(cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -70,15 +70,18 @@ type verdict struct {
 	Message string `json:"message"`
 }
 
-// watchRolloutTo starts, right after a change of sts's image to target,
-// kubectl rollout status, rolloutstatus and a watch of its pods.
-func watchRolloutTo(t *testing.T, sts *appsv1.StatefulSet, target string, before []podView) *rolloutWatch {
+// watchRolloutTo starts, right after a change of a workload's image to
+// target, kubectl rollout status, rolloutstatus and a watch of its pods (a
+// StatefulSet, a Deployment or a DaemonSet: its pods' names begin with its
+// name and a dash).
+func watchRolloutTo(t *testing.T, obj client.Object, target string, before []podView) *rolloutWatch {
 	t.Helper()
 	w := &rolloutWatch{target: target, start: time.Now(), kubectlDone: make(chan struct{})}
-	w.pods = watchPodTimeline(t, sts, target, before)
+	w.pods = watchPodTimeline(t, obj, target, before)
+	ref := kindOf(t, obj) + "/" + obj.GetName()
 
-	w.kubectl = exec.Command(tool(t, "E2E_KUBECTL", "kubectl"), "rollout", "status", "statefulset/"+sts.Name,
-		"-n", sts.Namespace, "--timeout", podTimeout.String())
+	w.kubectl = exec.Command(tool(t, "E2E_KUBECTL", "kubectl"), "rollout", "status", ref,
+		"-n", obj.GetNamespace(), "--timeout", podTimeout.String())
 	out := w.pipe(t, w.kubectl, &w.kubectlOut)
 	go func() {
 		<-out
@@ -89,7 +92,7 @@ func watchRolloutTo(t *testing.T, sts *appsv1.StatefulSet, target string, before
 		close(w.kubectlDone)
 	}()
 
-	w.watcher = exec.Command(tool(t, "E2E_ROLLOUTSTATUS", "rolloutstatus"), "-n", sts.Namespace, "statefulset/"+sts.Name)
+	w.watcher = exec.Command(tool(t, "E2E_ROLLOUTSTATUS", "rolloutstatus"), "-n", obj.GetNamespace(), ref)
 	w.pipe(t, w.watcher, &w.watcherOut)
 	t.Cleanup(func() {
 		if w.kubectl.Process != nil {
@@ -222,23 +225,38 @@ func (w *rolloutWatch) finish(t *testing.T) {
 	if seen == 0 {
 		t.Fatalf("rolloutstatus printed no observation: %v", w.watcherOut)
 	}
-	t.Logf("%d versions of the StatefulSet seen; the last: kstatus %s %q, Argo CD %s %q", seen, last.Kstatus.Status, last.Kstatus.Message, last.ArgoCD.Status, last.ArgoCD.Message)
+	t.Logf("%d versions of the workload seen; the last: kstatus %s %q, Argo CD %s %q", seen, last.Kstatus.Status, last.Kstatus.Message, last.ArgoCD.Status, last.ArgoCD.Message)
 	if last.Kstatus.Status != "Current" || last.ArgoCD.Status != "Healthy" {
 		t.Errorf("at the end kstatus says %s and Argo CD %s, want Current and Healthy", last.Kstatus.Status, last.ArgoCD.Status)
 	}
 }
 
-// podTimeline watches the pods of a StatefulSet and tells when every one
+// kindOf is the kubectl name of a workload's kind.
+func kindOf(t *testing.T, obj client.Object) string {
+	t.Helper()
+	switch obj.(type) {
+	case *appsv1.StatefulSet:
+		return "statefulset"
+	case *appsv1.Deployment:
+		return "deployment"
+	case *appsv1.DaemonSet:
+		return "daemonset"
+	}
+	t.Fatalf("no rollout status for %T", obj)
+	return ""
+}
+
+// podTimeline watches the pods of a workload and tells when every one
 // of them ran the target image, restarted or recreated since before, and
 // was Ready.
 type podTimeline struct {
 	stop func() time.Time
 }
 
-func watchPodTimeline(t *testing.T, sts *appsv1.StatefulSet, target string, before []podView) *podTimeline {
+func watchPodTimeline(t *testing.T, obj client.Object, target string, before []podView) *podTimeline {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	w, err := k8s.Watch(ctx, &corev1.PodList{}, client.InNamespace(sts.Namespace))
+	w, err := k8s.Watch(ctx, &corev1.PodList{}, client.InNamespace(obj.GetNamespace()))
 	if err != nil {
 		cancel()
 		t.Fatalf("watching pods: %v", err)
@@ -255,7 +273,7 @@ func watchPodTimeline(t *testing.T, sts *appsv1.StatefulSet, target string, befo
 		defer close(finished)
 		for ev := range w.ResultChan() {
 			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || !strings.HasPrefix(pod.Name, sts.Name+"-") {
+			if !ok || !strings.HasPrefix(pod.Name, obj.GetName()+"-") {
 				continue
 			}
 			now := time.Now()

@@ -521,7 +521,7 @@ func TestReleaseHolds(t *testing.T) {
 	for _, want := range []string{
 		"deleted webhook configuration inplace-mutating", "released StatefulSet release/held", "released StatefulSet release/rolling",
 		"opened the readiness gate of pod release/held-2",
-		"StatefulSet(s) released, 1 pod(s) released, 0 error(s), 0 object(s) still held or gated",
+		"workload(s) released, 1 pod(s) released, 0 error(s), 0 object(s) still held or gated",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output %q does not say %q", out.String(), want)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -144,7 +145,7 @@ func ReleaseHolds(ctx context.Context, c client.Client, deleteWebhooks bool, out
 			fmt.Fprintf(out, "deleted webhook configuration %s\n", obj.GetName())
 		}
 	}
-	if err := r.statefulSets(ctx); err != nil {
+	if err := r.workloads(ctx); err != nil {
 		return 0, err
 	}
 	if err := r.pods(ctx); err != nil {
@@ -156,8 +157,8 @@ func ReleaseHolds(ctx context.Context, c client.Client, deleteWebhooks bool, out
 	if err != nil {
 		return 0, err
 	}
-	fmt.Fprintf(out, "summary: %d StatefulSet(s) released, %d pod(s) released, %d error(s), %d object(s) still held or gated\n",
-		r.workloads, r.podsDone, r.errors, len(left))
+	fmt.Fprintf(out, "summary: %d workload(s) released, %d pod(s) released, %d error(s), %d object(s) still held or gated\n",
+		r.released, r.podsDone, r.errors, len(left))
 	for _, l := range left {
 		fmt.Fprintf(out, "  still %s\n", l)
 	}
@@ -165,10 +166,10 @@ func ReleaseHolds(ctx context.Context, c client.Client, deleteWebhooks bool, out
 }
 
 type releaser struct {
-	client              client.Client
-	out                 io.Writer
-	workloads, podsDone int
-	errors              int
+	client             client.Client
+	out                io.Writer
+	released, podsDone int
+	errors             int
 }
 
 func (r *releaser) failed(format string, args ...any) {
@@ -176,35 +177,78 @@ func (r *releaser) failed(format string, args ...any) {
 	fmt.Fprintf(r.out, "error: "+format+"\n", args...)
 }
 
-// statefulSets removes every rollout record and releases every hold.
-func (r *releaser) statefulSets(ctx context.Context) error {
-	list := &appsv1.StatefulSetList{}
-	if err := r.client.List(ctx, list); err != nil {
-		return fmt.Errorf("listing StatefulSets: %w", err)
+// workloads removes every rollout record of the StatefulSets, Deployments
+// and DaemonSets, and releases every partition hold an earlier version wrote
+// on a StatefulSet.
+func (r *releaser) workloads(ctx context.Context) error {
+	objs, err := markedWorkloads(ctx, r.client)
+	if err != nil {
+		return err
 	}
-	for i := range list.Items {
-		sts := &list.Items[i]
-		if !marked(sts.Annotations) {
-			continue
-		}
-		err := r.withRetry(ctx, sts, func() error {
-			if _, held := sts.Annotations[inplace.AnnotationHold]; held {
-				hold, _ := inplace.HoldOf(sts.Annotations) // unreadable: partition 0, the default
-				delete(sts.Annotations, inplace.AnnotationRollout)
-				return statefulset.Release(ctx, r.client, sts, hold)
+	for _, obj := range objs {
+		err := r.withRetry(ctx, obj, func() error {
+			if sts, ok := obj.(*appsv1.StatefulSet); ok {
+				if _, held := sts.Annotations[inplace.AnnotationHold]; held {
+					hold, _ := inplace.HoldOf(sts.Annotations) // unreadable: partition 0, the default
+					delete(sts.Annotations, inplace.AnnotationRollout)
+					return statefulset.Release(ctx, r.client, sts, hold)
+				}
 			}
-			base := sts.DeepCopy()
-			delete(sts.Annotations, inplace.AnnotationRollout)
-			return r.client.Patch(ctx, sts, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+			base := obj.DeepCopyObject().(client.Object)
+			annotations := obj.GetAnnotations()
+			delete(annotations, inplace.AnnotationRollout)
+			obj.SetAnnotations(annotations)
+			return r.client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 		})
+		name := fmt.Sprintf("%s %s", kindName(obj), client.ObjectKeyFromObject(obj))
 		if err != nil {
-			r.failed("releasing StatefulSet %s: %v", client.ObjectKeyFromObject(sts), err)
+			r.failed("releasing %s: %v", name, err)
 			continue
 		}
-		r.workloads++
-		fmt.Fprintf(r.out, "released StatefulSet %s\n", client.ObjectKeyFromObject(sts))
+		r.released++
+		fmt.Fprintf(r.out, "released %s\n", name)
 	}
 	return nil
+}
+
+// markedWorkloads lists the StatefulSets, Deployments and DaemonSets that
+// carry a rollout record or a hold.
+func markedWorkloads(ctx context.Context, c client.Client) ([]client.Object, error) {
+	var out []client.Object
+	sets := &appsv1.StatefulSetList{}
+	if err := c.List(ctx, sets); err != nil {
+		return nil, fmt.Errorf("listing StatefulSets: %w", err)
+	}
+	for i := range sets.Items {
+		out = append(out, &sets.Items[i])
+	}
+	deployments := &appsv1.DeploymentList{}
+	if err := c.List(ctx, deployments); err != nil {
+		return nil, fmt.Errorf("listing Deployments: %w", err)
+	}
+	for i := range deployments.Items {
+		out = append(out, &deployments.Items[i])
+	}
+	daemonSets := &appsv1.DaemonSetList{}
+	if err := c.List(ctx, daemonSets); err != nil {
+		return nil, fmt.Errorf("listing DaemonSets: %w", err)
+	}
+	for i := range daemonSets.Items {
+		out = append(out, &daemonSets.Items[i])
+	}
+	return slices.DeleteFunc(out, func(obj client.Object) bool { return !marked(obj.GetAnnotations()) }), nil
+}
+
+func kindName(obj client.Object) string {
+	switch obj.(type) {
+	case *appsv1.StatefulSet:
+		return "StatefulSet"
+	case *appsv1.Deployment:
+		return "Deployment"
+	case *appsv1.DaemonSet:
+		return "DaemonSet"
+	}
+	return fmt.Sprintf("%T", obj)
 }
 
 // pods clears every in-place update and opens every closed gate.
@@ -257,14 +301,12 @@ func (r *releaser) withRetry(ctx context.Context, obj client.Object, release fun
 // remaining lists what is still held or gated.
 func (r *releaser) remaining(ctx context.Context) ([]string, error) {
 	var left []string
-	sets := &appsv1.StatefulSetList{}
-	if err := r.client.List(ctx, sets); err != nil {
-		return nil, fmt.Errorf("verifying: listing StatefulSets: %w", err)
+	objs, err := markedWorkloads(ctx, r.client)
+	if err != nil {
+		return nil, fmt.Errorf("verifying: %w", err)
 	}
-	for i := range sets.Items {
-		if marked(sets.Items[i].Annotations) {
-			left = append(left, fmt.Sprintf("held: StatefulSet %s", client.ObjectKeyFromObject(&sets.Items[i])))
-		}
+	for _, obj := range objs {
+		left = append(left, fmt.Sprintf("held: %s %s", kindName(obj), client.ObjectKeyFromObject(obj)))
 	}
 	pods := &corev1.PodList{}
 	if err := r.client.List(ctx, pods, client.MatchingLabels{inplace.LabelManaged: "true"}); err != nil {

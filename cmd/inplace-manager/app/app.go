@@ -158,6 +158,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	// What the manager caches, and why so little:
+	// docs/design/2026-11-26-managed-pods-only.md.
 	byObject := map[client.Object]cache.ByObject{
 		// Only the pods the webhook gated: the controllers act on
 		// nothing else, and a cluster's other pods stay out of memory.
@@ -364,7 +366,8 @@ const engineLapse = 30 * time.Second
 // it has seen the leader election lease renewed in the last engineLapse, by
 // its own clock (the leader's may be skewed from it). A replica that has
 // just started counts the engine as running: it is a candidate itself.
-// Without leader election, this replica is the engine.
+// Without leader election, this replica is the engine. Why the refusals
+// depend on it: docs/design/2026-11-30-manager-down.md.
 type engineWatch struct {
 	clock   clock.PassiveClock
 	started time.Time

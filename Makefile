@@ -77,10 +77,14 @@ lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.
 	cd e2e/rolloutstatus && $(BIN)/staticcheck ./...
 
 .PHONY: verify
-verify: lint manifests ## lint, tidy go.mod files and render every manifest.
+verify: lint manifests verify-docs ## lint, tidy go.mod files, render every manifest and check the docs.
 	go mod tidy -diff
 	cd hack/tools && go mod tidy -diff
 	cd e2e/rolloutstatus && go mod tidy -diff
+
+.PHONY: verify-docs
+verify-docs: ## Check the docs: every relative link and #anchor resolves; docs/reference.md names what the code has, no more, no less.
+	go test -count=1 ./internal/docscheck
 
 # The base with each component, with the policy and each certificate
 # component together, and with the uninstall Job, as users compose them.

@@ -39,23 +39,12 @@ const (
 )
 
 // builtin runs cert-controller's rotator on every replica, against the one
-// Secret, and writes the Secret's certificate into the certificate
-// directory.
-//
-// cert-controller keeps the Secret (ca.crt, ca.key, tls.crt, tls.key): on
-// start, every 12 hours and on every change of the Secret, it makes a new CA
-// if the CA is missing or expires within RenewBefore, and a new serving
-// certificate if that one does, and updates the Secret with the
-// resourceVersion it read. Replicas that decide together race on that
-// update: one wins, the others get a conflict, read again, and find a valid
-// certificate. So they agree on the Secret without an election. Each
-// replica's reconciler writes the Secret's ca.crt into every caBundle of
-// both webhook configurations, again conditionally on what it read.
-//
-// It does not write files (it only waits for them): secretFiles does, from
-// the Secret, on every replica. A renewed certificate is served within a
-// second, without the kubelet's delay of a minute or more in updating a
-// Secret volume, and without a restart.
+// Secret (ca.crt, ca.key, tls.crt, tls.key), and writes the Secret's
+// certificate into the certificate directory (secretFiles), where the
+// webhook server serves it without a restart. Every write, to the Secret and
+// to the caBundles of both webhook configurations, is conditional on what was
+// read, so replicas agree without an election. Why the manager writes the
+// files and needs no election: docs/design/2026-11-30-built-in-certificate.md.
 type builtin struct {
 	cfg Config
 	key types.NamespacedName

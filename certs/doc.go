@@ -25,6 +25,9 @@
 //   - ModeSecret: someone else provides the Secret and the caBundles; the
 //     manager only serves what is mounted.
 //
+// Users' guide: docs/certificates.md; the built-in mode's reasoning:
+// docs/design/2026-11-30-built-in-certificate.md.
+//
 // It must not touch any Secret but the one it is given, nor any webhook
 // configuration but the two it names, and only in ModeBuiltin; it never
 // writes a cert-manager object. It must not make the manager fail because a

@@ -66,20 +66,15 @@ func Main(args []string) int {
 	if len(args) > 0 && args[0] == "release-holds" {
 		return releaseHolds(args[1:], os.Stdout, os.Stderr)
 	}
-	fs := flag.NewFlagSet("inplace-manager", flag.ContinueOnError)
-	var o Options
-	o.Bind(fs)
-	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
+	fs, cl := newCommandLine()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2 // the flag package has printed the error, naming the flag
 	}
-	if *showVersion {
+	o := &cl.options
+	if cl.showVersion {
 		fmt.Println("inplace-manager", Version)
 		return 0
 	}
@@ -91,20 +86,48 @@ func Main(args []string) int {
 		fmt.Fprintf(os.Stderr, "inplace-manager: %v\n", err)
 		return 2
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cl.zap)))
 	log := ctrl.Log.WithName("setup")
 	log.Info("inplace-manager", "version", Version)
 
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := restConfig(cl.kubeconfig)
 	if err != nil {
 		log.Error(err, "Cannot load the cluster configuration")
 		return 1
 	}
-	if err := Run(ctrl.SetupSignalHandler(), cfg, o); err != nil {
+	if err := Run(ctrl.SetupSignalHandler(), cfg, *o); err != nil {
 		log.Error(err, "The manager stopped")
 		return 1
 	}
 	return 0
+}
+
+// commandLine is what the flags of inplace-manager set.
+type commandLine struct {
+	options     Options
+	kubeconfig  string
+	showVersion bool
+	zap         zap.Options
+}
+
+// newCommandLine returns the flags of inplace-manager, bound to what they
+// set.
+func newCommandLine() (*flag.FlagSet, *commandLine) {
+	fs := flag.NewFlagSet("inplace-manager", flag.ContinueOnError)
+	cl := &commandLine{}
+	cl.options.Bind(fs)
+	fs.StringVar(&cl.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
+	fs.BoolVar(&cl.showVersion, "version", false, "print the version and exit")
+	cl.zap.BindFlags(fs)
+	return fs, cl
+}
+
+// FlagSet returns every flag of inplace-manager, with its default, as Main
+// parses them (inplace-manager --help prints them): docs/reference.md is
+// checked against it.
+func FlagSet() *flag.FlagSet {
+	fs, _ := newCommandLine()
+	return fs
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -140,6 +163,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	// What the manager caches, and why so little:
+	// docs/design/2026-11-26-managed-pods-only.md.
 	byObject := map[client.Object]cache.ByObject{
 		// Only the pods the webhook gated: the controllers act on
 		// nothing else, and a cluster's other pods stay out of memory.
@@ -358,7 +383,8 @@ const engineLapse = 30 * time.Second
 // it has seen the leader election lease renewed in the last engineLapse, by
 // its own clock (the leader's may be skewed from it). A replica that has
 // just started counts the engine as running: it is a candidate itself.
-// Without leader election, this replica is the engine.
+// Without leader election, this replica is the engine. Why the refusals
+// depend on it: docs/design/2026-11-30-manager-down.md.
 type engineWatch struct {
 	clock   clock.PassiveClock
 	started time.Time

@@ -19,7 +19,8 @@ const ReadinessGuardName = "inplace-readiness-guard"
 const guardCheckPeriod = 30 * time.Second
 
 // guardWatch tells the controllers whether the readiness guard is in force:
-// its policy and its binding both exist. It runs on every replica.
+// its policy and its binding both exist. It runs on every replica. What the
+// guard allows: docs/design/2026-11-30-per-pod-update-order.md.
 type guardWatch struct {
 	reader  client.Reader
 	guarded atomic.Bool

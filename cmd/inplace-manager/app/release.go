@@ -30,17 +30,42 @@ const (
 	validatingWebhookName = "inplace-validating"
 )
 
+// releaseHoldsLine is what the flags of release-holds set.
+type releaseHoldsLine struct {
+	kubeconfig   string
+	keepWebhooks bool
+	namespace    string
+	force        bool
+	stop         bool
+	wait         time.Duration
+}
+
+// newReleaseHoldsLine returns the flags of release-holds, bound to what they
+// set.
+func newReleaseHoldsLine() (*flag.FlagSet, *releaseHoldsLine) {
+	fs := flag.NewFlagSet("inplace-manager release-holds", flag.ContinueOnError)
+	l := &releaseHoldsLine{}
+	fs.StringVar(&l.kubeconfig, "kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
+	fs.BoolVar(&l.keepWebhooks, "keep-webhooks", false, "do not delete the webhook configurations "+mutatingWebhookName+" and "+validatingWebhookName)
+	fs.StringVar(&l.namespace, "namespace", "inplace-system", "the manager's namespace, where its leader election lease says whether it runs")
+	fs.BoolVar(&l.force, "force", false, "release even though the manager seems to run (it may begin updates again)")
+	fs.BoolVar(&l.stop, "stop-manager", false, "first scale the Deployment inplace-manager of --namespace to zero (as the uninstall Job does)")
+	fs.DurationVar(&l.wait, "wait", 0, "how long to wait for the manager to stop (its lease released or lapsed) before refusing to run")
+	return fs, l
+}
+
+// ReleaseHoldsFlagSet returns every flag of inplace-manager release-holds,
+// with its default: docs/reference.md is checked against it.
+func ReleaseHoldsFlagSet() *flag.FlagSet {
+	fs, _ := newReleaseHoldsLine()
+	return fs
+}
+
 // releaseHolds is the uninstall subcommand: it leaves every workload in a
 // state its native controller can run. See ReleaseHolds.
 func releaseHolds(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inplace-manager release-holds", flag.ContinueOnError)
+	fs, l := newReleaseHoldsLine()
 	fs.SetOutput(stderr)
-	kubeconfig := fs.String("kubeconfig", "", "path to a kubeconfig; default: in-cluster, then $KUBECONFIG, then ~/.kube/config")
-	keepWebhooks := fs.Bool("keep-webhooks", false, "do not delete the webhook configurations "+mutatingWebhookName+" and "+validatingWebhookName)
-	namespace := fs.String("namespace", "inplace-system", "the manager's namespace, where its leader election lease says whether it runs")
-	force := fs.Bool("force", false, "release even though the manager seems to run (it may begin updates again)")
-	stop := fs.Bool("stop-manager", false, "first scale the Deployment inplace-manager of --namespace to zero (as the uninstall Job does)")
-	wait := fs.Duration("wait", 0, "how long to wait for the manager to stop (its lease released or lapsed) before refusing to run")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -51,7 +76,7 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "inplace-manager release-holds: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := restConfig(l.kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "inplace-manager release-holds: %v\n", err)
 		return 1
@@ -62,26 +87,26 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
-	if *stop {
-		if err := StopManager(ctx, c, *namespace); err != nil {
+	if l.stop {
+		if err := StopManager(ctx, c, l.namespace); err != nil {
 			fmt.Fprintf(stderr, "inplace-manager release-holds: scaling the manager to zero: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "scaled deployment %s/%s to zero\n", *namespace, managerDeploymentName)
+		fmt.Fprintf(stdout, "scaled deployment %s/%s to zero\n", l.namespace, managerDeploymentName)
 	}
-	if !*force {
-		running, why := ManagerRunning(ctx, c, *namespace, time.Now())
-		for deadline := time.Now().Add(*wait); running && time.Now().Before(deadline); {
+	if !l.force {
+		running, why := ManagerRunning(ctx, c, l.namespace, time.Now())
+		for deadline := time.Now().Add(l.wait); running && time.Now().Before(deadline); {
 			time.Sleep(time.Second)
-			running, why = ManagerRunning(ctx, c, *namespace, time.Now())
+			running, why = ManagerRunning(ctx, c, l.namespace, time.Now())
 		}
 		if running {
 			fmt.Fprintf(stderr, "inplace-manager release-holds: %s; it would begin updates again. Scale it to zero first:\n"+
-				"  kubectl -n %s scale deployment inplace-manager --replicas=0\n(or pass --force)\n", why, *namespace)
+				"  kubectl -n %s scale deployment inplace-manager --replicas=0\n(or pass --force)\n", why, l.namespace)
 			return 1
 		}
 	}
-	left, err := ReleaseHolds(ctx, c, !*keepWebhooks, stdout)
+	left, err := ReleaseHolds(ctx, c, !l.keepWebhooks, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "inplace-manager release-holds: %v\n", err)
 	}

@@ -107,7 +107,7 @@ type podStep struct {
 //
 // The order of the writes, and why it cannot make a pod flip Ready, rests
 // on how the kubelet computes a pod's Ready condition: see
-// docs/design/2026-11-28-per-pod-update-order.md. Guarded (the readiness
+// docs/design/2026-11-30-per-pod-update-order.md. Guarded (the readiness
 // guard in force) the gate closes with Ready False, the images change at
 // once and the gate opens once the kubelet has taken the patch in;
 // unguarded the gate closes alone, the images change once the kubelet has

@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,28 +10,36 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
 	"github.com/inplace-dev/inplace/internal/testenv"
 )
 
-// The policies of manager-guard.yaml, installed with the manager's RBAC in a
-// real kube-apiserver, and each identity's writes made as that identity:
-// the manager's ServiceAccount, a user allowed by RBAC to patch pods, the
-// break-glass group and the uninstall Job. Each case says what must be
-// allowed, or refused and why: a policy that refuses too much breaks
-// rollouts as surely as one that refuses too little lets a token through.
+// The policies of manager-guard.yaml, installed with the manager's RBAC (the
+// base's and the built-in certificate's) in a real kube-apiserver, and each
+// identity's writes made as that identity: the manager's ServiceAccount, a
+// user allowed by RBAC to patch pods, the break-glass group, the uninstall
+// Job and an administrator. Each case says what must be allowed, or refused
+// and why: a policy that refuses too much breaks rollouts as surely as one
+// that refuses too little lets a token through.
 
 const (
 	ns           = "apps"
@@ -41,13 +50,15 @@ const (
 // clients, one per identity.
 type clients struct {
 	admin, manager, mallory, breakGlass, releaser client.Client
+	// managerConfig is the manager's, for a controller-runtime manager.
+	managerConfig *rest.Config
 }
 
 func TestManagerGuard(t *testing.T) {
 	env, admin := startAPIServer(t, nil)
 	ctx := t.Context()
 	cs := clients{admin: admin}
-	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "base/manager-guard.yaml"} {
+	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "components/builtin-certs/rbac.yaml", "base/manager-guard.yaml"} {
 		apply(t, cs.admin, file)
 	}
 	if err := cs.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inplace.LabelEnabled: "true"}}}); err != nil {
@@ -90,11 +101,15 @@ func TestManagerGuard(t *testing.T) {
 		if *u.into, err = client.New(user.Config(), client.Options{Scheme: app.Scheme()}); err != nil {
 			t.Fatal(err)
 		}
+		if u.user.Name == managerUser {
+			cs.managerConfig = user.Config()
+		}
 	}
 	waitForPolicies(t, cs)
 
 	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
 	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
+	t.Run("webhook configurations", func(t *testing.T) { webhookCases(t, cs) })
 }
 
 // apply creates every object of a manifest file.
@@ -399,4 +414,254 @@ func podName(prefix, name string) string {
 		}
 		return '-'
 	}, name)
+}
+
+const onlyCABundle = "only the caBundle (clientConfig.caBundle)"
+
+// webhookCases: with the built-in certificate the manager may update its two
+// webhook configurations (RBAC, components/builtin-certs), for the CA
+// cert-controller injects; the policy keeps everything else of them as it
+// was, so that a stolen token cannot send other requests to the webhook,
+// send them elsewhere, or make a failing call refuse them.
+func webhookCases(t *testing.T, cs clients) {
+	apply(t, cs.admin, "base/webhooks.yaml")
+	t.Cleanup(func() {
+		for _, obj := range []client.Object{
+			&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "inplace-mutating"}},
+			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "inplace-validating"}},
+		} {
+			if err := cs.admin.Delete(context.Background(), obj); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
+	// The manager's own code: cert-controller's rotator, as the manager
+	// runs it, makes the CA and writes it into every webhook.
+	t.Run("the built-in certificate's CA injected", func(t *testing.T) {
+		injectCA(t, cs)
+	})
+
+	type (
+		mutating   = admissionregistrationv1.MutatingWebhookConfiguration
+		validating = admissionregistrationv1.ValidatingWebhookConfiguration
+	)
+	// The pod webhook, the first of inplace-mutating.
+	podWebhook := func(edit func(*admissionregistrationv1.MutatingWebhook)) func(*mutating) {
+		return func(c *mutating) { edit(&c.Webhooks[0]) }
+	}
+	caBundle := []byte("-----BEGIN CERTIFICATE-----\nnew\n-----END CERTIFICATE-----\n")
+	mutatingCases := []struct {
+		name    string
+		edit    func(*mutating)
+		refusal string
+	}{
+		{"another caBundle in every webhook", func(c *mutating) {
+			for i := range c.Webhooks {
+				c.Webhooks[i].ClientConfig.CABundle = caBundle
+			}
+		}, ""},
+		{"the rules widened", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.Rules[0].Operations = append(w.Rules[0].Operations, admissionregistrationv1.Update)
+		}), onlyCABundle},
+		{"the namespace selector dropped", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.NamespaceSelector = &metav1.LabelSelector{}
+		}), onlyCABundle},
+		{"an object selector", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "x"}}
+		}), onlyCABundle},
+		{"a match condition dropped", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.MatchConditions = w.MatchConditions[1:]
+		}), onlyCABundle},
+		{"failurePolicy Fail", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+		}), onlyCABundle},
+		{"failurePolicy Fail with another caBundle", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+			w.ClientConfig.CABundle = caBundle
+		}), onlyCABundle},
+		{"sideEffects", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.SideEffects = ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun)
+		}), onlyCABundle},
+		{"timeoutSeconds", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.TimeoutSeconds = ptr.To[int32](30)
+		}), onlyCABundle},
+		{"admissionReviewVersions", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.AdmissionReviewVersions = []string{"v1", "v1beta1"}
+		}), onlyCABundle},
+		{"matchPolicy", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.MatchPolicy = ptr.To(admissionregistrationv1.Exact)
+		}), onlyCABundle},
+		{"reinvocationPolicy", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy)
+		}), onlyCABundle},
+		{"the service elsewhere", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ClientConfig.Service.Namespace = "kube-system"
+			w.ClientConfig.Service.Name = "evil"
+		}), onlyCABundle},
+		{"the service's path", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ClientConfig.Service.Path = ptr.To("/mutate-apps-v1-deployment")
+		}), onlyCABundle},
+		{"a URL for the service", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ClientConfig.Service = nil
+			w.ClientConfig.URL = ptr.To("https://evil.example.com/mutate")
+		}), onlyCABundle},
+		{"a webhook renamed", podWebhook(func(w *admissionregistrationv1.MutatingWebhook) {
+			w.Name = "evil.inplace.dev"
+		}), onlyCABundle},
+		{"a webhook added", func(c *mutating) {
+			w := *c.Webhooks[0].DeepCopy()
+			w.Name = "evil.inplace.dev"
+			c.Webhooks = append(c.Webhooks, w)
+		}, onlyCABundle},
+		{"a webhook removed", func(c *mutating) { c.Webhooks = c.Webhooks[1:] }, onlyCABundle},
+		{"two webhooks swapped", func(c *mutating) {
+			c.Webhooks[0], c.Webhooks[1] = c.Webhooks[1], c.Webhooks[0]
+		}, onlyCABundle},
+		{"a label", func(c *mutating) { metav1.SetMetaDataLabel(&c.ObjectMeta, "team", "x") }, onlyCABundle},
+		// cert-manager's CA injector would fill the caBundles from another Secret.
+		{"an annotation", func(c *mutating) {
+			metav1.SetMetaDataAnnotation(&c.ObjectMeta, "cert-manager.io/inject-ca-from-secret", "kube-system/evil")
+		}, onlyCABundle},
+		{"an owner", func(c *mutating) {
+			c.OwnerReferences = append(c.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "Namespace", Name: ns, UID: "4c1d2a6e-0000-4000-8000-000000000002"})
+		}, onlyCABundle},
+		{"a finalizer", func(c *mutating) { c.Finalizers = append(c.Finalizers, "example.com/keep") }, onlyCABundle},
+	}
+	for _, tc := range mutatingCases {
+		t.Run("inplace-mutating: "+tc.name, func(t *testing.T) {
+			c := &mutating{}
+			if err := cs.admin.Get(t.Context(), client.ObjectKey{Name: "inplace-mutating"}, c); err != nil {
+				t.Fatal(err)
+			}
+			tc.edit(c)
+			expect(t, cs.manager.Update(t.Context(), c), scope, tc.refusal)
+		})
+	}
+
+	validatingCases := []struct {
+		name    string
+		edit    func(*validating)
+		refusal string
+	}{
+		{"another caBundle in every webhook", func(c *validating) {
+			for i := range c.Webhooks {
+				c.Webhooks[i].ClientConfig.CABundle = caBundle
+			}
+		}, ""},
+		// The pod-delete webhook, failing closed, would stop every
+		// StatefulSet and DaemonSet rollout while the manager is down.
+		{"failurePolicy Fail", func(c *validating) {
+			c.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+		}, onlyCABundle},
+		{"the match conditions dropped", func(c *validating) {
+			c.Webhooks[0].MatchConditions = nil
+		}, onlyCABundle},
+	}
+	for _, tc := range validatingCases {
+		t.Run("inplace-validating: "+tc.name, func(t *testing.T) {
+			c := &validating{}
+			if err := cs.admin.Get(t.Context(), client.ObjectKey{Name: "inplace-validating"}, c); err != nil {
+				t.Fatal(err)
+			}
+			tc.edit(c)
+			expect(t, cs.manager.Update(t.Context(), c), scope, tc.refusal)
+		})
+	}
+
+	// The policy binds the manager only: an administrator changes what
+	// they like.
+	t.Run("an administrator's failurePolicy and rules", func(t *testing.T) {
+		c := &mutating{}
+		if err := cs.admin.Get(t.Context(), client.ObjectKey{Name: "inplace-mutating"}, c); err != nil {
+			t.Fatal(err)
+		}
+		c.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+		c.Webhooks[0].Rules[0].Operations = append(c.Webhooks[0].Rules[0].Operations, admissionregistrationv1.Update)
+		expect(t, cs.admin.Update(t.Context(), c), "", "")
+	})
+}
+
+// injectCA runs the built-in certificate source (certs, cert-controller's
+// rotator) in a controller-runtime manager as the manager's ServiceAccount,
+// until the CA it made is the caBundle of every webhook of both
+// configurations.
+func injectCA(t *testing.T, cs clients) {
+	t.Helper()
+	src, err := certs.New(certs.Config{
+		Mode:              certs.ModeBuiltin,
+		Namespace:         "inplace-system",
+		CertDir:           t.TempDir(),
+		ServiceName:       "inplace-webhook",
+		SecretName:        "inplace-webhook-cert",
+		MutatingWebhook:   "inplace-mutating",
+		ValidatingWebhook: "inplace-validating",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := manager.New(cs.managerConfig, manager.Options{
+		Scheme:                 app.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: src.CacheByObject()},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	if err := src.SetupWithManager(ctx, mgr); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Error("the manager stopped:", err)
+		}
+	}()
+
+	secret := &corev1.Secret{}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var missing []string
+		err := cs.admin.Get(t.Context(), client.ObjectKey{Namespace: "inplace-system", Name: "inplace-webhook-cert"}, secret)
+		if err == nil && len(secret.Data["ca.crt"]) > 0 {
+			missing, err = withoutCA(t.Context(), cs.admin, secret.Data["ca.crt"])
+			if err == nil && len(missing) == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s, the CA is not the caBundle of %v (%v)", missing, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// withoutCA returns the webhooks of both configurations whose caBundle is
+// not ca.
+func withoutCA(ctx context.Context, c client.Client, ca []byte) ([]string, error) {
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "inplace-mutating"}, mutating); err != nil {
+		return nil, err
+	}
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "inplace-validating"}, validating); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, w := range mutating.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, ca) {
+			missing = append(missing, w.Name)
+		}
+	}
+	for _, w := range validating.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, ca) {
+			missing = append(missing, w.Name)
+		}
+	}
+	return missing, nil
 }

@@ -64,11 +64,12 @@ func TestManagerGuard(t *testing.T) {
 	if err := cs.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{inplace.LabelEnabled: "true"}}}); err != nil {
 		t.Fatal(err)
 	}
-	// mallory and the uninstall Job may patch pods and their status, by RBAC.
+	// mallory and the uninstall Job may create and patch pods and their
+	// status, by RBAC.
 	podWriter := &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "pod-writer"},
 		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"pods", "pods/status"}, Verbs: []string{"get", "patch", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"pods", "pods/status"}, Verbs: []string{"get", "create", "patch", "update"}},
 		},
 	}
 	binding := &rbacv1.ClusterRoleBinding{
@@ -109,6 +110,7 @@ func TestManagerGuard(t *testing.T) {
 
 	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
 	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
+	t.Run("pods created", func(t *testing.T) { createCases(t, cs) })
 	t.Run("webhook configurations", func(t *testing.T) { webhookCases(t, cs) })
 }
 
@@ -233,6 +235,7 @@ const (
 	onlyStsAnnots  = "only a StatefulSet's inplace.dev annotations"
 	onlyHold       = "only to release the partition hold"
 	onlyManagerSet = "only inplace-manager may set or change"
+	noMarkedCreate = "may not be created with"
 	onlyRemove     = "the break-glass group may remove"
 )
 
@@ -397,6 +400,64 @@ func othersCases(t *testing.T, cs clients) {
 		}
 		expect(t, patchMeta(t.Context(), cs.mallory, pod, false, `{"metadata":{"annotations":{"inplace.dev/update-state":"{}"}}}`), marks, "")
 	})
+}
+
+// createCases: a pod the pod webhook never sees is refused at creation
+// when it carries the manager's marks; one a native workload controls is
+// left to the webhook, and created even when the webhook is down (here it
+// is not installed).
+func createCases(t *testing.T, cs clients) {
+	type owner struct {
+		apiVersion, kind string
+		controller       bool
+	}
+	var (
+		bare        []owner
+		statefulSet = []owner{{"apps/v1", "StatefulSet", true}}
+		replicaSet  = []owner{{"apps/v1", "ReplicaSet", true}}
+		daemonSet   = []owner{{"apps/v1", "DaemonSet", true}}
+		job         = []owner{{"batch/v1", "Job", true}}
+		cloneSet    = []owner{{"apps.kruise.io/v1alpha1", "CloneSet", true}}
+		notControls = []owner{{"apps/v1", "ReplicaSet", false}}
+	)
+	updateState := map[string]string{inplace.AnnotationUpdateState: `{"revision":"web-2"}`}
+	cases := []struct {
+		name        string
+		as          func(clients) client.Client
+		namespace   string
+		owners      []owner
+		labels      map[string]string
+		annotations map[string]string
+		refusal     string
+	}{
+		{"a bare pod with an update state", mallory, ns, bare, nil, updateState, noMarkedCreate},
+		{"a bare pod with the managed label", mallory, ns, bare, map[string]string{inplace.LabelManaged: "true"}, nil, noMarkedCreate},
+		{"a Job's pod with an update state", mallory, ns, job, nil, updateState, noMarkedCreate},
+		{"a CloneSet's pod with an update state", mallory, ns, cloneSet, nil, updateState, noMarkedCreate},
+		{"a pod a ReplicaSet owns but does not control", mallory, ns, notControls, nil, updateState, noMarkedCreate},
+		{"break glass creates a marked pod", breakGlass, ns, bare, nil, updateState, noMarkedCreate},
+		{"a bare pod with the users' annotations", mallory, ns, bare, nil, map[string]string{
+			inplace.AnnotationUpdatePolicy: "Recreate", inplace.AnnotationGracePeriod: "5"}, ""},
+		// The native controllers' pods, as the webhook would see them.
+		{"a StatefulSet's pod with an update state", mallory, ns, statefulSet, nil, updateState, ""},
+		{"a ReplicaSet's pod with the managed label", mallory, ns, replicaSet, map[string]string{inplace.LabelManaged: "true"}, nil, ""},
+		{"a DaemonSet's pod with an update state", mallory, ns, daemonSet, nil, updateState, ""},
+		// The policy never sees the control plane's namespaces.
+		{"a bare pod with an update state in kube-system", mallory, "kube-system", bare, nil, updateState, ""},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := builder.Pod(podName("n", tc.name), tc.namespace).Obj()
+			pod.Labels, pod.Annotations = tc.labels, tc.annotations
+			for _, o := range tc.owners {
+				pod.OwnerReferences = append(pod.OwnerReferences, metav1.OwnerReference{
+					APIVersion: o.apiVersion, Kind: o.kind, Name: "web", Controller: ptr.To(o.controller),
+					UID: types.UID(fmt.Sprintf("4c1d2a6e-0000-4000-8000-1%011d", i)),
+				})
+			}
+			expect(t, tc.as(cs).Create(t.Context(), pod), marks, tc.refusal)
+		})
+	}
 }
 
 func mallory(cs clients) client.Client    { return cs.mallory }

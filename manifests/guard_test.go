@@ -232,7 +232,9 @@ const (
 	onlyImages     = "only the images of a pod's spec"
 	noOwners       = "owners or finalizers"
 	onlyGate       = "only a pod's InPlaceUpdateReady condition"
-	onlyStsAnnots  = "only a StatefulSet's inplace.dev annotations"
+	onlyStsAnnots  = "only the inplace.dev annotations of a StatefulSet"
+	onlyDepAnnots  = "only the inplace.dev annotations of a Deployment"
+	onlyDsAnnots   = "only the inplace.dev annotations of a DaemonSet"
 	onlyHold       = "only to release the partition hold"
 	onlyManagerSet = "only inplace-manager may set or change"
 	noMarkedCreate = "may not be created with"
@@ -348,6 +350,37 @@ func managerCases(t *testing.T, cs clients) {
 				t.Fatal(err)
 			}
 			expect(t, patchMeta(t.Context(), cs.manager, sts, false, tc.patch), scope, tc.refusal)
+		})
+	}
+
+	deployment := func(name string) client.Object { return builder.Deployment(name, ns).Obj() }
+	daemonSet := func(name string) client.Object { return builder.DaemonSet(name, ns).Obj() }
+	workloadCases := []struct {
+		name    string
+		obj     func(name string) client.Object
+		patch   string
+		refusal string
+	}{
+		{"Deployment the rollout record", deployment, `{"metadata":{"annotations":{"inplace.dev/rollout":"{}"}}}`, ""},
+		{"Deployment replicas", deployment, `{"spec":{"replicas":5}}`, onlyDepAnnots},
+		{"Deployment paused", deployment, `{"spec":{"paused":true}}`, onlyDepAnnots},
+		{"Deployment the strategy", deployment, `{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":"100%"}}}}`, onlyDepAnnots},
+		{"Deployment the template's image", deployment, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}}}`, onlyDepAnnots},
+		{"Deployment a label", deployment, `{"metadata":{"labels":{"team":"x"}}}`, onlyDepAnnots},
+		{"Deployment another annotation", deployment, `{"metadata":{"annotations":{"example.com/note":"x"}}}`, onlyDepAnnots},
+		{"Deployment a finalizer", deployment, `{"metadata":{"finalizers":["example.com/keep"]}}`, onlyDepAnnots},
+		{"DaemonSet the rollout record", daemonSet, `{"metadata":{"annotations":{"inplace.dev/rollout":"{}"}}}`, ""},
+		{"DaemonSet the update strategy", daemonSet, `{"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":"100%"}}}}`, onlyDsAnnots},
+		{"DaemonSet the template's image", daemonSet, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}}}`, onlyDsAnnots},
+		{"DaemonSet an owner", daemonSet, `{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Namespace","name":"apps","uid":"4c1d2a6e-0000-4000-8000-000000000003"}]}}`, onlyDsAnnots},
+	}
+	for i, tc := range workloadCases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := tc.obj(fmt.Sprintf("w-%d", i))
+			if err := cs.admin.Create(t.Context(), obj); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, patchMeta(t.Context(), cs.manager, obj, false, tc.patch), scope, tc.refusal)
 		})
 	}
 }

@@ -50,12 +50,53 @@ const (
 // clients, one per identity.
 type clients struct {
 	admin, manager, mallory, breakGlass, releaser client.Client
+	// podMover may patch and delete pods, as the manager may, and no more.
+	podMover client.Client
 	// managerConfig is the manager's, for a controller-runtime manager.
 	managerConfig *rest.Config
 }
 
 func TestManagerGuard(t *testing.T) {
-	env, admin := startAPIServer(t, nil)
+	cs := startGuarded(t, nil)
+	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
+	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
+	t.Run("pods created", func(t *testing.T) { createCases(t, cs) })
+	t.Run("webhook configurations", func(t *testing.T) { webhookCases(t, cs) })
+}
+
+// TestManagerGuardOwnerReferencesPermissionEnforcement: with the admission
+// plugin on, as OpenShift runs it, setting an owner reference needs the
+// right to delete the object, and one that blocks its owner's deletion the
+// right to update the owner's finalizers. The manager's ClusterRole has
+// both for the move of a Deployment's pod to its new ReplicaSet; a user with
+// the manager's rights on pods but not replicasets/finalizers is refused.
+// (The plugin runs before the policies: TestManagerGuard proves them
+// without it, as most clusters run.)
+func TestManagerGuardOwnerReferencesPermissionEnforcement(t *testing.T) {
+	cs := startGuarded(t, func(env *envtest.Environment) {
+		env.ControlPlane.GetAPIServer().Configure().Append("enable-admission-plugins", "OwnerReferencesPermissionEnforcement")
+	})
+	t.Run("the manager moves a pod", func(t *testing.T) {
+		pod := deploymentPod(t, cs.admin, "mv-enforced")
+		err := cs.manager.Patch(t.Context(), move(pod, "7f9c8b6d5", newReplicaSet), client.StrategicMergeFrom(pod, client.MergeFromWithOptimisticLock{}))
+		expect(t, err, scope, "")
+	})
+	t.Run("a pod moved without the right to the ReplicaSet's finalizers", func(t *testing.T) {
+		pod := deploymentPod(t, cs.admin, "mv-no-finalizers")
+		err := cs.podMover.Patch(t.Context(), move(pod, "7f9c8b6d5", newReplicaSet), client.StrategicMergeFrom(pod))
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "can't set finalizers on") {
+			t.Fatalf("got %v, want OwnerReferencesPermissionEnforcement's refusal for want of replicasets/finalizers", err)
+		}
+	})
+}
+
+// startGuarded starts an API server as configure leaves it, installs the
+// manager's namespace, RBAC and manager-guard.yaml, makes the namespace of
+// the cases, managed, and returns a client per identity once the policies
+// are in force.
+func startGuarded(t *testing.T, configure func(*envtest.Environment)) clients {
+	t.Helper()
+	env, admin := startAPIServer(t, configure)
 	ctx := t.Context()
 	cs := clients{admin: admin}
 	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "components/builtin-certs/rbac.yaml", "base/manager-guard.yaml"} {
@@ -80,7 +121,18 @@ func TestManagerGuard(t *testing.T) {
 			{APIGroup: rbacv1.GroupName, Kind: "User", Name: releaserUser},
 		},
 	}
-	for _, obj := range []client.Object{podWriter, binding} {
+	podMover := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-mover"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "patch", "delete"}},
+		},
+	}
+	podMoverBinding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-mover"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "pod-mover"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: "pod-mover"}},
+	}
+	for _, obj := range []client.Object{podWriter, binding, podMover, podMoverBinding} {
 		if err := cs.admin.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -94,6 +146,7 @@ func TestManagerGuard(t *testing.T) {
 		{&cs.mallory, envtest.User{Name: "mallory", Groups: []string{"system:authenticated"}}},
 		{&cs.breakGlass, envtest.User{Name: "root", Groups: []string{"system:masters"}}},
 		{&cs.releaser, envtest.User{Name: releaserUser, Groups: serviceAccounts}},
+		{&cs.podMover, envtest.User{Name: "pod-mover", Groups: []string{"system:authenticated"}}},
 	} {
 		user, err := env.AddUser(u.user, nil)
 		if err != nil {
@@ -107,11 +160,7 @@ func TestManagerGuard(t *testing.T) {
 		}
 	}
 	waitForPolicies(t, cs)
-
-	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
-	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
-	t.Run("pods created", func(t *testing.T) { createCases(t, cs) })
-	t.Run("webhook configurations", func(t *testing.T) { webhookCases(t, cs) })
+	return cs
 }
 
 // apply creates every object of a manifest file.
@@ -230,7 +279,8 @@ const (
 	marks          = "inplace-manager-marks"
 	onlyGated      = "only the pods its webhook gated"
 	onlyImages     = "only the images of a pod's spec"
-	noOwners       = "owners or finalizers"
+	noFinalizers   = "may not change a pod's finalizers"
+	onlyMove       = "owners only to move it to another ReplicaSet of its Deployment"
 	onlyGate       = "only a pod's InPlaceUpdateReady condition"
 	onlyStsAnnots  = "only the inplace.dev annotations of a StatefulSet"
 	onlyDepAnnots  = "only the inplace.dev annotations of a Deployment"
@@ -265,9 +315,9 @@ func managerCases(t *testing.T, cs clients) {
 		{"a toleration added", markedPod, false,
 			`{"spec":{"tolerations":[{"key":"k","operator":"Exists"}]}}`, scope, onlyImages},
 		{"the owner removed", markedPod, false,
-			`{"metadata":{"ownerReferences":null}}`, scope, noOwners},
+			`{"metadata":{"ownerReferences":null}}`, scope, onlyMove},
 		{"a finalizer added", markedPod, false,
-			`{"metadata":{"finalizers":["example.com/keep"]}}`, scope, noOwners},
+			`{"metadata":{"finalizers":["example.com/keep"]}}`, scope, noFinalizers},
 		{"the phase", markedPod, true,
 			`{"status":{"phase":"Failed"}}`, scope, onlyGate},
 		{"an unmanaged pod's status", plainPod, true,
@@ -381,6 +431,116 @@ func managerCases(t *testing.T, cs clients) {
 				t.Fatal(err)
 			}
 			expect(t, patchMeta(t.Context(), cs.manager, obj, false, tc.patch), scope, tc.refusal)
+		})
+	}
+
+	moveCases(t, cs)
+}
+
+// The ReplicaSets of the Deployment web a pod moves between, and another
+// Deployment's.
+var (
+	oldReplicaSet   = metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-6d4b5c7f8", UID: "4c1d2a6e-0000-4000-8000-00000000a001"}
+	newReplicaSet   = metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7f9c8b6d5", UID: "4c1d2a6e-0000-4000-8000-00000000a002"}
+	otherReplicaSet = metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "shop-7f9c8b6d5", UID: "4c1d2a6e-0000-4000-8000-00000000a003"}
+)
+
+// deploymentPod creates a gated pod of the ReplicaSet web-6d4b5c7f8.
+func deploymentPod(t *testing.T, admin client.Client, name string) *corev1.Pod {
+	t.Helper()
+	pod := builder.Pod(name, ns).
+		OwnedBy(oldReplicaSet.APIVersion, oldReplicaSet.Kind, oldReplicaSet.Name, oldReplicaSet.UID).
+		Label(inplace.LabelManaged, "true").
+		Label(appsv1.DefaultDeploymentUniqueLabelKey, "6d4b5c7f8").
+		ReadinessGate(inplace.ConditionInPlaceUpdateReady).
+		Obj()
+	createPod(t, admin, pod)
+	return pod
+}
+
+// move returns the pod with its pod-template-hash label set to hash and its
+// controller reference replaced by to (as the ReplicaSet controller writes
+// one: controller, blocking its owner's deletion), and every other owner
+// and extra, as the Deployment rollout moves a pod.
+func move(pod *corev1.Pod, hash string, to metav1.OwnerReference, extra ...metav1.OwnerReference) *corev1.Pod {
+	pod = pod.DeepCopy()
+	pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = hash
+	var refs []metav1.OwnerReference
+	for _, r := range pod.OwnerReferences {
+		if !ptr.Deref(r.Controller, false) {
+			refs = append(refs, r)
+		}
+	}
+	to.Controller, to.BlockOwnerDeletion = ptr.To(true), ptr.To(true)
+	pod.OwnerReferences = append(append(refs, extra...), to)
+	return pod
+}
+
+// moveCases: the manager moves a Deployment's pod to the Deployment's new
+// ReplicaSet, in place: its one permitted change of owners.
+func moveCases(t *testing.T, cs clients) {
+	sameUID := newReplicaSet
+	sameUID.UID = oldReplicaSet.UID
+	asStatefulSet := newReplicaSet
+	asStatefulSet.Kind = "StatefulSet"
+	cases := []struct {
+		name    string
+		edit    func(*corev1.Pod) *corev1.Pod
+		refusal string
+	}{
+		{"moved to the new ReplicaSet, with its images", func(p *corev1.Pod) *corev1.Pod {
+			p = move(p, "7f9c8b6d5", newReplicaSet)
+			p.Spec.Containers[0].Image = "nginx:1.28"
+			return p
+		}, ""},
+		{"moved to another Deployment's ReplicaSet", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "7f9c8b6d5", otherReplicaSet)
+		}, onlyMove},
+		// web-x-7f9c8b6d5 is the Deployment web-x's.
+		{"moved through a dash in the hash", func(p *corev1.Pod) *corev1.Pod {
+			to := newReplicaSet
+			to.Name = "web-x-7f9c8b6d5"
+			return move(p, "x-7f9c8b6d5", to)
+		}, onlyMove},
+		{"moved without its hash", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "6d4b5c7f8", newReplicaSet)
+		}, onlyMove},
+		{"moved to a namesake of its ReplicaSet", func(p *corev1.Pod) *corev1.Pod {
+			to := newReplicaSet
+			to.Name = oldReplicaSet.Name
+			return move(p, "6d4b5c7f8", to)
+		}, onlyMove},
+		{"moved with another hash than the ReplicaSet's", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "8b5d6c7f9", newReplicaSet)
+		}, onlyMove},
+		{"moved under the old ReplicaSet's UID", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "7f9c8b6d5", sameUID)
+		}, onlyMove},
+		{"moved to a StatefulSet", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "7f9c8b6d5", asStatefulSet)
+		}, onlyMove},
+		{"moved, with an owner added", func(p *corev1.Pod) *corev1.Pod {
+			return move(p, "7f9c8b6d5", newReplicaSet, metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "4c1d2a6e-0000-4000-8000-00000000a004"})
+		}, onlyMove},
+		{"an owner added, not a controller", func(p *corev1.Pod) *corev1.Pod {
+			p = p.DeepCopy()
+			p.OwnerReferences = append(p.OwnerReferences, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "4c1d2a6e-0000-4000-8000-00000000a005"})
+			return p
+		}, onlyMove},
+		{"the controller removed", func(p *corev1.Pod) *corev1.Pod {
+			p = p.DeepCopy()
+			p.OwnerReferences = nil
+			p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "7f9c8b6d5"
+			return p
+		}, onlyMove},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := deploymentPod(t, cs.admin, podName("mv", tc.name))
+			// The patch the rollout writes: a strategic merge patch from
+			// the pod it read.
+			patch := client.StrategicMergeFrom(pod, client.MergeFromWithOptimisticLock{})
+			expect(t, cs.manager.Patch(t.Context(), tc.edit(pod), patch), scope, tc.refusal)
 		})
 	}
 }

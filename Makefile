@@ -94,10 +94,10 @@ MANIFEST_COMPONENTS := cluster-policy builtin-certs cert-manager cluster-policy,
 manifests: $(BIN)/kustomize $(BIN)/helm ## Render every kustomization, the base with its components and the chart; fail where the chart and kustomize disagree.
 	@for k in manifests/base e2e/manifests e2e/manifests-cert-manager; do \
 		echo "kustomize build $$k"; $(BIN)/kustomize build $$k > /dev/null; done
-	@mkdir -p .cache/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
+	@mkdir -p bin/manifests-check && for c in $(MANIFEST_COMPONENTS); do \
 		printf 'resources: [../../manifests/base]\ncomponents: [%s]\n' "$$(echo "$$c" | sed 's|[^,]*|../../manifests/components/&|g')" \
-			> .cache/manifests-check/kustomization.yaml; \
-		echo "kustomize build manifests/base + $$c"; $(BIN)/kustomize build .cache/manifests-check > /dev/null; done
+			> bin/manifests-check/kustomization.yaml; \
+		echo "kustomize build manifests/base + $$c"; $(BIN)/kustomize build bin/manifests-check > /dev/null; done
 	$(BIN)/helm lint --quiet manifests/charts/inplace
 	cd hack/tools && go run ./cmd/manifestcheck -root $(ROOT) -kustomize $(BIN)/kustomize -helm $(BIN)/helm \
 		-compositions "$(MANIFEST_COMPONENTS)"

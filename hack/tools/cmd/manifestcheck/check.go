@@ -107,7 +107,14 @@ func valuesFor(comp string) []string {
 }
 
 func (c *Checker) kustomize(comp string) ([]Object, error) {
-	dir, err := os.MkdirTemp(filepath.Join(c.Root, ".cache"), "manifestcheck-")
+	// Under bin/, a real folder of this checkout: .cache may be a link to
+	// another worktree's, and relative paths from inside it would resolve
+	// there.
+	scratch := filepath.Join(c.Root, "bin")
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(scratch, "manifestcheck-")
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,6 @@
-// Command benchrollout times the same image change on the same StatefulSet,
-// rolled out three ways on one cluster, side by side:
+// Command benchrollout times the same image change on the same workload,
+// rolled out several ways on one cluster, side by side. For a StatefulSet
+// (-kinds statefulset):
 //
 //   - inplace: in a namespace inplace manages, the manager updates the pods
 //     in place;
@@ -19,6 +20,12 @@
 // from the image change to every pod Ready on the new image (and, for the
 // two controllers, the StatefulSet reporting its rollout complete). Pod
 // transitions are timed from a watch, for a per-pod breakdown.
+//
+// For a Deployment (-kinds deployment), maxSurge 1 and maxUnavailable 1:
+// inplace and native as above, and kruise as OpenKruise's CloneSet of the
+// same pods (InPlaceIfPossible, maxUnavailable 1). For a DaemonSet (-kinds
+// daemonset), maxUnavailable 1, one pod per node whatever -replicas: inplace
+// and native. Every run also counts the pods created and deleted.
 //
 // It runs where the cluster's API server is reachable (make bench-rollout
 // enters the e2e cluster's network namespace).
@@ -55,7 +62,8 @@ import (
 const gate = corev1.PodConditionType("InPlaceUpdateReady")
 
 func main() {
-	replicas := flag.String("replicas", "3,30", "comma-separated StatefulSet sizes")
+	replicas := flag.String("replicas", "3,30", "comma-separated workload sizes (a DaemonSet has one pod per node whatever it says)")
+	kinds := flag.String("kinds", "statefulset", "comma-separated workload kinds: statefulset, deployment, daemonset")
 	runs := flag.Int("runs", 3, "runs of each mode and size; the medians are reported")
 	modes := flag.String("modes", "inplace,native,floor", "comma-separated modes: inplace, native, floor, kruise")
 	from := flag.String("from", "example.local/inplace-testapp:v1", "the image the StatefulSet starts on")
@@ -66,6 +74,9 @@ func main() {
 	sizes, err := parseSizes(*replicas)
 	if err == nil {
 		err = checkModes(*modes)
+	}
+	if err == nil {
+		err = checkKinds(*kinds)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
@@ -83,26 +94,63 @@ func main() {
 		os.Exit(1)
 	}
 	b := &bench{client: c, from: *from, to: *to, timeout: *timeout}
-	results := map[string][]result{}
-	for _, n := range sizes {
-		for run := 1; run <= *runs; run++ {
-			for _, mode := range strings.Split(*modes, ",") {
-				r, err := b.run(context.Background(), mode, n, run)
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "benchrollout: %s, %d pods, run %d: %v\n", mode, n, run, err)
-					os.Exit(1)
+	for _, kind := range strings.Split(*kinds, ",") {
+		kindSizes := sizes
+		if kind == "daemonset" {
+			kindSizes = []int{0} // one pod per node
+		}
+		results := map[string][]result{}
+		var ran []string
+		for _, n := range kindSizes {
+			for run := 1; run <= *runs; run++ {
+				for _, mode := range strings.Split(*modes, ",") {
+					if !supported(kind, mode) {
+						continue
+					}
+					r, err := b.run(context.Background(), kind, mode, n, run)
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "benchrollout: %s %s, %d pods, run %d: %v\n", kind, mode, n, run, err)
+						os.Exit(1)
+					}
+					flips := 0
+					for _, p := range r.pods {
+						flips += max(p.leftReady-1, 0)
+					}
+					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  readiness flips: %d  pods created %d, deleted %d\n",
+						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), flips, r.created, r.deleted)
+					key := fmt.Sprintf("%s/%d", mode, n)
+					results[key] = append(results[key], r)
+					if !slices.Contains(ran, mode) {
+						ran = append(ran, mode)
+					}
 				}
-				flips := 0
-				for _, p := range r.pods {
-					flips += max(p.leftReady-1, 0)
-				}
-				fmt.Printf("%-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  readiness flips: %d\n", mode, n, run, r.total.Seconds(), r.total.Seconds()/float64(n), flips)
-				key := fmt.Sprintf("%s/%d", mode, n)
-				results[key] = append(results[key], r)
 			}
 		}
+		fmt.Printf("\n%s:", kind)
+		report(os.Stdout, results, kindSizes, ran)
 	}
-	report(os.Stdout, results, sizes, strings.Split(*modes, ","))
+}
+
+// supported reports whether a mode applies to a kind: the floor patches a
+// StatefulSet's pods by ordinal; Kruise's in-place kind for a DaemonSet
+// is not measured here.
+func supported(kind, mode string) bool {
+	switch mode {
+	case "floor":
+		return kind == "statefulset"
+	case "kruise":
+		return kind != "daemonset"
+	}
+	return true
+}
+
+func checkKinds(s string) error {
+	for _, k := range strings.Split(s, ",") {
+		if k != "statefulset" && k != "deployment" && k != "daemonset" {
+			return fmt.Errorf("-kinds: unknown kind %q (want statefulset, deployment or daemonset)", k)
+		}
+	}
+	return nil
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -135,6 +183,9 @@ type bench struct {
 // result is one timed rollout.
 type result struct {
 	total time.Duration
+	// size is the number of pods; created and deleted count the pods the
+	// rollout created and deleted.
+	size, created, deleted int
 	// pods are the pods' timelines, from the image change.
 	pods []timeline
 }
@@ -152,8 +203,8 @@ type timeline struct {
 	leftReady int
 }
 
-func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result, error) {
-	ns := fmt.Sprintf("bench-%s-%d-%d-%d", mode, replicas, run, time.Now().Unix()%100000)
+func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (result, error) {
+	ns := fmt.Sprintf("bench-%s-%s-%d-%d-%d", kind[:3], mode, replicas, run, time.Now().Unix()%100000)
 	labels := map[string]string{"e2e.inplace.dev/bench": "true"}
 	if mode == "inplace" || mode == "kruise" {
 		labels["inplace.dev/enabled"] = "true"
@@ -163,19 +214,15 @@ func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result
 	}
 	defer b.deleteNamespace(ns)
 
-	sts := b.statefulSet(ns, int32(replicas), mode == "floor")
-	var workload client.Object = sts
-	if mode == "kruise" {
-		u, err := advancedStatefulSet(sts)
-		if err != nil {
-			return result{}, err
-		}
-		workload = u
-	}
-	if err := b.client.Create(ctx, workload); err != nil {
+	w, err := b.workload(kind, mode, ns, int32(replicas))
+	if err != nil {
 		return result{}, err
 	}
-	if err := b.waitReady(ctx, sts, b.from); err != nil {
+	if err := b.client.Create(ctx, w.obj); err != nil {
+		return result{}, err
+	}
+	size, err := b.waitReady(ctx, w, b.from)
+	if err != nil {
 		return result{}, fmt.Errorf("before the change: %w", err)
 	}
 	// Let the pods settle: the kubelet is slower to act on a pod it synced a
@@ -190,45 +237,142 @@ func (b *bench) run(ctx context.Context, mode string, replicas, run int) (result
 	}
 
 	start := time.Now()
-	if err := b.changeImage(ctx, workload); err != nil {
+	if err := b.changeImage(ctx, w.obj); err != nil {
 		return result{}, err
 	}
 	if mode == "floor" {
-		if err := b.patchPodsOneByOne(ctx, sts); err != nil {
+		if err := b.patchPodsOneByOne(ctx, w.obj.(*appsv1.StatefulSet)); err != nil {
 			return result{}, err
 		}
 	}
-	if err := b.waitRolledOut(ctx, sts, workload, mode != "floor"); err != nil {
+	if err := b.waitRolledOut(ctx, w, size, mode != "floor"); err != nil {
 		return result{}, err
 	}
 	total := time.Since(start)
 	stopWatch()
-	return result{total: total, pods: rec.timelines(start)}, nil
+	created, deleted := rec.churn()
+	return result{total: total, size: size, created: created, deleted: deleted, pods: rec.timelines(start)}, nil
+}
+
+// workload is what one run rolls out: the object created, and how its
+// rollout is judged complete.
+type workload struct {
+	obj client.Object
+	// done reports, from a fresh read of obj, whether its controller says
+	// the rollout is complete for size pods.
+	done func(ctx context.Context, size int) (bool, error)
+	// size is the number of pods it runs, once it runs them (a DaemonSet's
+	// is its desiredNumberScheduled).
+	size func(ctx context.Context) (int, error)
+}
+
+func (b *bench) workload(kind, mode, ns string, replicas int32) (*workload, error) {
+	template := b.template()
+	fixed := func(context.Context) (int, error) { return int(replicas), nil }
+	switch kind {
+	case "statefulset":
+		sts := b.statefulSet(ns, replicas, mode == "floor")
+		if mode == "kruise" {
+			u, err := toKruise(sts, "StatefulSet", "apps.kruise.io/v1beta1")
+			if err != nil {
+				return nil, err
+			}
+			return &workload{obj: u, size: fixed, done: b.kruiseDone(u, false)}, nil
+		}
+		return &workload{obj: sts, size: fixed, done: func(ctx context.Context, size int) (bool, error) {
+			if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+				return false, err
+			}
+			s := sts.Status
+			_, held := sts.Annotations["inplace.dev/hold"]
+			return !held && s.ObservedGeneration >= sts.Generation && s.UpdatedReplicas == replicas &&
+				s.CurrentRevision == s.UpdateRevision && s.ReadyReplicas == replicas, nil
+		}}, nil
+	case "deployment":
+		one := intstr.FromInt32(1)
+		d := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: template.Labels}, Template: template,
+				Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+					RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &one, MaxUnavailable: &one}},
+			},
+		}
+		if mode == "kruise" {
+			u, err := toKruise(d, "CloneSet", "apps.kruise.io/v1alpha1")
+			if err != nil {
+				return nil, err
+			}
+			_ = unstructured.SetNestedField(u.Object, map[string]any{"type": "InPlaceIfPossible", "maxUnavailable": int64(1)}, "spec", "updateStrategy")
+			unstructured.RemoveNestedField(u.Object, "spec", "strategy")
+			return &workload{obj: u, size: fixed, done: b.kruiseDone(u, true)}, nil
+		}
+		return &workload{obj: d, size: fixed, done: func(ctx context.Context, size int) (bool, error) {
+			if err := b.client.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+				return false, err
+			}
+			s := d.Status
+			return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == replicas && s.Replicas == replicas && s.AvailableReplicas == replicas, nil
+		}}, nil
+	case "daemonset":
+		one := intstr.FromInt32(1)
+		ds := &appsv1.DaemonSet{
+			ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
+			Spec: appsv1.DaemonSetSpec{
+				Selector: &metav1.LabelSelector{MatchLabels: template.Labels}, Template: template,
+				UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
+					RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &one}},
+			},
+		}
+		return &workload{obj: ds,
+			size: func(ctx context.Context) (int, error) {
+				if err := b.client.Get(ctx, client.ObjectKeyFromObject(ds), ds); err != nil {
+					return 0, err
+				}
+				return int(ds.Status.DesiredNumberScheduled), nil
+			},
+			done: func(ctx context.Context, size int) (bool, error) {
+				if err := b.client.Get(ctx, client.ObjectKeyFromObject(ds), ds); err != nil {
+					return false, err
+				}
+				s := ds.Status
+				return s.ObservedGeneration >= ds.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled &&
+					s.NumberAvailable == s.DesiredNumberScheduled, nil
+			}}, nil
+	}
+	return nil, fmt.Errorf("unknown kind %q", kind)
+}
+
+// template is the pod template every workload runs: the test application,
+// a readiness probe every second.
+func (b *bench) template() corev1.PodTemplateSpec {
+	labels := map[string]string{"app": "bench"}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](5),
+			Containers: []corev1.Container{{
+				Name:            "app",
+				Image:           b.from,
+				ImagePullPolicy: corev1.PullIfNotPresent,
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+					PeriodSeconds: 1,
+				},
+			}},
+		},
+	}
 }
 
 func (b *bench) statefulSet(ns string, replicas int32, onDelete bool) *appsv1.StatefulSet {
-	labels := map[string]string{"app": "bench"}
+	template := b.template()
 	sts := &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: ns},
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:    ptr.To(replicas),
-			ServiceName: "bench",
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](5),
-					Containers: []corev1.Container{{
-						Name:            "app",
-						Image:           b.from,
-						ImagePullPolicy: corev1.PullIfNotPresent,
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
+			Replicas:       ptr.To(replicas),
+			ServiceName:    "bench",
+			Selector:       &metav1.LabelSelector{MatchLabels: template.Labels},
+			Template:       template,
 			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
 		},
 	}
@@ -238,16 +382,16 @@ func (b *bench) statefulSet(ns string, replicas int32, onDelete bool) *appsv1.St
 	return sts
 }
 
-// advancedStatefulSet is sts as OpenKruise's Advanced StatefulSet: the
-// same spec, which Kruise's kind takes as it is.
-func advancedStatefulSet(sts *appsv1.StatefulSet) (*unstructured.Unstructured, error) {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sts)
+// toKruise is a native workload as one of OpenKruise's kinds with the same
+// spec, which Kruise's kinds take as they are.
+func toKruise(obj client.Object, kind, apiVersion string) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {
 		return nil, err
 	}
 	u := &unstructured.Unstructured{Object: m}
-	u.SetAPIVersion("apps.kruise.io/v1beta1")
-	u.SetKind("StatefulSet")
+	u.SetAPIVersion(apiVersion)
+	u.SetKind(kind)
 	unstructured.RemoveNestedField(u.Object, "status")
 	return u, nil
 }
@@ -256,6 +400,10 @@ func (b *bench) changeImage(ctx context.Context, workload client.Object) error {
 	return b.retryOnConflict(ctx, workload, func() {
 		switch w := workload.(type) {
 		case *appsv1.StatefulSet:
+			w.Spec.Template.Spec.Containers[0].Image = b.to
+		case *appsv1.Deployment:
+			w.Spec.Template.Spec.Containers[0].Image = b.to
+		case *appsv1.DaemonSet:
 			w.Spec.Template.Spec.Containers[0].Image = b.to
 		case *unstructured.Unstructured:
 			containers, _, _ := unstructured.NestedSlice(w.Object, "spec", "template", "spec", "containers")
@@ -304,10 +452,17 @@ func (b *bench) patchPodsOneByOne(ctx context.Context, sts *appsv1.StatefulSet) 
 	return nil
 }
 
-func (b *bench) waitReady(ctx context.Context, sts *appsv1.StatefulSet, image string) error {
-	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
+// waitReady waits until the workload runs its pods Ready on image, and
+// returns how many.
+func (b *bench) waitReady(ctx context.Context, w *workload, image string) (int, error) {
+	size := 0
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
+		n, err := w.size(ctx)
+		if err != nil || n == 0 {
+			return false, err
+		}
 		pods := &corev1.PodList{}
-		if err := b.client.List(ctx, pods, client.InNamespace(sts.Namespace)); err != nil {
+		if err := b.client.List(ctx, pods, client.InNamespace(w.obj.GetNamespace())); err != nil {
 			return false, err
 		}
 		ready := 0
@@ -316,61 +471,64 @@ func (b *bench) waitReady(ctx context.Context, sts *appsv1.StatefulSet, image st
 				ready++
 			}
 		}
-		return ready == int(*sts.Spec.Replicas), nil
+		size = n
+		return ready == n, nil
 	})
+	return size, err
 }
 
 // waitRolledOut waits for every pod Ready on the new image (with a
 // restarted or new container) and, for the controllers, the workload to
-// report the rollout complete with no hold left.
-func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, workload client.Object, byController bool) error {
+// report the rollout complete.
+func (b *bench) waitRolledOut(ctx context.Context, w *workload, size int, byController bool) error {
 	return wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
-		if err := b.waitReadyOnce(ctx, sts); err != nil {
+		if err := b.waitReadyOnce(ctx, w.obj.GetNamespace(), size); err != nil {
 			return false, nil //nolint:nilerr // not yet
 		}
 		if !byController {
 			return true, nil
 		}
-		if u, ok := workload.(*unstructured.Unstructured); ok {
-			return b.kruiseRolledOut(ctx, u, *sts.Spec.Replicas)
-		}
-		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
-			return false, err
-		}
-		s := sts.Status
-		_, held := sts.Annotations["inplace.dev/hold"]
-		return !held && s.ObservedGeneration >= sts.Generation && s.UpdatedReplicas == *sts.Spec.Replicas &&
-			s.CurrentRevision == s.UpdateRevision && s.ReadyReplicas == *sts.Spec.Replicas, nil
+		return w.done(ctx, size)
 	})
 }
 
-// kruiseRolledOut reports whether an Advanced StatefulSet's status says
-// its rollout is complete, in the fields of the native kind.
-func (b *bench) kruiseRolledOut(ctx context.Context, u *unstructured.Unstructured, replicas int32) (bool, error) {
-	if err := b.client.Get(ctx, client.ObjectKeyFromObject(u), u); err != nil {
-		return false, err
+// kruiseDone reports whether a Kruise workload's status says its rollout
+// is complete: an Advanced StatefulSet's in the fields of the native kind,
+// a CloneSet's in its own.
+func (b *bench) kruiseDone(u *unstructured.Unstructured, cloneSet bool) func(context.Context, int) (bool, error) {
+	return func(ctx context.Context, size int) (bool, error) {
+		if err := b.client.Get(ctx, client.ObjectKeyFromObject(u), u); err != nil {
+			return false, err
+		}
+		n := func(f string) int64 { v, _, _ := unstructured.NestedInt64(u.Object, "status", f); return v }
+		s := func(f string) string { v, _, _ := unstructured.NestedString(u.Object, "status", f); return v }
+		r := int64(size)
+		if cloneSet {
+			return n("observedGeneration") >= u.GetGeneration() && n("updatedReplicas") == r && n("updatedReadyReplicas") == r &&
+				s("currentRevision") == s("updateRevision"), nil
+		}
+		return n("observedGeneration") >= u.GetGeneration() && n("updatedReplicas") == r && n("readyReplicas") == r &&
+			s("currentRevision") == s("updateRevision"), nil
 	}
-	n := func(f string) int64 { v, _, _ := unstructured.NestedInt64(u.Object, "status", f); return v }
-	s := func(f string) string { v, _, _ := unstructured.NestedString(u.Object, "status", f); return v }
-	r := int64(replicas)
-	return n("observedGeneration") >= u.GetGeneration() && n("updatedReplicas") == r && n("readyReplicas") == r &&
-		s("currentRevision") == s("updateRevision"), nil
 }
 
-func (b *bench) waitReadyOnce(ctx context.Context, sts *appsv1.StatefulSet) error {
+func (b *bench) waitReadyOnce(ctx context.Context, ns string, size int) error {
 	pods := &corev1.PodList{}
-	if err := b.client.List(ctx, pods, client.InNamespace(sts.Namespace)); err != nil {
+	if err := b.client.List(ctx, pods, client.InNamespace(ns)); err != nil {
 		return err
 	}
 	n := 0
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.DeletionTimestamp == nil && podReady(p) && p.Spec.Containers[0].Image == b.to &&
+		if p.DeletionTimestamp != nil {
+			return errors.New("not yet: a pod is terminating")
+		}
+		if podReady(p) && p.Spec.Containers[0].Image == b.to &&
 			len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready {
 			n++
 		}
 	}
-	if n != int(*sts.Spec.Replicas) {
+	if n != size {
 		return errors.New("not yet")
 	}
 	return nil
@@ -389,10 +547,21 @@ func (b *bench) deleteNamespace(ns string) {
 	})
 }
 
-// recorder keeps, per pod name, when the watch saw each transition.
+// recorder keeps, per pod name, when the watch saw each transition, and
+// counts the pods created and deleted after it started.
 type recorder struct {
 	mu     sync.Mutex
 	events map[string]*podEvents
+	// known are the pods seen; created and deleted count the changes.
+	known            map[string]bool
+	created, deleted int
+}
+
+// churn returns how many pods were created and deleted.
+func (r *recorder) churn() (created, deleted int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.created, r.deleted
 }
 
 type podEvents struct {
@@ -411,8 +580,17 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &recorder{events: map[string]*podEvents{}}
+	rec := &recorder{events: map[string]*podEvents{}, known: map[string]bool{}}
 	initial := map[string]*podEvents{}
+	// The watch begins with the pods there now: those are not created.
+	pods := &corev1.PodList{}
+	if err := b.client.List(ctx, pods, client.InNamespace(ns)); err != nil {
+		w.Stop()
+		return nil, err
+	}
+	for _, p := range pods.Items {
+		rec.known[string(p.UID)] = true
+	}
 	go func() {
 		defer w.Stop()
 		for {
@@ -423,11 +601,12 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 				if !ok {
 					return
 				}
-				if ev.Type != watch.Added && ev.Type != watch.Modified {
-					continue
-				}
 				pod, ok := ev.Object.(*corev1.Pod)
 				if !ok {
+					continue
+				}
+				rec.count(ev.Type, pod)
+				if ev.Type != watch.Added && ev.Type != watch.Modified {
 					continue
 				}
 				rec.observe(pod, initial, time.Now())
@@ -435,6 +614,19 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 		}
 	}()
 	return rec, nil
+}
+
+// count counts a pod created or deleted.
+func (r *recorder) count(t watch.EventType, pod *corev1.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case t == watch.Added && !r.known[string(pod.UID)]:
+		r.known[string(pod.UID)] = true
+		r.created++
+	case t == watch.Deleted:
+		r.deleted++
+	}
 }
 
 // observe records the first time after the change that a pod (by name, so
@@ -519,12 +711,17 @@ func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition 
 // breakdown of each mode.
 func report(out *os.File, results map[string][]result, sizes []int, modes []string) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor")
+	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor\tpods created/deleted")
 	for _, n := range sizes {
 		base := medianTotal(results[fmt.Sprintf("inplace/%d", n)])
 		floor := medianTotal(results[fmt.Sprintf("floor/%d", n)])
 		for _, m := range modes {
-			t := medianTotal(results[fmt.Sprintf("%s/%d", m, n)])
+			rs := results[fmt.Sprintf("%s/%d", m, n)]
+			if len(rs) == 0 {
+				continue
+			}
+			t := medianTotal(rs)
+			pods := rs[0].size
 			vs, floorRatio := "", ""
 			if base > 0 {
 				vs = fmt.Sprintf("%.2fx", t.Seconds()/base.Seconds())
@@ -532,7 +729,11 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 			if m == "inplace" && floor > 0 {
 				floorRatio = fmt.Sprintf("%.2fx", t.Seconds()/floor.Seconds())
 			}
-			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\n", m, n, t.Seconds(), t.Seconds()/float64(n), vs, floorRatio)
+			created, deleted := 0, 0
+			for _, r := range rs {
+				created, deleted = created+r.created, deleted+r.deleted
+			}
+			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%d/%d in %d runs\n", m, pods, t.Seconds(), t.Seconds()/float64(pods), vs, floorRatio, created, deleted, len(rs))
 		}
 	}
 	w.Flush()
@@ -544,7 +745,11 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 		for _, m := range modes {
 			var steps [6][]float64
 			var gaps []float64
-			for _, r := range results[fmt.Sprintf("%s/%d", m, n)] {
+			rs := results[fmt.Sprintf("%s/%d", m, n)]
+			if len(rs) == 0 {
+				continue
+			}
+			for _, r := range rs {
 				gaps = append(gaps, interPodGaps(r.pods)...)
 				for _, p := range r.pods {
 					origin := p.notReady
@@ -558,7 +763,7 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 					}
 				}
 			}
-			fmt.Fprintf(w, "%s\t%d", m, n)
+			fmt.Fprintf(w, "%s\t%d", m, rs[0].size)
 			for _, s := range steps {
 				if len(s) == 0 {
 					fmt.Fprint(w, "\t-")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: the seed scenario (a 3-replica StatefulSet, podManagementPolicy
-# Parallel, maxUnavailable 2, its image changed) on the local cluster,
-# narrated step by step with the kubectl output a person would look at.
+# Parallel, maxUnavailable 2, its image changed) on the local cluster, then
+# the case most users try first (a 4-replica Deployment, the default
+# strategy, its image changed), narrated step by step with the kubectl output
+# a person would look at.
 #
 #   hack/demo.sh
 #
@@ -19,6 +21,7 @@ export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local
 
 NS=${DEMO_NAMESPACE:-demo}
 STS=sample
+DEPLOY=web
 CONTAINER=main
 # What make -s kubectl prints.
 KUBECTL="nsenter --net=$NETNS_PATH $BIN/kubectl --kubeconfig=$ADMIN_KUBECONFIG"
@@ -27,11 +30,11 @@ COLUMNS_GATE='NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].s
 # shellcheck source-path=SCRIPTDIR source=demo-lib.sh
 . "$ROOT/hack/demo-lib.sh"
 
-# pod_facts prints "name uid restarts ip ready gate image", a line per pod
-# of the StatefulSet, by name; gate is the InPlaceUpdateReady readiness gate
-# in the pod's spec, or "-".
+# pod_facts [APP] prints "name uid restarts ip ready gate", a line per pod
+# labelled app=APP (default: the StatefulSet's), by name; gate is the
+# InPlaceUpdateReady readiness gate in the pod's spec, or "-".
 pod_facts() {
-	kubectl_ns -n "$NS" get pod -l app="$STS" \
+	kubectl_ns -n "$NS" get pod -l app="${1:-$STS}" \
 		-o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.containerStatuses[0].restartCount} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status} {.spec.readinessGates[?(@.conditionType=="InPlaceUpdateReady")].conditionType}{"\n"}{end}' |
 		awk '{print $1, $2, $3, $4, $5, ($6 == "" ? "-" : $6)}' | sort
 }
@@ -40,12 +43,59 @@ pod_facts() {
 # cluster's network), or "(no answer)".
 served() { in_ns curl -fsS --max-time 2 "http://$1:8080/" 2>/dev/null || echo "(no answer)"; }
 
-# show_versions asks each pod's container which version it serves.
+# show_versions [APP] asks each pod's container which version it serves.
 show_versions() {
 	local name uid restarts ip rest
 	while read -r name uid restarts ip rest; do
 		printf '%s$ curl http://%s:8080/%s   # %-9s -> %s\n' "$C" "$ip" "$N" "$name" "$(served "$ip")"
-	done < <(pod_facts)
+	done < <(pod_facts "$@")
+}
+
+# record_before APP records, by pod name, the facts what_happened compares
+# with.
+record_before() {
+	local name uid restarts ip rest
+	uid_before=() restarts_before=() ip_before=() version_before=()
+	while read -r name uid restarts ip rest; do
+		uid_before[$name]=$uid restarts_before[$name]=$restarts ip_before[$name]=$ip version_before[$name]=$(served "$ip")
+	done < <(pod_facts "$1")
+}
+
+# what_happened APP: per pod labelled app=APP, in place (same UID, its
+# container restarted), recreated (a new UID) or untouched, against
+# record_before's facts, and a line of summary. Sets inplace, recreated and
+# total.
+what_happened() {
+	local name uid restarts ip rest verdict now untouched=0 same_ip=0
+	inplace=0 recreated=0 total=0
+	echo
+	while read -r name uid restarts ip rest; do
+		total=$((total + 1))
+		now=$(served "$ip")
+		[ "$ip" = "${ip_before[$name]:-}" ] && same_ip=$((same_ip + 1))
+		if [ "$uid" != "${uid_before[$name]:-}" ]; then
+			recreated=$((recreated + 1))
+			verdict="${Y}a new pod: deleted and recreated${N}"
+		elif [ "$restarts" != "${restarts_before[$name]:-}" ]; then
+			inplace=$((inplace + 1))
+			verdict="${G}the same pod, its container restarted${N}"
+		else
+			untouched=$((untouched + 1))
+			verdict="${Y}the same pod, not restarted${N}"
+		fi
+		printf '%-24s  UID %.8s -> %.8s   RESTARTS %s -> %s   serves %s -> %s   %s\n' "$name" \
+			"${uid_before[$name]:-none}" "$uid" "${restarts_before[$name]:-?}" "$restarts" "${version_before[$name]:-?}" "$now" "$verdict"
+	done < <(pod_facts "$1")
+	echo
+	if [ "$total" -gt 0 ] && [ "$inplace" -eq "$total" ]; then
+		local ips="their IPs changed"
+		[ "$same_ip" -eq "$total" ] && ips="the same IPs"
+		say "${B}All $total pods were updated in place${N}: the same pod UIDs, $ips, each container restarted on the new image."
+	elif [ "$total" -gt 0 ] && [ "$recreated" -eq "$total" ]; then
+		say "${B}All $total pods were recreated${N}: new UIDs, RESTARTS back to 0: a native rollout, not an in-place one."
+	else
+		say "${B}Of $total pods: $inplace updated in place, $recreated recreated, $untouched neither.${N}"
+	fi
 }
 
 # rollout_done: the StatefulSet's controller has seen the latest spec, every
@@ -92,6 +142,70 @@ stop_watch() {
 	watch_pid='' filter_pid='' watch_fifo=''
 }
 trap stop_watch EXIT
+
+# The facts before a change, by pod name (record_before), and what
+# what_happened counted.
+declare -A uid_before restarts_before version_before ip_before
+inplace=0 recreated=0 total=0
+
+# deployment_demo V1 V2: steps 7 and 8, a Deployment as most teams run one,
+# updated in place.
+deployment_demo() {
+	local v1=$1 v2=$2 t0 took manifest before after
+	step "7. A Deployment, as most teams run one: 4 replicas, the default strategy (25% surge, 25% unavailable)"
+	manifest=$(
+		cat <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: $DEPLOY
+  namespace: $NS
+spec:
+  replicas: 4
+  selector:
+    matchLabels:
+      app: $DEPLOY
+  template:
+    metadata:
+      labels:
+        app: $DEPLOY
+    spec:
+      containers:
+      - name: $CONTAINER
+        image: $v1
+        imagePullPolicy: Never
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+EOF
+	)
+	printf '%s\n' "$manifest" | sed 's/^/    /'
+	printf '%s$ kubectl apply -f web.yaml%s\n' "$C" "$N"
+	kubectl_ns apply -f - <<<"$manifest"
+	k -n "$NS" rollout status "deployment/$DEPLOY" --timeout=180s
+	k -n "$NS" get pod -l app="$DEPLOY" -o wide
+	record_before "$DEPLOY"
+	before=$(kubectl_ns -n "$NS" get pod -l app="$DEPLOY" -o name | sort)
+
+	step "8. Change its image to v2 and wait as a CD pipeline does"
+	t0=$(now_ms)
+	k -n "$NS" set image "deployment/$DEPLOY" "$CONTAINER=$v2"
+	k -n "$NS" rollout status "deployment/$DEPLOY" --timeout=300s || return 1
+	took=$(since "$t0")
+	say "kubectl rollout status returned after $took."
+	k -n "$NS" get pod -l app="$DEPLOY" -o wide
+	after=$(kubectl_ns -n "$NS" get pod -l app="$DEPLOY" -o name | sort)
+	if [ "$before" = "$after" ]; then
+		say "The same pod names before and after: no pod was created or deleted."
+	else
+		say "${Y}The pods before and after differ${N}: some were created or deleted."
+	fi
+	say "The new ReplicaSet holds every pod, the old one none, and the history lists both revisions:"
+	k -n "$NS" get replicaset -l app="$DEPLOY"
+	k -n "$NS" rollout history "deployment/$DEPLOY"
+	what_happened "$DEPLOY"
+	[ "$total" -gt 0 ] && [ "$inplace" -eq "$total" ]
+}
 
 main() {
 	require_root
@@ -188,10 +302,7 @@ EOF
 		say "Its pod template has readiness gates: $gates"
 	fi
 
-	local -A uid_before restarts_before version_before ip_before
-	while read -r name uid restarts ip rest; do
-		uid_before[$name]=$uid restarts_before[$name]=$restarts ip_before[$name]=$ip version_before[$name]=$(served "$ip")
-	done < <(pod_facts)
+	record_before "$STS"
 
 	step "5. Change the image to v2, as the team would, and watch the pods"
 	k -n "$NS" get pod
@@ -222,41 +333,13 @@ EOF
 		-o "custom-columns=TYPE:.type,REASON:.reason,COUNT:.count,MESSAGE:.message" --sort-by=.lastTimestamp
 	k -n "$NS" get pod -o wide
 	k -n "$NS" get pod -o "custom-columns=$COLUMNS_GATE"
-	# Per pod: in place (same UID, its container restarted), recreated (a
-	# new UID), or untouched (same UID, no restart).
-	local inplace=0 recreated=0 untouched=0 same_ip=0 total=0 verdict now
-	echo
-	while read -r name uid restarts ip rest; do
-		total=$((total + 1))
-		now=$(served "$ip")
-		[ "$ip" = "${ip_before[$name]:-}" ] && same_ip=$((same_ip + 1))
-		if [ "$uid" != "${uid_before[$name]:-}" ]; then
-			recreated=$((recreated + 1))
-			verdict="${Y}a new pod: deleted and recreated${N}"
-		elif [ "$restarts" != "${restarts_before[$name]:-}" ]; then
-			inplace=$((inplace + 1))
-			verdict="${G}the same pod, its container restarted${N}"
-		else
-			untouched=$((untouched + 1))
-			verdict="${Y}the same pod, not restarted${N}"
-		fi
-		printf '%-9s  UID %.8s -> %.8s   RESTARTS %s -> %s   serves %s -> %s   %s\n' "$name" \
-			"${uid_before[$name]:-none}" "$uid" "${restarts_before[$name]:-?}" "$restarts" "${version_before[$name]:-?}" "$now" "$verdict"
-	done < <(pod_facts)
-	echo
-	if [ "$total" -gt 0 ] && [ "$inplace" -eq "$total" ]; then
-		local ips="their IPs changed"
-		[ "$same_ip" -eq "$total" ] && ips="the same IPs"
-		say "${B}All $total pods were updated in place${N}: the same pod UIDs, $ips, each container restarted on the new image."
-	elif [ "$total" -gt 0 ] && [ "$recreated" -eq "$total" ]; then
-		say "${B}All $total pods were recreated${N}: new UIDs, RESTARTS back to 0: the native StatefulSet rollout,"
-		say "not an in-place one (in-place rollouts: see the README's Status table)."
-	else
-		say "${B}Of $total pods: $inplace updated in place, $recreated recreated, $untouched neither.${N}"
-	fi
+	what_happened "$STS"
+	[ "$total" -gt 0 ] && [ "$inplace" -eq "$total" ] || done=
+
+	deployment_demo "$v1" "$v2" || done=
 
 	step "The cluster is still running: look around"
-	say "  $KUBECTL -n $NS get pod,statefulset"
+	say "  $KUBECTL -n $NS get pod,statefulset,deployment,replicaset"
 	say "  make -s kubectl    prints that kubectl command; make -s kubeconfig its kubeconfig"
 	say "Stop it with: make cluster-down"
 	[ -n "$done" ]

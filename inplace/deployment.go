@@ -227,4 +227,3 @@ func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, movable bool) boo
 	}
 	return v.Active() >= int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
 }
-

@@ -183,7 +183,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 type noNodes struct{}
 
 func (noNodes) KubeletVersion(context.Context, string) string { return "" }
-func (noNodes) Lost(context.Context, string) bool            { return false }
+func (noNodes) Lost(context.Context, string) bool             { return false }
 
 // namespaces answers whether a namespace is managed.
 type namespaces struct {

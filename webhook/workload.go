@@ -26,20 +26,20 @@ type nativeKind[T client.Object] struct {
 }
 
 var deploymentKind = nativeKind[*appsv1.Deployment]{
-	new:      func() *appsv1.Deployment { return &appsv1.Deployment{} },
-	template: func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template },
+	new:        func() *appsv1.Deployment { return &appsv1.Deployment{} },
+	template:   func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template },
 	handedBack: inplace.DeploymentHandedBack,
 }
 
 var statefulSetKind = nativeKind[*appsv1.StatefulSet]{
-	new:      func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
-	template: func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template },
+	new:        func() *appsv1.StatefulSet { return &appsv1.StatefulSet{} },
+	template:   func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template },
 	handedBack: inplace.StatefulSetHandedBack,
 }
 
 var daemonSetKind = nativeKind[*appsv1.DaemonSet]{
-	new:      func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
-	template: func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template },
+	new:        func() *appsv1.DaemonSet { return &appsv1.DaemonSet{} },
+	template:   func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template },
 	handedBack: inplace.DaemonSetHandedBack,
 }
 

@@ -53,10 +53,19 @@ test-assets: ## Build etcd, kube-apiserver and cert-manager's controller and CA 
 	$(THIRDPARTY_DIR)/build.sh cert-manager-controller $(BIN)
 	$(THIRDPARTY_DIR)/build.sh cert-manager-cainjector $(BIN)
 
+# The packages of this module with fuzz targets (the e2e and tools modules
+# have none); each package's targets are what go test -list finds in it.
+FUZZ_PACKAGES = $(sort $(dir $(shell git ls-files -co --exclude-standard '*_test.go' ':!e2e' ':!hack' | xargs grep -l '^func Fuzz')))
+
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
-	go test -run '^$$' -fuzz '^FuzzDiffTemplates$$' -fuzztime $(FUZZTIME) ./inplace
-	go test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./webhook
+fuzz: ## Run every fuzz target (found by go test -list '^Fuzz') for FUZZTIME each (default 30s); seeds in testdata/fuzz.
+	@for pkg in $(FUZZ_PACKAGES:%/=./%); do \
+		targets=$$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); \
+		for target in $$targets; do \
+			echo "go test -run '^\$$' -fuzz '^$$target\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+			go test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 .PHONY: bench
 bench: $(BIN)/benchstat ## Benchmark the mutating handlers against an empty handler; prints benchstat's table.

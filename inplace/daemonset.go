@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // LabelPodTemplateGeneration is the pod label the DaemonSet controller sets
@@ -52,14 +53,23 @@ func DaemonPodUpdated(pod *corev1.Pod, hash, generation string) bool {
 // DaemonSetMaxUnavailable is how many nodes may be without an available
 // pod during the DaemonSet's rolling update, as its controller counts it:
 // maxUnavailable (1 by default) of the nodes that should run a pod, rounded
-// up, and 1 when both it and maxSurge come to 0.
+// up, and 1 when both it and maxSurge come to 0 on a DaemonSet that should
+// run pods (pkg/controller/daemon, updatedDesiredNodeCounts). A value that
+// does not parse counts as 1.
 func DaemonSetMaxUnavailable(ds *appsv1.DaemonSet, desired int) int {
-	v := intstr.FromInt32(1)
-	if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {
-		v = *ru.MaxUnavailable
+	unavailable, surge := intstr.FromInt32(1), intstr.FromInt32(0)
+	if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil {
+		unavailable, surge = ptr.Deref(ru.MaxUnavailable, unavailable), ptr.Deref(ru.MaxSurge, surge)
 	}
-	n, err := intstr.GetScaledValueFromIntOrPercent(&v, desired, true)
-	if err != nil || n < 1 {
+	n, err := intstr.GetScaledValueFromIntOrPercent(&unavailable, desired, true)
+	if err != nil {
+		return 1
+	}
+	s, err := intstr.GetScaledValueFromIntOrPercent(&surge, desired, true)
+	if err != nil {
+		s = 0
+	}
+	if desired > 0 && n == 0 && s == 0 {
 		return 1
 	}
 	return n

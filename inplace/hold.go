@@ -49,9 +49,11 @@ func (h *Hold) Encode() string {
 	return string(b)
 }
 
-// UserPartition returns the partition the user asked for: 0 when unset.
+// UserPartition returns the partition the user asked for: 0 when unset,
+// and when negative (the API server refuses a negative partition, so no
+// user asked for one: a hand-edited hold that would never be released).
 func (h *Hold) UserPartition() int32 {
-	if h.Partition == nil {
+	if h.Partition == nil || *h.Partition < 0 {
 		return 0
 	}
 	return *h.Partition

@@ -61,7 +61,7 @@ func TestRefuseStatefulSetDelete(t *testing.T) {
 	}
 	patchedTo := func(revision string) func(*corev1.Pod) {
 		return func(p *corev1.Pod) {
-			s := &UpdateState{Revision: revision, PatchedAt: &metav1.Time{}}
+			s := &UpdateState{Revision: revision, PatchedAt: &patched} // the zero time encodes as null: not patched
 			metav1.SetMetaDataAnnotation(&p.ObjectMeta, AnnotationUpdateState, s.Encode())
 		}
 	}

@@ -149,12 +149,14 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 		log.Error(err, "Letting the pod through")
 		return admission.Allowed("")
 	}
-	if vd != nil && !vd.refuse && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" {
+	if (vd == nil || !vd.refuse) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" {
 		// The controller decides on a view at least as new as the one
-		// that made it (a partition just lowered, a new revision), and
+		// that made it (a partition just lowered, a new revision, a new
+		// ReplicaSet whose first pod it creates an instant after), and
 		// the cache may lag it: decide again on a live read before
-		// letting a managed pod go. Only this path pays for it; the
-		// refusals a rollout draws do not.
+		// letting a managed pod go, a pod whose owner the cache does not
+		// hold yet too. Only this path pays for it; the refusals a
+		// rollout draws do not.
 		if fresh, err := decide(ctx, v.live, pod); err != nil {
 			log.Error(err, "Reading live; deciding on the cache")
 		} else {

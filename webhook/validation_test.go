@@ -8,6 +8,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/inplace-dev/inplace/inplace"
@@ -78,6 +80,59 @@ func TestValidator(t *testing.T) {
 				return s
 			}(),
 			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts are not done in place"},
+		},
+		"a Deployment with the Recreate strategy is admitted with a warning": {
+			path: PathValidateDeployment, op: admissionv1.Create,
+			obj:          builder.Deployment("web", "apps").Replicas(4).Recreate().Obj(),
+			wantWarnings: []string{"inplace: its strategy is Recreate, so its rollouts are not done in place"},
+		},
+		"a Deployment of 2 replicas with the default 25%/25%: maxUnavailable comes to 0, the warning says what to set": {
+			path: PathValidateDeployment, op: admissionv1.Create,
+			obj: builder.Deployment("web", "apps").Replicas(2).Obj(),
+			wantWarnings: []string{"inplace: its maxUnavailable comes to 0 at 2 replicas, so every pod it replaces starts new beside the old " +
+				"(set maxUnavailable: 1 for in place), so its rollouts are not done in place"},
+		},
+		"a Deployment of 2 replicas with maxUnavailable 1: no warning": {
+			path: PathValidateDeployment, op: admissionv1.Create,
+			obj: builder.Deployment("web", "apps").Replicas(2).RollingUpdate(nil, ptr.To(intstr.FromInt32(1))).Obj(),
+		},
+		"a Deployment of 4 replicas with the defaults: no warning": {
+			path: PathValidateDeployment, op: admissionv1.Create, obj: builder.Deployment("web", "apps").Replicas(4).Obj(),
+		},
+		"a Deployment of 2 replicas whose template change starts a rollout: warned": {
+			path: PathValidateDeployment, op: admissionv1.Update,
+			obj: builder.Deployment("web", "apps").Replicas(2).Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj(),
+			old: builder.Deployment("web", "apps").Replicas(2).Obj(),
+			wantWarnings: []string{"inplace: its maxUnavailable comes to 0 at 2 replicas, so every pod it replaces starts new beside the old " +
+				"(set maxUnavailable: 1 for in place), so its rollouts are not done in place"},
+		},
+		"a Deployment of 2 replicas re-applied unchanged: not warned again": {
+			path: PathValidateDeployment, op: admissionv1.Update,
+			obj: builder.Deployment("web", "apps").Replicas(2).Annotation("team", "a").Obj(),
+			old: builder.Deployment("web", "apps").Replicas(2).Obj(),
+		},
+		"a Deployment with Recreate that opted out with the Recreate policy: nothing to warn of": {
+			path: PathValidateDeployment, op: admissionv1.Create,
+			obj: builder.Deployment("web", "apps").Replicas(4).Recreate().Annotation(inplace.AnnotationUpdatePolicy, "Recreate").Obj(),
+		},
+		"a DaemonSet that surges (maxSurge 1) is admitted with a warning": {
+			path: PathValidateDaemonSet, op: admissionv1.Create,
+			obj: builder.DaemonSet("agent", "apps").RollingUpdate(ptr.To(intstr.FromInt32(1)), ptr.To(intstr.FromInt32(0))).Obj(),
+			wantWarnings: []string{"inplace: its rolling update surges (maxSurge 1): each node's new pod starts beside the old one, " +
+				"so its rollouts are not done in place"},
+		},
+		"a DaemonSet OnDelete is admitted with a warning": {
+			path: PathValidateDaemonSet, op: admissionv1.Create,
+			obj:          builder.DaemonSet("agent", "apps").OnDelete().Obj(),
+			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts are not done in place"},
+		},
+		"a DaemonSet with the default rolling update: no warning": {
+			path: PathValidateDaemonSet, op: admissionv1.Create,
+			obj: builder.DaemonSet("agent", "apps").RollingUpdate(nil, ptr.To(intstr.FromInt32(1))).Obj(),
+		},
+		"a DaemonSet that surges in an unmanaged namespace: nothing to warn of": {
+			path: PathValidateDaemonSet, op: admissionv1.Create,
+			obj: builder.DaemonSet("agent", "plain").RollingUpdate(ptr.To(intstr.FromInt32(1)), ptr.To(intstr.FromInt32(0))).Obj(),
 		},
 	}
 	for name, tc := range cases {

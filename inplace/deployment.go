@@ -29,9 +29,9 @@ func DeploymentHandedBack(d *appsv1.Deployment) string {
 	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
 		return "its strategy is Recreate"
 	}
-	if DeploymentMaxUnavailable(d) < 1 {
-		return "its maxUnavailable comes to 0 at " + strconv.Itoa(int(ptr.Deref(d.Spec.Replicas, 1))) +
-			" replicas, so every pod it replaces starts new beside the old (set maxUnavailable: 1 for in place)"
+	if replicas := ptr.Deref(d.Spec.Replicas, 1); replicas > 0 && DeploymentMaxUnavailable(d) < 1 {
+		return "its maxUnavailable comes to 0 at " + strconv.Itoa(int(replicas)) +
+			" replicas: each pod it replaces gets a new one beside it first (set maxUnavailable: 1 for in place)"
 	}
 	return ""
 }

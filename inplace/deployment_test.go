@@ -78,13 +78,16 @@ func TestDeploymentHandedBack(t *testing.T) {
 		"Recreate": {
 			d: builder.Deployment("web", "apps").Replicas(4).Recreate().Obj(), want: "its strategy is Recreate",
 		},
+		"scaled to zero: nothing to roll out, nothing to say": {
+			d: builder.Deployment("web", "apps").Replicas(0).Obj(),
+		},
 		"the defaults at 2 replicas: maxUnavailable comes to 0": {
 			d:    builder.Deployment("web", "apps").Replicas(2).Obj(),
-			want: "its maxUnavailable comes to 0 at 2 replicas, so every pod it replaces starts new beside the old (set maxUnavailable: 1 for in place)",
+			want: "its maxUnavailable comes to 0 at 2 replicas: each pod it replaces gets a new one beside it first (set maxUnavailable: 1 for in place)",
 		},
 		"maxUnavailable 0 with a surge": {
 			d:    builder.Deployment("web", "apps").Replicas(5).RollingUpdate(intOrPercent("1"), intOrPercent("0")).Obj(),
-			want: "its maxUnavailable comes to 0 at 5 replicas, so every pod it replaces starts new beside the old (set maxUnavailable: 1 for in place)",
+			want: "its maxUnavailable comes to 0 at 5 replicas: each pod it replaces gets a new one beside it first (set maxUnavailable: 1 for in place)",
 		},
 	}
 	for name, tc := range cases {

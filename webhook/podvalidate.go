@@ -114,6 +114,8 @@ type verdict struct {
 	// one of owners.
 	selector labels.Selector
 	owners   map[types.UID]bool
+	// atTarget reports whether a pod of the workload runs the target.
+	atTarget func(pod *corev1.Pod) bool
 	minReady time.Duration
 }
 
@@ -244,8 +246,10 @@ func (v *podValidator) statefulSet(ctx context.Context, r client.Reader, pod *co
 	if err != nil {
 		return nil, nil
 	}
-	return &verdict{kind: "StatefulSet", workload: sts, refuse: refuse, fallback: fallback, target: sts.Status.UpdateRevision,
-		selector: selector, owners: map[types.UID]bool{sts.UID: true}, minReady: seconds(sts.Spec.MinReadySeconds)}, nil
+	target := sts.Status.UpdateRevision
+	return &verdict{kind: "StatefulSet", workload: sts, refuse: refuse, fallback: fallback, target: target,
+		selector: selector, owners: map[types.UID]bool{sts.UID: true}, minReady: seconds(sts.Spec.MinReadySeconds),
+		atTarget: func(p *corev1.Pod) bool { return p.Labels[appsv1.StatefulSetRevisionLabel] == target }}, nil
 }
 
 // daemonSet is the DaemonSet's rule (inplace.RefuseDaemonSetDelete).
@@ -276,8 +280,10 @@ func (v *podValidator) daemonSet(ctx context.Context, r client.Reader, pod *core
 	if err != nil {
 		return nil, nil
 	}
+	generation := inplace.DaemonSetTemplateGeneration(ds)
 	return &verdict{kind: "DaemonSet", workload: ds, refuse: refuse, fallback: fallback, target: hash,
-		selector: selector, owners: map[types.UID]bool{ds.UID: true}, minReady: seconds(ds.Spec.MinReadySeconds)}, nil
+		selector: selector, owners: map[types.UID]bool{ds.UID: true}, minReady: seconds(ds.Spec.MinReadySeconds),
+		atTarget: func(p *corev1.Pod) bool { return inplace.DaemonPodUpdated(p, hash, generation) }}, nil
 }
 
 // deploymentDelete is the Deployment's rule for a delete
@@ -323,8 +329,10 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 	for _, rs := range view.ReplicaSets {
 		vd.owners[rs.UID] = true
 	}
+	vd.atTarget = func(*corev1.Pod) bool { return false }
 	if view.New != nil {
 		vd.target = view.New.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+		vd.atTarget = func(p *corev1.Pod) bool { return view.Owner(p) == view.New }
 	}
 	return view, vd, nil
 }
@@ -431,7 +439,9 @@ func ownedRevisions(ctx context.Context, r client.Reader, namespace string, owne
 // stand: the engine is updating the pod, or its workload's rollout shows
 // progress (a pod being updated, or one updated within PromiseTimeout and
 // the workload's minReadySeconds), or the first refusal for the rollout's
-// target was less than that long ago. A broken promise is told: the
+// target was less than that long ago; more pods at the target than that
+// refusal saw (an update that restarted nothing shows no other sign)
+// restarts the clock. A broken promise is told: the
 // replacement passes, with a Warning event on the workload and one on the
 // pod.
 func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *verdict) bool {
@@ -440,7 +450,7 @@ func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *ve
 	}
 	now := v.clock.Now()
 	window := PromiseTimeout + vd.minReady
-	updating, last, err := v.progress(ctx, pod.Namespace, vd)
+	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))
 		return true
@@ -450,7 +460,7 @@ func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *ve
 		v.promises.forget(key)
 		return true
 	}
-	first := v.promises.first(key, now)
+	first := v.promises.first(key, now, atTarget)
 	if now.Sub(first) < window {
 		return true
 	}
@@ -470,17 +480,20 @@ func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *ve
 }
 
 // progress reads, from the cache, whether a pod of the workload is being
-// updated in place (an update not failed), and when one last completed an
-// in-place update.
-func (v *podValidator) progress(ctx context.Context, namespace string, vd *verdict) (updating bool, last time.Time, err error) {
+// updated in place (an update not failed), when one last completed an
+// in-place update, and how many run the target.
+func (v *podValidator) progress(ctx context.Context, namespace string, vd *verdict) (updating bool, last time.Time, atTarget int, err error) {
 	pods := &corev1.PodList{}
 	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: vd.selector}); err != nil {
-		return false, time.Time{}, err
+		return false, time.Time{}, 0, err
 	}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if ref := metav1.GetControllerOfNoCopy(pod); ref == nil || !vd.owners[ref.UID] || pod.DeletionTimestamp != nil {
 			continue
+		}
+		if vd.atTarget != nil && vd.atTarget(pod) {
+			atTarget++
 		}
 		if inplace.Updating(pod) {
 			if state, err := inplace.StateOf(pod); err == nil && (state == nil || state.Failure == "") {
@@ -492,7 +505,7 @@ func (v *podValidator) progress(ctx context.Context, namespace string, vd *verdi
 			last = c.LastTransitionTime.Time
 		}
 	}
-	return updating, last, nil
+	return updating, last, atTarget, nil
 }
 
 // countFallback counts, and tells in an event, a pod of a rollout that its
@@ -542,19 +555,22 @@ type promises struct {
 }
 
 type promiseStart struct {
-	at   time.Time
-	told bool
+	at time.Time
+	// atTarget is how many pods ran the target then.
+	atTarget int
+	told     bool
 }
 
 // first returns when the rollout's replacements were first refused with no
-// progress to show: now, if this is the first.
-func (p *promises) first(key promiseKey, now time.Time) time.Time {
+// progress to show: now, if this is the first, or if more pods run the
+// target (atTarget) than then.
+func (p *promises) first(key promiseKey, now time.Time, atTarget int) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.since == nil {
 		p.since = map[promiseKey]promiseStart{}
 	}
-	if s, ok := p.since[key]; ok {
+	if s, ok := p.since[key]; ok && atTarget <= s.atTarget {
 		return s.at
 	}
 	if len(p.since) > 1024 { // rollouts long gone: forget them
@@ -564,7 +580,7 @@ func (p *promises) first(key promiseKey, now time.Time) time.Time {
 			}
 		}
 	}
-	p.since[key] = promiseStart{at: now}
+	p.since[key] = promiseStart{at: now, atTarget: atTarget}
 	return now
 }
 

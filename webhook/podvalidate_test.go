@@ -753,6 +753,9 @@ type promiseFixture struct {
 	// sibling is another pod of the workload's, one that would be updated
 	// in place (of the new ReplicaSet for a Deployment).
 	sibling func(edit ...func(*builder.PodWrapper)) *corev1.Pod
+	// arrived is a pod of the workload at the target, its gate never
+	// closed: one an update that restarted nothing relabelled.
+	arrived func(name string) *corev1.Pod
 	// retarget changes the workload's template: a new target revision;
 	// retargeted is the pod replaced after it, when another.
 	retarget   func(t *testing.T, c client.Client)
@@ -774,6 +777,7 @@ func promiseFixtures() []promiseFixture {
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return stsPod("web-2", "web-1", edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return deleteBy(t, statefulSetController, p) },
 		sibling: func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return stsPod("web-1", "web-1", edit...) },
+		arrived: func(name string) *corev1.Pod { return stsPod(name, "web-2") },
 		retarget: func(t *testing.T, c client.Client) {
 			sts := &appsv1.StatefulSet{}
 			get(t, c, "web", sts)
@@ -791,6 +795,7 @@ func promiseFixtures() []promiseFixture {
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return dsPod("agent-x", "h1", "1", edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return deleteBy(t, daemonSetController, p) },
 		sibling: func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return dsPod("agent-y", "h1", "1", edit...) },
+		arrived: func(name string) *corev1.Pod { return dsPod(name, "h2", "2") },
 		retarget: func(t *testing.T, c client.Client) {
 			ds := &appsv1.DaemonSet{}
 			get(t, c, "agent", ds)
@@ -807,6 +812,7 @@ func promiseFixtures() []promiseFixture {
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return rsPod("api-h1-a", old, edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return deleteBy(t, replicaSetController, p) },
 		sibling: func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return rsPod("api-h2-m", cur, edit...) },
+		arrived: func(name string) *corev1.Pod { return rsPod(name, cur) },
 		retarget: func(t *testing.T, c client.Client) {
 			d := &appsv1.Deployment{}
 			get(t, c, "api", d)
@@ -823,6 +829,7 @@ func promiseFixtures() []promiseFixture {
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return newRSPod(cur, edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return createBy(t, replicaSetController, p) },
 		sibling: func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return rsPod("api-h2-m", cur, edit...) },
+		arrived: func(name string) *corev1.Pod { return rsPod(name, cur) },
 		retarget: func(t *testing.T, c client.Client) {
 			d := &appsv1.Deployment{}
 			get(t, c, "api", d)
@@ -906,6 +913,12 @@ func testPodValidatorKeepsItsPromise(t *testing.T, start time.Time) {
 			}
 		}
 	}
+	// putArrived stores a pod that reached the target with no restart.
+	putArrived := func(name string) func(t *testing.T, f promiseFixture, c client.Client, now time.Time) {
+		return func(t *testing.T, f promiseFixture, c client.Client, now time.Time) {
+			replace(t, c, f.arrived(name))
+		}
+	}
 	retargeted := false
 	retarget := func(t *testing.T, f promiseFixture, c client.Client, _ time.Time) {
 		f.retarget(t, c)
@@ -968,6 +981,16 @@ func testPodValidatorKeepsItsPromise(t *testing.T, start time.Time) {
 				{at: 20 * time.Second, change: putSibling(openedAgo(5*time.Second, 2)), wantRefused: true},
 				// updated 35 s before: the first refusal without progress is now
 				{at: 50 * time.Second, wantRefused: true},
+				{at: 79 * time.Second, wantRefused: true},
+				{at: 80 * time.Second},
+			},
+			wantHalted: 1, wantRecreated: 1,
+		},
+		"pods reaching the target with nothing restarted (labels only): each arrival restarts the clock": {
+			steps: []step{
+				{at: 0, wantRefused: true},
+				{at: 25 * time.Second, change: putArrived("arrived-1"), wantRefused: true},
+				{at: 50 * time.Second, change: putArrived("arrived-2"), wantRefused: true},
 				{at: 79 * time.Second, wantRefused: true},
 				{at: 80 * time.Second},
 			},

@@ -79,18 +79,18 @@ func TestValidator(t *testing.T) {
 				s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
 				return s
 			}(),
-			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: its update strategy is OnDelete"},
 		},
 		"a Deployment with the Recreate strategy is admitted with a warning": {
 			path: PathValidateDeployment, op: admissionv1.Create,
 			obj:          builder.Deployment("web", "apps").Replicas(4).Recreate().Obj(),
-			wantWarnings: []string{"inplace: its strategy is Recreate, so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: its strategy is Recreate"},
 		},
 		"a Deployment of 2 replicas with the default 25%/25%: maxUnavailable comes to 0, the warning says what to set": {
 			path: PathValidateDeployment, op: admissionv1.Create,
 			obj: builder.Deployment("web", "apps").Replicas(2).Obj(),
-			wantWarnings: []string{"inplace: its maxUnavailable comes to 0 at 2 replicas, so every pod it replaces starts new beside the old " +
-				"(set maxUnavailable: 1 for in place), so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: its maxUnavailable comes to 0 at 2 replicas: " +
+				"each pod it replaces gets a new one beside it first (set maxUnavailable: 1 for in place)"},
 		},
 		"a Deployment of 2 replicas with maxUnavailable 1: no warning": {
 			path: PathValidateDeployment, op: admissionv1.Create,
@@ -103,8 +103,8 @@ func TestValidator(t *testing.T) {
 			path: PathValidateDeployment, op: admissionv1.Update,
 			obj: builder.Deployment("web", "apps").Replicas(2).Template(func(t *builder.Template) { t.Image("app", "nginx:1.28") }).Obj(),
 			old: builder.Deployment("web", "apps").Replicas(2).Obj(),
-			wantWarnings: []string{"inplace: its maxUnavailable comes to 0 at 2 replicas, so every pod it replaces starts new beside the old " +
-				"(set maxUnavailable: 1 for in place), so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: its maxUnavailable comes to 0 at 2 replicas: " +
+				"each pod it replaces gets a new one beside it first (set maxUnavailable: 1 for in place)"},
 		},
 		"a Deployment of 2 replicas re-applied unchanged: not warned again": {
 			path: PathValidateDeployment, op: admissionv1.Update,
@@ -118,13 +118,13 @@ func TestValidator(t *testing.T) {
 		"a DaemonSet that surges (maxSurge 1) is admitted with a warning": {
 			path: PathValidateDaemonSet, op: admissionv1.Create,
 			obj: builder.DaemonSet("agent", "apps").RollingUpdate(ptr.To(intstr.FromInt32(1)), ptr.To(intstr.FromInt32(0))).Obj(),
-			wantWarnings: []string{"inplace: its rolling update surges (maxSurge 1): each node's new pod starts beside the old one, " +
-				"so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: " +
+				"its rolling update surges (maxSurge 1): each node's new pod starts beside the old one"},
 		},
 		"a DaemonSet OnDelete is admitted with a warning": {
 			path: PathValidateDaemonSet, op: admissionv1.Create,
 			obj:          builder.DaemonSet("agent", "apps").OnDelete().Obj(),
-			wantWarnings: []string{"inplace: its update strategy is OnDelete, so its rollouts are not done in place"},
+			wantWarnings: []string{"inplace: its rollouts are not done in place: its update strategy is OnDelete"},
 		},
 		"a DaemonSet with the default rolling update: no warning": {
 			path: PathValidateDaemonSet, op: admissionv1.Create,

@@ -143,5 +143,5 @@ func warnHandedBack(reason string) admission.Warnings {
 	if reason == "" {
 		return nil
 	}
-	return admission.Warnings{fmt.Sprintf("inplace: %s, so its rollouts are not done in place", reason)}
+	return admission.Warnings{fmt.Sprintf("inplace: its rollouts are not done in place: %s", reason)}
 }

@@ -30,6 +30,23 @@ type ImageChange struct {
 	Same bool
 }
 
+// ResourceChange is a container (or native sidecar) whose cpu or memory
+// requests or limits differ between two templates: a live pod takes it
+// through its resize subresource, the kubelet applying it to the running
+// container, or restarting the container where its resizePolicy asks.
+type ResourceChange struct {
+	// Container is the container's name.
+	Container string
+	// Sidecar is true for a native sidecar.
+	Sidecar bool
+	// From and To are the container's resources in the two templates.
+	From, To corev1.ResourceRequirements
+	// Restart is true when the container's resizePolicy is
+	// RestartContainer for a resource that changes: the kubelet restarts
+	// it to apply the change.
+	Restart bool
+}
+
 // Blocker is a field whose change a live pod cannot take.
 type Blocker struct {
 	// Path is the field, in the workload's terms (spec.template...).
@@ -45,6 +62,9 @@ type TemplateDiff struct {
 	// Images are the containers whose image changes, in template order,
 	// init containers first.
 	Images []ImageChange
+	// Resizes are the containers whose cpu or memory changes, in template
+	// order, native sidecars first.
+	Resizes []ResourceChange
 	// Labels and Annotations are true when the template's labels or
 	// annotations differ.
 	Labels, Annotations bool
@@ -59,17 +79,32 @@ func (d TemplateDiff) InPlaceable() bool { return len(d.NotInPlaceable) == 0 }
 
 // Empty reports whether the templates are the same.
 func (d TemplateDiff) Empty() bool {
-	return len(d.Images) == 0 && !d.Labels && !d.Annotations && len(d.NotInPlaceable) == 0
+	return len(d.Images) == 0 && len(d.Resizes) == 0 && !d.Labels && !d.Annotations && len(d.NotInPlaceable) == 0
 }
 
 // Restarts names the containers an in-place update restarts: those whose
-// image changes (native sidecars included).
+// image changes (native sidecars included), and those whose resize the
+// kubelet applies by a restart (resizePolicy RestartContainer).
 func (d TemplateDiff) Restarts() []string {
 	var names []string
 	for _, c := range d.Images {
 		if !c.Init || c.Sidecar {
 			names = append(names, c.Container)
 		}
+	}
+	for _, r := range d.Resizes {
+		if r.Restart && !slices.Contains(names, r.Container) {
+			names = append(names, r.Container)
+		}
+	}
+	return names
+}
+
+// Resized names the containers whose cpu or memory changes.
+func (d TemplateDiff) Resized() []string {
+	names := make([]string, len(d.Resizes))
+	for i, r := range d.Resizes {
+		names[i] = r.Container
 	}
 	return names
 }
@@ -102,7 +137,7 @@ func (d TemplateDiff) NotInPlaceableErrors() field.ErrorList {
 	for _, b := range d.NotInPlaceable {
 		reason := b.Reason
 		if reason == "" {
-			reason = "only container images, pod labels and pod annotations can"
+			reason = "only container images, their cpu and memory, pod labels and pod annotations can"
 		}
 		errs = append(errs, field.Forbidden(b.Path, "cannot change in place: "+reason+" (update policy "+string(InPlaceOnly)+")"))
 	}
@@ -112,6 +147,9 @@ func (d TemplateDiff) NotInPlaceableErrors() field.ErrorList {
 // Reasons for the blockers that are not the general rule.
 const (
 	reasonInitContainer = "the kubelet does not run an init container again on a live pod"
+	reasonInitResources = "the kubelet does not resize a regular init container on a live pod"
+	reasonRemoved       = "a resource request or limit cannot be removed from a live pod, only changed"
+	reasonQOS           = "the pod's QoS class would change from %s to %s, which a live pod's cannot"
 	reasonRestartAll    = "a changed pod annotation restarts every container, as the native rollout does, and the image of container %q does not change"
 	reasonEnvLabel      = "container %q reads this label in its environment, and its image does not change"
 )
@@ -121,11 +159,16 @@ const (
 // e.g. spec.template; the paths in the result extend it.
 //
 // In place, the kubelet restarts the containers whose image changed, and
-// nothing else restarts. So the change is in place when every field that
+// nothing else restarts; it resizes a running container through the pod's
+// resize subresource. So the change is in place when every field that
 // differs is:
 //   - the image of a container, or of a native sidecar (on a kubelet that
 //     restarts sidecars: TemplateDiff.Sidecars); not that of a regular init
 //     container, which has already run and does not run again;
+//   - the cpu or memory requests or limits of a container or native
+//     sidecar, none removed, the pod's QoS class the same (the kubelet
+//     resizes the running container, restarting it where its resizePolicy
+//     says RestartContainer); not those of a regular init container;
 //   - a pod label, unless a container whose image does not change reads it
 //     in its environment (the downward API's metadata.labels['key']);
 //   - a pod annotation, when every container restarts anyway: a changed
@@ -153,6 +196,18 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 	a.Labels, b.Labels, a.Annotations, b.Annotations = nil, nil, nil, nil
 	d.Images = append(d.Images, blankImages(a.Spec.InitContainers, b.Spec.InitContainers, true)...)
 	d.Images = append(d.Images, blankImages(a.Spec.Containers, b.Spec.Containers, false)...)
+	spec := path.Child("spec")
+	resizes, resizeBlockers := blankResources(spec, a.Spec.InitContainers, b.Spec.InitContainers, true)
+	d.Resizes = append(d.Resizes, resizes...)
+	d.NotInPlaceable = append(d.NotInPlaceable, resizeBlockers...)
+	resizes, resizeBlockers = blankResources(spec, a.Spec.Containers, b.Spec.Containers, false)
+	d.Resizes = append(d.Resizes, resizes...)
+	d.NotInPlaceable = append(d.NotInPlaceable, resizeBlockers...)
+	if len(d.Resizes) > 0 {
+		if qa, qb := podQOS(&from.Spec), podQOS(&to.Spec); qa != qb {
+			d.NotInPlaceable = append(d.NotInPlaceable, Blocker{Path: spec, Reason: fmt.Sprintf(reasonQOS, qa, qb)})
+		}
+	}
 	var walked []*field.Path
 	if !apiequality.Semantic.DeepEqual(a, b) {
 		walk(path, reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), &walked)
@@ -160,7 +215,6 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 	for _, p := range walked {
 		d.NotInPlaceable = append(d.NotInPlaceable, Blocker{Path: p})
 	}
-	spec := path.Child("spec")
 	for _, c := range d.Images {
 		if c.Init && !c.Sidecar {
 			d.NotInPlaceable = append(d.NotInPlaceable, Blocker{
@@ -172,6 +226,152 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 		d.NotInPlaceable = append(d.NotInPlaceable, metadataBlockers(path, from, to, d.Restarts())...)
 	}
 	return d
+}
+
+// resizable are the resources the kubelet resizes on a live container.
+var resizable = []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory}
+
+// blankResources records the cpu and memory changes of containers matched
+// by position and name, and blanks them in both lists so that the rest can
+// be compared. A change of another resource is left for the walk. Init
+// containers (init true) are resized only when native sidecars; a regular
+// one's change, and a request or limit removed, block.
+func blankResources(spec *field.Path, from, to []corev1.Container, init bool) ([]ResourceChange, []Blocker) {
+	if len(from) != len(to) {
+		return nil, nil
+	}
+	list := "containers"
+	if init {
+		list = "initContainers"
+	}
+	var changes []ResourceChange
+	var blockers []Blocker
+	for i := range from {
+		a, b := &from[i], &to[i]
+		if a.Name != b.Name || apiequality.Semantic.DeepEqual(a.Resources, b.Resources) || !onlyResizable(a.Resources, b.Resources) {
+			continue
+		}
+		resources := spec.Child(list).Index(i).Child("resources")
+		switch {
+		case init && !(isSidecar(a) && isSidecar(b)):
+			blockers = append(blockers, Blocker{Path: resources, Reason: reasonInitResources})
+		case removed(a.Resources.Requests, b.Resources.Requests) || removed(a.Resources.Limits, b.Resources.Limits):
+			blockers = append(blockers, Blocker{Path: resources, Reason: reasonRemoved})
+		default:
+			changes = append(changes, ResourceChange{
+				Container: b.Name, Sidecar: init, From: *a.Resources.DeepCopy(), To: *b.Resources.DeepCopy(),
+				Restart: restartsToResize(b, a.Resources, b.Resources),
+			})
+		}
+		a.Resources = b.Resources
+	}
+	return changes, blockers
+}
+
+// onlyResizable reports whether a and b differ in cpu and memory only.
+func onlyResizable(a, b corev1.ResourceRequirements) bool {
+	strip := func(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+		r = *r.DeepCopy()
+		for _, name := range resizable {
+			delete(r.Requests, name)
+			delete(r.Limits, name)
+		}
+		if len(r.Requests) == 0 {
+			r.Requests = nil
+		}
+		if len(r.Limits) == 0 {
+			r.Limits = nil
+		}
+		return r
+	}
+	return apiequality.Semantic.DeepEqual(strip(a), strip(b))
+}
+
+// removed reports whether a cpu or memory quantity of a is absent from b.
+func removed(a, b corev1.ResourceList) bool {
+	for _, name := range resizable {
+		if _, had := a[name]; had {
+			if _, has := b[name]; !has {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// restartsToResize reports whether the kubelet restarts container c to
+// apply the change from a to b: its resizePolicy says RestartContainer for
+// a resource whose request or limit changes (NotRequired is the default).
+func restartsToResize(c *corev1.Container, a, b corev1.ResourceRequirements) bool {
+	for _, p := range c.ResizePolicy {
+		if p.RestartPolicy != corev1.RestartContainer {
+			continue
+		}
+		ra, rb := a.Requests[p.ResourceName], b.Requests[p.ResourceName]
+		la, lb := a.Limits[p.ResourceName], b.Limits[p.ResourceName]
+		if ra.Cmp(rb) != 0 || la.Cmp(lb) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// podQOS computes the QoS class of a pod of that spec, as the API server
+// does (pkg/apis/core/helper/qos): BestEffort when no container asks for
+// or limits cpu or memory, Guaranteed when every container limits both and
+// asks for what it limits, Burstable otherwise. Pod-level resources, when
+// set, decide instead.
+func podQOS(spec *corev1.PodSpec) corev1.PodQOSClass {
+	if spec.Resources != nil && (len(spec.Resources.Requests) > 0 || len(spec.Resources.Limits) > 0) {
+		return qosOf([]corev1.ResourceRequirements{*spec.Resources})
+	}
+	var all []corev1.ResourceRequirements
+	for _, list := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			all = append(all, c.Resources)
+		}
+	}
+	return qosOf(all)
+}
+
+func qosOf(all []corev1.ResourceRequirements) corev1.PodQOSClass {
+	requests, limits := corev1.ResourceList{}, corev1.ResourceList{}
+	guaranteed := true
+	for _, r := range all {
+		for _, name := range resizable {
+			if q, ok := r.Requests[name]; ok && !q.IsZero() {
+				sum := requests[name]
+				sum.Add(q)
+				requests[name] = sum
+			}
+		}
+		limited := 0
+		for _, name := range resizable {
+			if q, ok := r.Limits[name]; ok && !q.IsZero() {
+				limited++
+				sum := limits[name]
+				sum.Add(q)
+				limits[name] = sum
+			}
+		}
+		if limited != len(resizable) {
+			guaranteed = false
+		}
+	}
+	if len(requests) == 0 && len(limits) == 0 {
+		return corev1.PodQOSBestEffort
+	}
+	if guaranteed {
+		for name, req := range requests {
+			if lim, ok := limits[name]; !ok || lim.Cmp(req) != 0 {
+				guaranteed = false
+			}
+		}
+	}
+	if guaranteed && len(requests) == len(limits) {
+		return corev1.PodQOSGuaranteed
+	}
+	return corev1.PodQOSBurstable
 }
 
 // metadataBlockers returns the label and annotation changes that would need

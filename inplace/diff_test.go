@@ -28,6 +28,7 @@ func TestDiffTemplates(t *testing.T) {
 		wantLabels         bool
 		wantAnnotations    bool
 		wantNotInPlaceable []string
+		wantResized        []string
 	}{
 		"identical templates": {
 			from: base().Obj(), to: base().Obj(),
@@ -158,9 +159,50 @@ func TestDiffTemplates(t *testing.T) {
 		"resources written differently but equal": {
 			from: withCPU(base().Obj(), "1"), to: withCPU(base().Obj(), "1000m"),
 		},
-		"resources changed": {
+		"a cpu limit changed: resized in place": {
 			from: withCPU(base().Obj(), "1"), to: withCPU(base().Obj(), "2"),
-			wantNotInPlaceable: []string{"spec.template.spec.containers[0].resources.limits[cpu]"},
+			wantResized: []string{"app"},
+		},
+		"memory too, the QoS class the same (Burstable)": {
+			from: withResources(base().Obj(), "100m", "1", "64Mi", "128Mi"), to: withResources(base().Obj(), "200m", "2", "64Mi", "256Mi"),
+			wantResized: []string{"app"},
+		},
+		"requests up to the limits of its one container: Burstable becomes Guaranteed, which a live pod cannot": {
+			from:               withResources(builder.PodTemplate("web", "nginx").Obj(), "100m", "1", "64Mi", "128Mi"),
+			to:                 withResources(builder.PodTemplate("web", "nginx").Obj(), "1", "1", "128Mi", "128Mi"),
+			wantResized:        []string{"app"},
+			wantNotInPlaceable: []string{"spec.template.spec"},
+		},
+		"a first request on a BestEffort pod: it becomes Burstable": {
+			from: base().Obj(), to: withResources(base().Obj(), "100m", "", "", ""),
+			wantResized:        []string{"app"},
+			wantNotInPlaceable: []string{"spec.template.spec"},
+		},
+		"a limit removed: the API refuses it on a live pod": {
+			from: withResources(base().Obj(), "100m", "1", "64Mi", "128Mi"), to: withResources(base().Obj(), "100m", "", "64Mi", "128Mi"),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].resources"},
+		},
+		"another resource than cpu and memory: not in place": {
+			from: withResources(base().Obj(), "100m", "1", "64Mi", "128Mi"),
+			to: func() *corev1.PodTemplateSpec {
+				t := withResources(base().Obj(), "100m", "1", "64Mi", "128Mi")
+				t.Spec.Containers[0].Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+				return t
+			}(),
+			wantNotInPlaceable: []string{"spec.template.spec.containers[0].resources.limits[ephemeral-storage]"},
+		},
+		"a regular init container's resources: not in place": {
+			from: withInitCPU(base().InitImage("setup", "busybox:1").Obj(), "1"), to: withInitCPU(base().InitImage("setup", "busybox:1").Obj(), "2"),
+			wantNotInPlaceable: []string{"spec.template.spec.initContainers[0].resources"},
+		},
+		"a native sidecar's resources: resized in place": {
+			from: withInitCPU(withSidecar(base().Obj(), "proxy:1"), "1"), to: withInitCPU(withSidecar(base().Obj(), "proxy:1"), "2"),
+			wantResized: []string{"proxy"},
+		},
+		"an image and a resource in one change": {
+			from: withCPU(base().Obj(), "1"), to: withCPU(base().Image("app", "nginx:latest").Obj(), "2"),
+			wantImages:  []ImageChange{{Container: "app", From: "nginx:alpine", To: "nginx:latest"}},
+			wantResized: []string{"app"},
 		},
 		"an inlined field keeps its parent's path": {
 			from: withProbe(base().Obj(), 8080), to: withProbe(base().Obj(), 9090),
@@ -179,6 +221,9 @@ func TestDiffTemplates(t *testing.T) {
 			if diff := cmp.Diff(tc.wantNotInPlaceable, got.NotInPlaceablePaths(), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("not in-place-able (-want,+got):\n%s", diff)
 			}
+			if diff := cmp.Diff(tc.wantResized, got.Resized(), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("resized (-want,+got):\n%s", diff)
+			}
 			if got.InPlaceable() != (len(tc.wantNotInPlaceable) == 0) {
 				t.Errorf("InPlaceable() = %v", got.InPlaceable())
 			}
@@ -188,7 +233,7 @@ func TestDiffTemplates(t *testing.T) {
 
 func TestNotInPlaceableErrors(t *testing.T) {
 	d := DiffTemplates(templatePath, builder.PodTemplate("web", "nginx").Obj(), builder.PodTemplate("web", "nginx").Env("A", "b").Obj())
-	want := []string{`spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, pod labels and pod annotations can (update policy InPlaceOnly)`}
+	want := []string{`spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, their cpu and memory, pod labels and pod annotations can (update policy InPlaceOnly)`}
 	if diff := cmp.Diff(want, errorStrings(d.NotInPlaceableErrors())); diff != "" {
 		t.Errorf("errors (-want,+got):\n%s", diff)
 	}
@@ -222,6 +267,7 @@ func FuzzDiffTemplates(f *testing.F) {
 	seed(builder.PodTemplate("web", "nginx:1").Obj(), builder.PodTemplate("web", "nginx:1").Env("A", "B").Obj())
 	seed(builder.PodTemplate("web", "nginx:1").InitImage("i", "x").Obj(), builder.PodTemplate("web", "nginx:1").Label("x", "y").Obj())
 	seed(withCPU(builder.PodTemplate("a", "b").Obj(), "1"), withCPU(builder.PodTemplate("a", "b").Obj(), "1000m"))
+	seed(withResources(builder.PodTemplate("a", "b").Obj(), "1", "2", "", "1Gi"), withResources(builder.PodTemplate("a", "b").Obj(), "1", "", "", "1Gi"))
 
 	f.Fuzz(func(t *testing.T, ja, jb []byte) {
 		var a, b corev1.PodTemplateSpec
@@ -232,7 +278,9 @@ func FuzzDiffTemplates(f *testing.F) {
 			t.Fatalf("a template differs from itself: %+v", d)
 		}
 		ab, ba := DiffTemplates(templatePath, &a, &b), DiffTemplates(templatePath, &b, &a)
-		if ab.InPlaceable() != ba.InPlaceable() {
+		// Symmetric but for resources: a limit added can be resized in, not
+		// removed.
+		if ab.InPlaceable() != ba.InPlaceable() && len(ab.Resizes)+len(ba.Resizes) == 0 {
 			t.Fatalf("in-place-able one way (%v) but not the other (%v)", ab.NotInPlaceable, ba.NotInPlaceable)
 		}
 		if ab.Empty() && !apiequality.Semantic.DeepEqual(&a, &b) {
@@ -245,9 +293,11 @@ func FuzzDiffTemplates(f *testing.F) {
 		got.Labels, got.Annotations = b.Labels, b.Annotations
 		for i := range got.Spec.Containers {
 			got.Spec.Containers[i].Image = b.Spec.Containers[i].Image
+			got.Spec.Containers[i].Resources = b.Spec.Containers[i].Resources
 		}
 		for i := range got.Spec.InitContainers {
 			got.Spec.InitContainers[i].Image = b.Spec.InitContainers[i].Image
+			got.Spec.InitContainers[i].Resources = b.Spec.InitContainers[i].Resources
 		}
 		if !apiequality.Semantic.DeepEqual(got, &b) {
 			t.Fatalf("an in-place-able diff missed a field: %s", cmp.Diff(&b, got))
@@ -257,6 +307,28 @@ func FuzzDiffTemplates(f *testing.F) {
 
 func withCPU(t *corev1.PodTemplateSpec, cpu string) *corev1.PodTemplateSpec {
 	t.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}
+	return t
+}
+
+// withResources sets the app container's cpu and memory requests and
+// limits ("" leaves one unset).
+func withResources(t *corev1.PodTemplateSpec, cpuRequest, cpuLimit, memRequest, memLimit string) *corev1.PodTemplateSpec {
+	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for _, q := range []struct {
+		list  corev1.ResourceList
+		name  corev1.ResourceName
+		value string
+	}{{r.Requests, corev1.ResourceCPU, cpuRequest}, {r.Limits, corev1.ResourceCPU, cpuLimit}, {r.Requests, corev1.ResourceMemory, memRequest}, {r.Limits, corev1.ResourceMemory, memLimit}} {
+		if q.value != "" {
+			q.list[q.name] = resource.MustParse(q.value)
+		}
+	}
+	t.Spec.Containers[0].Resources = r
+	return t
+}
+
+func withInitCPU(t *corev1.PodTemplateSpec, cpu string) *corev1.PodTemplateSpec {
+	t.Spec.InitContainers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}
 	return t
 }
 

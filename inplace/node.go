@@ -22,3 +22,16 @@ func SidecarRestartsOnImageChange(kubeletVersion string) bool {
 	}
 	return v.AtLeast(sidecarRestartVersion)
 }
+
+// resizeVersion is the first kubelet that resizes a running pod's
+// containers by default (in-place pod resize, beta and on from 1.33, GA in
+// 1.35).
+var resizeVersion = version.MajorMinor(1, 33)
+
+// KubeletResizes reports whether a kubelet of that version resizes a
+// running container through the pod's resize subresource. A version that
+// does not parse is taken as too old: the pod is then recreated.
+func KubeletResizes(kubeletVersion string) bool {
+	v, err := version.ParseGeneric(kubeletVersion)
+	return err == nil && v.AtLeast(resizeVersion)
+}

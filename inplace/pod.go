@@ -71,6 +71,14 @@ func RecentlyUpdated(pod *corev1.Pod, now time.Time) bool {
 	return c != nil && c.Status == corev1.ConditionTrue && now.Sub(c.LastTransitionTime.Time) < StaleViewWindow
 }
 
+// OutOfService reports whether an in-place update holds the pod out of
+// service: its gate closed for an update that restarts a container. A
+// resize that restarts nothing leaves the gate open, the pod Ready.
+func OutOfService(pod *corev1.Pod) bool {
+	c := GateCondition(pod)
+	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReasonInPlaceUpdate
+}
+
 // GateCondition returns the pod's InPlaceUpdateReady condition, or nil.
 func GateCondition(pod *corev1.Pod) *corev1.PodCondition {
 	return condition(pod, ConditionInPlaceUpdateReady)

@@ -52,27 +52,35 @@ func Replacement(pod *corev1.Pod, revision string, templateOf func(revision stri
 // Why a pod of a managed workload is not updated in place, in the words of
 // the inplace_fallbacks_to_recreate_total metric and of events.
 const (
-	FallbackNoReadinessGate = "NoReadinessGate"
-	FallbackNoRevision      = "NoRevision"
-	FallbackNotInPlaceable  = "NotInPlaceable"
-	FallbackSidecarKubelet  = "SidecarKubelet"
-	FallbackPatchRefused    = "PatchRefused"
-	FallbackBadState        = "BadUpdateState"
-	FallbackStalled         = "UpdateStalled"
-	FallbackPromiseBroken   = "PromiseBroken"
+	FallbackNoReadinessGate  = "NoReadinessGate"
+	FallbackNoRevision       = "NoRevision"
+	FallbackNotInPlaceable   = "NotInPlaceable"
+	FallbackSidecarKubelet   = "SidecarKubelet"
+	FallbackPatchRefused     = "PatchRefused"
+	FallbackBadState         = "BadUpdateState"
+	FallbackStalled          = "UpdateStalled"
+	FallbackPromiseBroken    = "PromiseBroken"
+	FallbackResizeInfeasible = "ResizeInfeasible"
+	FallbackResizeDeferred   = "ResizeDeferred"
+	FallbackResizeRefused    = "ResizeRefused"
+	FallbackResizeKubelet    = "ResizeKubelet"
 )
 
 // FallbackWords say, in events, why a pod is recreated instead of updated in
 // place.
 var FallbackWords = map[string]string{
-	FallbackNoReadinessGate: "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
-	FallbackNoRevision:      "the revision the pod runs is no longer in the workload's history",
-	FallbackNotInPlaceable:  "its change is more than container images, pod labels and pod annotations",
-	FallbackSidecarKubelet:  "a native sidecar's image changes and the node's kubelet (before 1.32) does not restart sidecars in place",
-	FallbackPatchRefused:    "the image patch was refused",
-	FallbackBadState:        "its in-place update state cannot be read",
-	FallbackStalled:         "its in-place update made no progress in time",
-	FallbackPromiseBroken:   "the manager did not begin its in-place update in time after refusing its replacement",
+	FallbackNoReadinessGate:  "the pod has no InPlaceUpdateReady readiness gate (it was created before its namespace was managed, or while the manager was down)",
+	FallbackNoRevision:       "the revision the pod runs is no longer in the workload's history",
+	FallbackNotInPlaceable:   "its change is more than container images, pod labels and pod annotations",
+	FallbackSidecarKubelet:   "a native sidecar's image changes and the node's kubelet (before 1.32) does not restart sidecars in place",
+	FallbackPatchRefused:     "the image patch was refused",
+	FallbackBadState:         "its in-place update state cannot be read",
+	FallbackStalled:          "its in-place update made no progress in time",
+	FallbackPromiseBroken:    "the manager did not begin its in-place update in time after refusing its replacement",
+	FallbackResizeInfeasible: "the kubelet cannot resize it on its node (Infeasible: the node lacks the room)",
+	FallbackResizeDeferred:   "the kubelet put off or kept failing its resize for too long",
+	FallbackResizeRefused:    "its resize was refused",
+	FallbackResizeKubelet:    "its cpu or memory changes and the node's kubelet (before 1.33) does not resize a running pod",
 }
 
 // Eligibility decides whether a pod running template from can be updated in
@@ -93,6 +101,8 @@ func Eligibility(pod *corev1.Pod, from, to *corev1.PodTemplateSpec, kubeletVersi
 		return d, FallbackNotInPlaceable
 	case d.Sidecars() && !SidecarRestartsOnImageChange(kubeletVersion):
 		return d, FallbackSidecarKubelet
+	case len(d.Resizes) > 0 && !KubeletResizes(kubeletVersion):
+		return d, FallbackResizeKubelet
 	}
 	return d, ""
 }

@@ -21,9 +21,12 @@ type UpdateState struct {
 	Since metav1.Time `json:"since"`
 	// PatchedAt is when the images were patched; nil until then.
 	PatchedAt *metav1.Time `json:"patchedAt,omitempty"`
-	// Containers are the containers the patch changes, as they were just
+	// Containers are the containers the patch restarts, as they were just
 	// before it, by name.
 	Containers map[string]ContainerSnapshot `json:"containers"`
+	// Resize are the containers the update resizes, by name, with the
+	// resources they are resized to: done when the kubelet reports them.
+	Resize map[string]corev1.ResourceRequirements `json:"resize,omitempty"`
 	// Failure, once reported, says why the update cannot complete.
 	Failure string `json:"failure,omitempty"`
 }
@@ -102,7 +105,21 @@ type Progress struct {
 	Failure string
 	// Detail is Failure with the kubelet's message, for events.
 	Detail string
+	// Resize is where the kubelet stands with the update's resize:
+	// ResizeDone, or the reason of its PodResizePending condition
+	// (Deferred, Infeasible) or of its PodResizeInProgress one (InProgress,
+	// Error); ResizeMessage is the kubelet's message.
+	Resize, ResizeMessage string
 }
+
+// Where the kubelet stands with a resize (Progress.Resize), beside the
+// reasons of the kubelet's PodResizePending condition (Deferred,
+// Infeasible).
+const (
+	ResizeDone       = "Done"
+	ResizeInProgress = "InProgress"
+	ResizeError      = "Error"
+)
 
 // GateMayOpen reports whether the pod's gate may open. Guarded, the API
 // server refuses any status that makes the pod Ready while a replaced
@@ -213,10 +230,53 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 			}
 		}
 	}
+	if len(s.Resize) > 0 {
+		p.Resize, p.ResizeMessage = resizeProgress(pod, s.Resize)
+		if p.Resize != ResizeDone {
+			p.Done = false
+		}
+	}
 	if p.Failure != "" {
 		p.Done = false
 	}
 	return p
+}
+
+// resizeProgress judges a resize from the pod's status: the kubelet's
+// PodResizePending and PodResizeInProgress conditions first, then each
+// container's resources as the kubelet reports them applied.
+func resizeProgress(pod *corev1.Pod, want map[string]corev1.ResourceRequirements) (string, string) {
+	if c := condition(pod, corev1.PodResizePending); c != nil && c.Status == corev1.ConditionTrue {
+		return c.Reason, c.Message
+	}
+	if c := condition(pod, corev1.PodResizeInProgress); c != nil && c.Status == corev1.ConditionTrue {
+		if c.Reason == corev1.PodReasonError {
+			return ResizeError, c.Message
+		}
+		return ResizeInProgress, c.Message
+	}
+	for _, name := range sortedKeys(want) {
+		cs := containerStatus(pod, name)
+		if cs == nil || cs.Resources == nil || !ResourcesApplied(*cs.Resources, want[name]) {
+			return ResizeInProgress, "container " + name + ": the kubelet does not report the new resources yet"
+		}
+	}
+	return ResizeDone, ""
+}
+
+// ResourcesApplied reports whether resources, as the kubelet reports them
+// for a container, are want in cpu and memory requests and limits.
+func ResourcesApplied(got, want corev1.ResourceRequirements) bool {
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		for _, pair := range [][2]corev1.ResourceList{{got.Requests, want.Requests}, {got.Limits, want.Limits}} {
+			g, gok := pair[0][name]
+			w, wok := pair[1][name]
+			if wok != gok && !(wok && w.IsZero()) || wok && gok && g.Cmp(w) != 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

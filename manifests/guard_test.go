@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -363,6 +364,35 @@ func managerCases(t *testing.T, cs clients) {
 		err := cs.manager.Status().Patch(t.Context(), pod, conditionsPatch(corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}))
 		expect(t, err, scope, onlyGate)
 	})
+
+	// A resize, as the engine asks for one: the pod's resize subresource.
+	for _, tc := range []struct {
+		name    string
+		managed bool
+		policy  string
+		refusal string
+	}{
+		{"resize a managed pod", true, "", ""},
+		{"resize an unmanaged pod", false, scope, onlyGated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := builder.Pod(podName("r", tc.name), ns).Obj()
+			pod.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+			}
+			if tc.managed {
+				pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web",
+					UID: types.UID("4c1d2a6e-0000-4000-8000-000000000001"), Controller: ptr.To(true)}}
+				pod.Labels = map[string]string{inplace.LabelManaged: "true"}
+				pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: inplace.ConditionInPlaceUpdateReady}}
+			}
+			createPod(t, cs.admin, pod)
+			patch := client.RawPatch(types.StrategicMergePatchType,
+				[]byte(`{"spec":{"containers":[{"name":"app","resources":{"limits":{"cpu":"2"}}}]}}`))
+			expect(t, cs.manager.SubResource("resize").Patch(t.Context(), pod, patch), tc.policy, tc.refusal)
+		})
+	}
 
 	t.Run("delete a managed pod", func(t *testing.T) {
 		expect(t, cs.manager.Delete(t.Context(), markedPod(t, cs.admin, "d-managed")), "", "")

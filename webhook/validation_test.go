@@ -47,7 +47,19 @@ func TestValidator(t *testing.T) {
 			path: PathValidateStatefulSet, op: admissionv1.Update,
 			obj:         only().Template(func(t *builder.Template) { t.Env("MODE", "fast") }).Obj(),
 			old:         only().Obj(),
-			wantMessage: `StatefulSet.apps "web" is invalid: spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, pod labels and pod annotations can (update policy InPlaceOnly)`,
+			wantMessage: `StatefulSet.apps "web" is invalid: spec.template.spec.containers[0].env: Forbidden: cannot change in place: only container images, their cpu and memory, pod labels and pod annotations can (update policy InPlaceOnly)`,
+		},
+		"InPlaceOnly accepts a cpu change: a resize": {
+			path: PathValidateStatefulSet, op: admissionv1.Update,
+			obj: only().Template(func(t *builder.Template) { t.Resources("app", "100m", "2") }).Obj(),
+			old: only().Template(func(t *builder.Template) { t.Resources("app", "100m", "1") }).Obj(),
+		},
+		"InPlaceOnly refuses a QoS class change, saying why": {
+			path: PathValidateStatefulSet, op: admissionv1.Update,
+			obj: only().Template(func(t *builder.Template) { t.Resources("app", "100m", "") }).Obj(),
+			old: only().Obj(),
+			wantMessage: `StatefulSet.apps "web" is invalid: spec.template.spec: Forbidden: cannot change in place: ` +
+				`the pod's QoS class would change from BestEffort to Burstable, which a live pod's cannot (update policy InPlaceOnly)`,
 		},
 		"InPlaceOnly accepts an image change": {
 			path: PathValidateStatefulSet, op: admissionv1.Update,

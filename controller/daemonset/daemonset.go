@@ -212,7 +212,9 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 		switch {
 		case inplace.Updating(pod):
 			plan.Updating = append(plan.Updating, pod)
-			unavailable++
+			if inplace.OutOfService(pod) || !available {
+				unavailable++
+			}
 			plan.Complete = false
 		case inplace.DaemonPodUpdated(pod, hash, w.generation):
 			if !available {

@@ -28,6 +28,11 @@ const (
 	// pod's observedGeneration reaching its generation): seconds on a
 	// healthy node. Past it the pod is recreated.
 	ObserveDeadline = 2 * time.Minute
+	// ResizeDeadline bounds how long the kubelet may defer a resize it
+	// could make (PodResizePending, Deferred: the node short of room right
+	// now) or keep failing it (PodResizeInProgress, Error). Past it the pod
+	// is recreated: a new pod is scheduled where its resources fit.
+	ResizeDeadline = 2 * time.Minute
 	// DefaultUpdateDeadline bounds the whole update, from the patch to its
 	// new containers Ready (a pull, a start, the readiness probe). Past it
 	// the update is reported failed and the pod left as it is, as a new pod
@@ -64,14 +69,13 @@ func (t *target) templateOf(ctx context.Context, name string) (*corev1.PodTempla
 }
 
 // eligibility decides whether the pod can go in place from a template to
-// the target (inplace.Eligibility), reading its node's kubelet version only
-// when the change needs it (a native sidecar's image).
+// the target (inplace.Eligibility), on its node's kubelet.
 func (t *target) eligibility(ctx context.Context, pod *corev1.Pod, from *corev1.PodTemplateSpec) (inplace.TemplateDiff, string) {
-	d, fallback := inplace.Eligibility(pod, from, t.rev.Template, "")
-	if fallback == inplace.FallbackSidecarKubelet && t.kubeletVersion != nil {
-		d, fallback = inplace.Eligibility(pod, from, t.rev.Template, t.kubeletVersion(ctx, pod.Spec.NodeName))
+	version := ""
+	if t.kubeletVersion != nil {
+		version = t.kubeletVersion(ctx, pod.Spec.NodeName)
 	}
-	return d, fallback
+	return inplace.Eligibility(pod, from, t.rev.Template, version)
 }
 
 // mark sets on the pod what makes its controller count it at the named
@@ -143,10 +147,14 @@ func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1
 	if pod.UID != cached.UID || inplace.Updating(pod) || t.w.RevisionOf(pod) == t.rev.Name || pod.DeletionTimestamp != nil {
 		return nil // the cache was behind; the pod's event brings it back
 	}
-	containers := changing(pod, t.rev.Template, d.Restarts())
-	if len(containers) == 0 {
+	c := changesOf(pod, t.rev.Template, d)
+	if len(c.restarts) == 0 && len(c.resizes) == 0 {
 		return u.relabel(ctx, pod, from, t, "labels only, no container restarted")
 	}
+	if len(c.restarts) == 0 {
+		return u.resizeOnly(ctx, pod, c, t)
+	}
+	containers := c.restarts
 	if err := closeGate(ctx, u.client, pod, t.rev.Name, u.guarded(), u.now()); err != nil {
 		return u.refused(ctx, pod, t, err)
 	}
@@ -217,6 +225,22 @@ func (u *podUpdater) advance(ctx context.Context, pod *corev1.Pod, t *target) (p
 	if state.Revision != t.rev.Name {
 		return podStep{failure: progress.Failure}, u.retarget(ctx, pod, state, progress, t)
 	}
+	if len(state.Resize) > 0 {
+		// The resize goes through its own subresource: written again if a
+		// conflict lost it; one the kubelet cannot make recreates the pod.
+		if err := u.resize(ctx, pod, state.Resize, t); err != nil {
+			return podStep{}, err
+		}
+		switch progress.Resize {
+		case corev1.PodReasonInfeasible:
+			return podStep{}, u.recreate(ctx, pod, t, inplace.FallbackResizeInfeasible, progress.ResizeMessage)
+		case corev1.PodReasonDeferred, inplace.ResizeError:
+			if at := state.PatchedAt.Add(ResizeDeadline); u.clock.Now().After(at) {
+				return podStep{}, u.recreate(ctx, pod, t, inplace.FallbackResizeDeferred,
+					fmt.Sprintf("%s %v after it was asked for: %s", progress.Resize, ResizeDeadline, progress.ResizeMessage))
+			}
+		}
+	}
 	stalled, failure, next := u.deadlines(pod, state, progress)
 	if stalled != "" {
 		return podStep{}, u.recreate(ctx, pod, t, inplace.FallbackStalled, stalled)
@@ -272,6 +296,9 @@ func (u *podUpdater) deadlines(pod *corev1.Pod, state *inplace.UpdateState, p in
 	if at := patched.Add(deadline); now.Before(at) {
 		return "", "", at.Sub(now)
 	}
+	if len(state.Containers) == 0 {
+		return "", fmt.Sprintf("the kubelet has not applied its resize of %v %v after it was asked for", sortedNames(state.Resize), deadline), 0
+	}
 	return "", fmt.Sprintf("its new containers %v are not Ready %v after the image patch", sortedNames(state.Containers), deadline), 0
 }
 
@@ -308,8 +335,8 @@ func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *target) e
 		// recreates it.
 		return ignoreConflict(OpenGate(ctx, u.client, pod, u.now()))
 	}
-	containers := changing(pod, t.rev.Template, d.Restarts())
-	if len(containers) == 0 {
+	c := changesOf(pod, t.rev.Template, d)
+	if len(c.restarts) == 0 && len(c.resizes) == 0 {
 		return u.relabel(ctx, pod, from, t, "no container restarted, it runs the revision's images already")
 	}
 	now := u.now()
@@ -318,9 +345,13 @@ func (u *podUpdater) patch(ctx context.Context, cached *corev1.Pod, t *target) e
 		From:       t.w.RevisionOf(pod),
 		Since:      inplace.GateCondition(pod).LastTransitionTime,
 		PatchedAt:  &now,
-		Containers: inplace.Snapshot(pod, containers),
+		Containers: inplace.Snapshot(pod, c.restarts),
+		Resize:     c.resizes,
 	}
-	return u.write(ctx, pod, state, from, containers, t)
+	if err := u.write(ctx, pod, state, from, c.images, t); err != nil {
+		return err
+	}
+	return u.resize(ctx, pod, c.resizes, t)
 }
 
 // write records state on the pod, sets the images of containers to the
@@ -340,6 +371,51 @@ func (u *podUpdater) write(ctx context.Context, pod *corev1.Pod, state *inplace.
 	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
 	err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
 	return u.refused(ctx, base, t, err)
+}
+
+// resizeOnly begins an update whose only change is a resize that restarts
+// nothing: the pod stays Ready throughout, its gate open. The state goes
+// first, with the resources asked for, then the resize; the pod is marked at
+// the revision once the kubelet reports them applied (finish), so that its
+// workload counts it updated only then.
+func (u *podUpdater) resizeOnly(ctx context.Context, pod *corev1.Pod, c changes, t *target) error {
+	now := u.now()
+	state := &inplace.UpdateState{Revision: t.rev.Name, From: t.w.RevisionOf(pod), Since: now, PatchedAt: &now, Resize: c.resizes}
+	base := pod.DeepCopy()
+	metav1.SetMetaDataAnnotation(&pod.ObjectMeta, inplace.AnnotationUpdateState, state.Encode())
+	if err := u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return u.refused(ctx, base, t, err)
+	}
+	u.recorder.Eventf(pod, t.workload, corev1.EventTypeNormal, ReasonInPlaceUpdateStarted, "Resize",
+		"Resizing %v in place to revision %s, no container restarted", sortedNames(c.resizes), t.rev.Name)
+	return u.resize(ctx, pod, c.resizes, t)
+}
+
+// resize asks the kubelet, through the pod's resize subresource, for the
+// resources of want where the pod's spec does not say them yet. A resize
+// refused for another reason than a conflict (a node that cannot resize)
+// hands the pod to its native controller.
+func (u *podUpdater) resize(ctx context.Context, pod *corev1.Pod, want map[string]corev1.ResourceRequirements, t *target) error {
+	base := pod.DeepCopy()
+	changed := false
+	for name, r := range want {
+		if c := containerOf(pod.Spec.InitContainers, pod.Spec.Containers, name); c != nil &&
+			!(inplace.ResourcesApplied(c.Resources, r) && inplace.ResourcesApplied(r, c.Resources)) {
+			c.Resources = *r.DeepCopy()
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	err := u.client.SubResource("resize").Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
+	switch {
+	case err == nil, apierrors.IsConflict(err), apierrors.IsNotFound(err):
+		return nil
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return u.recreate(ctx, base, t, inplace.FallbackResizeRefused, err.Error())
+	}
+	return fmt.Errorf("resizing pod %s: %w", klog.KObj(pod), err)
 }
 
 // recreate hands a pod whose update cannot go on in place to the native
@@ -393,22 +469,26 @@ func (u *podUpdater) retarget(ctx context.Context, pod *corev1.Pod, state *inpla
 	if fallback != "" {
 		return nil
 	}
-	containers := changing(pod, t.rev.Template, d.Restarts())
+	c := changesOf(pod, t.rev.Template, d)
 	now := u.now()
 	next := &inplace.UpdateState{
 		Revision:   t.rev.Name,
 		From:       state.Revision,
 		Since:      state.Since,
 		PatchedAt:  &now,
-		Containers: inplace.Snapshot(pod, containers),
+		Containers: inplace.Snapshot(pod, c.restarts),
+		Resize:     c.resizes,
 	}
-	if len(containers) == 0 {
+	if len(c.restarts) == 0 {
 		// Back to images it runs already: the containers the older patch
 		// replaced are the ones to wait for.
 		next.Containers = state.Containers
 	}
 	logf.FromContext(ctx).V(1).Info("Retargeting an in-place update", "pod", klog.KObj(pod), "from", state.Revision, "to", t.rev.Name)
-	return u.write(ctx, pod, next, from, containers, t)
+	if err := u.write(ctx, pod, next, from, c.images, t); err != nil {
+		return err
+	}
+	return u.resize(ctx, pod, c.resizes, t)
 }
 
 // finish opens the gate of a pod whose update completed, if it is not open
@@ -420,6 +500,19 @@ func (u *podUpdater) finish(ctx context.Context, pod *corev1.Pod, state *inplace
 		}
 	}
 	base := pod.DeepCopy()
+	if len(state.Containers) == 0 {
+		// A resize that restarted nothing is marked at its revision only
+		// now that the kubelet has applied it.
+		from, err := t.templateOf(ctx, state.From)
+		if err != nil {
+			return err
+		}
+		if to, err := t.templateOf(ctx, state.Revision); err != nil {
+			return err
+		} else if to != nil {
+			applyTemplateMetadata(pod, from, to)
+		}
+	}
 	if _, err := t.mark(ctx, pod, state.Revision); err != nil {
 		return err
 	}
@@ -488,18 +581,52 @@ func (u *podUpdater) settle(ctx context.Context, pod *corev1.Pod, t *target) err
 	return ignoreConflict(u.client.Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{})))
 }
 
-// changing returns the named containers (and native sidecars) whose image in
-// the pod's spec is not the template's: those a patch really changes, and
-// the kubelet restarts.
-func changing(pod *corev1.Pod, t *corev1.PodTemplateSpec, names []string) []string {
-	var out []string
-	for _, name := range names {
+// changes are what an update really changes on a live pod: the containers
+// whose image in its spec is not the target's, those resized (with the
+// resources they go to), and those the update restarts (an image, or a
+// resize the container's resizePolicy applies by a restart).
+type changes struct {
+	images, restarts []string
+	resizes          map[string]corev1.ResourceRequirements
+}
+
+// changesOf compares the pod's spec with the target template t, for the
+// containers the diff d changes: what is already as the target changes
+// nothing (an image set by hand, a resize asked for before).
+func changesOf(pod *corev1.Pod, t *corev1.PodTemplateSpec, d inplace.TemplateDiff) changes {
+	var c changes
+	for _, name := range d.Restarts() {
 		podImage, tplImage := imageOf(pod.Spec.InitContainers, pod.Spec.Containers, name), imageOf(t.Spec.InitContainers, t.Spec.Containers, name)
 		if tplImage != "" && podImage != tplImage {
-			out = append(out, name)
+			c.images = append(c.images, name)
 		}
 	}
-	return out
+	c.restarts = slices.Clone(c.images)
+	for _, r := range d.Resizes {
+		got := containerOf(pod.Spec.InitContainers, pod.Spec.Containers, r.Container)
+		if got == nil || inplace.ResourcesApplied(got.Resources, r.To) && inplace.ResourcesApplied(r.To, got.Resources) {
+			continue
+		}
+		if c.resizes == nil {
+			c.resizes = map[string]corev1.ResourceRequirements{}
+		}
+		c.resizes[r.Container] = r.To
+		if r.Restart && !slices.Contains(c.restarts, r.Container) {
+			c.restarts = append(c.restarts, r.Container)
+		}
+	}
+	return c
+}
+
+func containerOf(init, containers []corev1.Container, name string) *corev1.Container {
+	for _, list := range [][]corev1.Container{init, containers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
 }
 
 func imageOf(init, containers []corev1.Container, name string) string {

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -575,4 +576,109 @@ func names(pods []*corev1.Pod) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+// TestResizeInPlace: a change of the app container's cpu alone is made
+// through the resize subresource with the pod's gate open (it stays Ready),
+// and the pod is marked at the revision only once the kubelet reports the
+// new resources; a resize the kubelet finds Infeasible recreates the pod,
+// with an event that names the reason.
+func TestResizeInPlace(t *testing.T) { testclock.Run(t, testResizeInPlace) }
+
+func testResizeInPlace(t *testing.T, now time.Time) {
+	cpu := func(tpl *corev1.PodTemplateSpec, q string) *corev1.PodTemplateSpec {
+		tpl.Spec.Containers[0].Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(q)},
+		}
+		return tpl
+	}
+	for name, tc := range map[string]struct {
+		kubelet      func(p *corev1.Pod)
+		wantDone     bool
+		wantRecreate bool
+	}{
+		"the kubelet applies it: done, marked, the gate never closed": {
+			kubelet: func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].Resources = p.Spec.Containers[0].Resources.DeepCopy()
+			},
+			wantDone: true,
+		},
+		"the kubelet has not yet: the pod waits, unmarked": {
+			kubelet: func(p *corev1.Pod) {},
+		},
+		"Infeasible: recreated": {
+			kubelet: func(p *corev1.Pod) {
+				p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodResizePending, Status: corev1.ConditionTrue,
+					Reason: corev1.PodReasonInfeasible, Message: "Node didn't have enough capacity: cpu, requested: 64000, capacity: 2000"})
+			},
+			wantRecreate: true,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+			pod.Spec.Containers[0].Resources = cpu(builder.PodTemplate("web", "nginx:1.27").Obj(), "1").Spec.Containers[0].Resources
+			pod.Generation = 1
+			pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+			kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+			pod.Status.ContainerStatuses[0].Resources = pod.Spec.Containers[0].Resources.DeepCopy()
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+			recorder := events.NewFakeRecorder(10)
+			u := &podUpdater{client: c, live: c, recorder: recorder, clock: clocktesting.NewFakeClock(now), guard: guarded(true)}
+			from := cpu(builder.PodTemplate("web", "nginx:1.27").Obj(), "1")
+			to := cpu(builder.PodTemplate("web", "nginx:1.27").Label("tier", "front").Obj(), "2")
+			target := testTarget(from, to, 0)
+			d := inplace.DiffTemplates(templatePath, from, to)
+			if err := u.begin(t.Context(), pod.DeepCopy(), from, d, target); err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.Pod{}
+			if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+				t.Fatal(err)
+			}
+			state, err := inplace.StateOf(got)
+			if err != nil || state == nil || len(state.Resize) != 1 || len(state.Containers) != 0 {
+				t.Fatalf("state %+v, %v: want the resize of app recorded, no container to restart", state, err)
+			}
+			if lim := got.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU]; lim.String() != "2" {
+				t.Errorf("the pod's cpu limit is %s: the resize was not asked for", lim.String())
+			}
+			if !GateOpen(got) || got.Labels[appsv1.StatefulSetRevisionLabel] != "web-1" || got.Labels["tier"] != "" {
+				t.Errorf("gate %+v, labels %v: want the gate open and the pod unmarked until the kubelet applies it",
+					inplace.GateCondition(got), got.Labels)
+			}
+
+			tc.kubelet(got)
+			got.Status.ObservedGeneration = got.Generation
+			if err := c.Status().Update(t.Context(), got); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := u.advance(t.Context(), got, target); err != nil {
+				t.Fatal(err)
+			}
+			err = c.Get(t.Context(), client.ObjectKeyFromObject(pod), got)
+			if recreated := apierrors.IsNotFound(err); recreated != tc.wantRecreate {
+				t.Fatalf("recreated = %v (%v), want %v", recreated, err, tc.wantRecreate)
+			}
+			var told []string
+			for len(recorder.Events) > 0 {
+				told = append(told, <-recorder.Events)
+			}
+			if tc.wantRecreate {
+				if !slices.ContainsFunc(told, func(e string) bool {
+					return strings.Contains(e, "RecreatedNotInPlace") && strings.Contains(e, "Infeasible")
+				}) {
+					t.Errorf("events %q: want a RecreatedNotInPlace naming Infeasible", told)
+				}
+				return
+			}
+			done := !inplace.Updating(got) && got.Labels[appsv1.StatefulSetRevisionLabel] == "web-2" && got.Labels["tier"] == "front"
+			if done != tc.wantDone {
+				t.Errorf("done = %v (labels %v, state %q), want %v", done, got.Labels, got.Annotations[inplace.AnnotationUpdateState], tc.wantDone)
+			}
+			if !GateOpen(got) {
+				t.Errorf("the gate closed for a resize that restarts nothing")
+			}
+		})
+	}
 }

@@ -192,7 +192,7 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 			continue
 		}
 		wait, ok := rollout.AvailableIn(s.pod, minReady, now)
-		if s.updating || !ok {
+		if inplace.OutOfService(s.pod) || !ok {
 			unavailable++
 			allAvailable = false
 		}

@@ -7,6 +7,7 @@ package builder
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -47,6 +48,25 @@ func (t *Template) InitImage(container, image string) *Template {
 		}
 	}
 	t.Spec.InitContainers = append(t.Spec.InitContainers, corev1.Container{Name: container, Image: image})
+	return t
+}
+
+// Resources sets the named container's cpu request and limit ("" leaves
+// one unset).
+func (t *Template) Resources(container, cpuRequest, cpuLimit string) *Template {
+	for i := range t.Spec.Containers {
+		c := &t.Spec.Containers[i]
+		if c.Name != container {
+			continue
+		}
+		c.Resources = corev1.ResourceRequirements{}
+		if cpuRequest != "" {
+			c.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpuRequest)}
+		}
+		if cpuLimit != "" {
+			c.Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpuLimit)}
+		}
+	}
 	return t
 }
 

@@ -843,12 +843,17 @@ func onPodEvents(t *testing.T, ns string, seen func(pod *corev1.Pod)) (stop func
 // seconds (a pod that just turned Ready may be a moment from its first
 // answer through the bridge).
 func servedVersion(ctx context.Context, ip string) (string, error) {
+	return served(ctx, ip, "/")
+}
+
+// served GETs path from the test application at ip, as servedVersion.
+func served(ctx context.Context, ip, path string) (string, error) {
 	if ip == "" {
 		return "", errors.New("the pod has no IP")
 	}
-	url := fmt.Sprintf("http://%s:%d/", ip, appPort)
+	url := fmt.Sprintf("http://%s:%d%s", ip, appPort, path)
 	hc := &http.Client{Timeout: httpGetDeadline}
-	var version string
+	var answer string
 	err := poll(ctx, answerTimeout, func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
@@ -866,10 +871,10 @@ func servedVersion(ctx context.Context, ip string) (string, error) {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
-		version = strings.TrimSpace(string(body))
+		answer = strings.TrimSpace(string(body))
 		return nil
 	})
-	return version, err
+	return answer, err
 }
 
 // logPods logs pod views as a table, under a title.

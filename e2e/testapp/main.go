@@ -4,6 +4,8 @@
 //
 //	GET /         the version, one line (e.g. "v2")
 //	GET /healthz  "ok"
+//	GET /limits   the cpu quota and memory limit the container runs under,
+//	              as its cgroup says (v1 or v2): "cpu <quota>/<period> memory <bytes>"
 //
 // The version is set at build time with -ldflags "-X main.version=v2". A build
 // with -X main.crash=true exits 1 at once instead: the image of a crash loop.
@@ -20,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -54,6 +57,14 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /limits", func(w http.ResponseWriter, _ *http.Request) {
+		cpu, memory, err := limits()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "cpu %s memory %s\n", cpu, memory)
+	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -69,4 +80,32 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+}
+
+// limits reads the container's cpu quota ("<quota>/<period>", quota "max"
+// for none) and memory limit (bytes, "max" for none) from its cgroup: the
+// values the kubelet set, which a resize changes in place.
+func limits() (cpu, memory string, err error) {
+	read := func(path string) (string, error) {
+		b, err := os.ReadFile(path)
+		return strings.TrimSpace(string(b)), err
+	}
+	if v, err := read("/sys/fs/cgroup/cpu.max"); err == nil { // cgroup v2: "<quota|max> <period>"
+		quota, period, _ := strings.Cut(v, " ")
+		mem, err := read("/sys/fs/cgroup/memory.max")
+		return quota + "/" + period, mem, err
+	}
+	quota, err := read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+	if err != nil {
+		return "", "", err
+	}
+	if quota == "-1" {
+		quota = "max"
+	}
+	period, err := read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+	if err != nil {
+		return "", "", err
+	}
+	mem, err := read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+	return quota + "/" + period, mem, err
 }

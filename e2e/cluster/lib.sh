@@ -1,8 +1,10 @@
 # Shared settings and helpers of the end-to-end cluster scripts. Sourced, not run.
 #
-# The cluster is one node inside the network namespace $NETNS; every daemon is
-# started with `setsid nsenter --net=...` (not `ip netns exec`, whose private
-# mount namespace would hide the cgroup mounts from the kubelet and runc).
+# The control plane and node 1 live inside the network namespace $NETNS, nodes
+# 2..N (make cluster NODES=N) each in their own (node_vars, nodes.sh); every
+# daemon is started with `setsid nsenter --net=...` (not `ip netns exec`, whose
+# private mount namespace would hide the cgroup mounts from the kubelet and
+# runc).
 # All state lives under $STATE (an ignored folder of the repository).
 # shellcheck shell=bash disable=SC2034
 

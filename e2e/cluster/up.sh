@@ -301,10 +301,11 @@ remove_nodes() {
 
 main() {
 	require_root
+	local want have count n
+	# Refused before waiting for another run's lock.
+	want=$(wanted_nodes)
 	lock_state
 	mkdir -p "$STATE"
-	local want have count n
-	want=$(wanted_nodes)
 	install_packages
 	"$ROOT/hack/build-kube.sh"
 	"$here/images.sh" build

@@ -1,7 +1,7 @@
 //go:build e2e
 
-// Package e2e holds the end-to-end tests: they run against the real one-node
-// cluster of e2e/cluster, with inplace-manager installed from the manifests
+// Package e2e holds the end-to-end tests: they run against the real cluster
+// of e2e/cluster (one node, or three with make e2e NODES=3), with inplace-manager installed from the manifests
 // as a user would install it, change workloads through the API as kubectl
 // would, and check what a user would look at: pod UIDs, restart counts,
 // readiness, and the version each container actually serves.

@@ -732,6 +732,7 @@ type podView struct {
 	Name     string
 	UID      types.UID
 	IP       string
+	Node     string // spec.nodeName: one of several with make e2e NODES=3
 	Ready    bool
 	Gated    bool                   // spec.readinessGates holds InPlaceUpdateReady
 	Gate     corev1.ConditionStatus // the InPlaceUpdateReady condition; "" when absent
@@ -758,6 +759,7 @@ func viewPod(t testing.TB, pod *corev1.Pod) podView {
 		Name:     pod.Name,
 		UID:      pod.UID,
 		IP:       pod.Status.PodIP,
+		Node:     pod.Spec.NodeName,
 		Ready:    podReady(pod),
 		Managed:  pod.Labels[labelManaged] == "true",
 		Revision: pod.Labels[appsv1.ControllerRevisionHashLabelKey],
@@ -882,7 +884,7 @@ func logPods(t testing.TB, title string, views []podView) {
 	t.Helper()
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tREADY\tGATE\tMANAGED\tRESTARTS\tVERSION\tUID\tIP")
+	fmt.Fprintln(w, "NAME\tREADY\tGATE\tMANAGED\tRESTARTS\tVERSION\tUID\tIP\tNODE")
 	for _, v := range views {
 		gate := "-"
 		if v.Gated {
@@ -891,7 +893,7 @@ func logPods(t testing.TB, title string, views []podView) {
 				gate = "unset"
 			}
 		}
-		fmt.Fprintf(w, "%s\t%t\t%s\t%t\t%d\t%s\t%s\t%s\n", v.Name, v.Ready, gate, v.Managed, v.Restarts, v.Version, v.UID, v.IP)
+		fmt.Fprintf(w, "%s\t%t\t%s\t%t\t%d\t%s\t%s\t%s\t%s\n", v.Name, v.Ready, gate, v.Managed, v.Restarts, v.Version, v.UID, v.IP, v.Node)
 	}
 	_ = w.Flush()
 	t.Logf("%s:\n%s", title, b.String())
@@ -1038,7 +1040,7 @@ func dumpNamespace(ctx context.Context, t testing.TB, namespace string) {
 	pods := &corev1.PodList{}
 	if err := k8s.List(ctx, pods, client.InNamespace(namespace)); err == nil {
 		for _, p := range pods.Items {
-			fmt.Fprintf(&b, "  pod %s uid %s ip %s gates %v: %s\n", p.Name, p.UID, p.Status.PodIP, p.Spec.ReadinessGates, whyNotReady(&p))
+			fmt.Fprintf(&b, "  pod %s uid %s ip %s node %s gates %v: %s\n", p.Name, p.UID, p.Status.PodIP, p.Spec.NodeName, p.Spec.ReadinessGates, whyNotReady(&p))
 			for _, cs := range p.Status.ContainerStatuses {
 				fmt.Fprintf(&b, "    container %s image %s restarts %d ready %t\n", cs.Name, cs.Image, cs.RestartCount, cs.Ready)
 			}
@@ -1063,7 +1065,7 @@ func dumpNamespace(ctx context.Context, t testing.TB, namespace string) {
 	}
 	if mp, err := managerPods(ctx, &appsv1.Deployment{}); err == nil {
 		for _, p := range mp {
-			fmt.Fprintf(&b, "  manager pod %s: %s\n", p.Name, whyNotReady(&p))
+			fmt.Fprintf(&b, "  manager pod %s on %s: %s\n", p.Name, p.Spec.NodeName, whyNotReady(&p))
 		}
 	}
 	t.Log(b.String())

@@ -438,8 +438,8 @@ func TestKruiseCloneSetInPlace(t *testing.T) {
 }
 
 // TestKruiseDaemonSetInPlace: an Advanced DaemonSet with no update strategy
-// written gets rollingUpdateType InPlaceIfPossible, and its pod (one node)
-// is updated in place.
+// written gets rollingUpdateType InPlaceIfPossible, and its pods (one a
+// node) are updated in place.
 func TestKruiseDaemonSetInPlace(t *testing.T) {
 	t.Parallel()
 	requireKruise(t)

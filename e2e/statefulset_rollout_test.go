@@ -348,8 +348,8 @@ func TestManagerRestartMidRollout(t *testing.T) {
 }
 
 // wantInPlace checks what a user checks after an in-place rollout: every
-// pod the same (UID), its container restarted restarts times more, Ready,
-// and serving the image's version.
+// pod the same (UID, IP and node), its container restarted restarts times
+// more, Ready, and serving the image's version.
 func wantInPlace(t *testing.T, before, after []podView, image string, restarts int32) {
 	t.Helper()
 	if len(after) != len(before) {
@@ -368,6 +368,11 @@ func wantInPlace(t *testing.T, before, after []podView, image string, restarts i
 		}
 		if a.IP != b.IP {
 			t.Errorf("pod %s changed IP: %s -> %s", a.Name, b.IP, a.IP)
+		}
+		// Implied by the UID (a pod's node never changes), stated as a
+		// DaemonSet's user reads it.
+		if a.Node != b.Node {
+			t.Errorf("pod %s changed node: %s -> %s", a.Name, b.Node, a.Node)
 		}
 	}
 }

@@ -1,6 +1,7 @@
-# The end-to-end cluster: one node in the network namespace inplace-e2e, its
-# state under .cache/cluster. Included by the top-level Makefile; the work is
-# done by the scripts in e2e/cluster (runnable on their own as well).
+# The end-to-end cluster: the control plane and node 1 in the network
+# namespace inplace-e2e, nodes 2..NODES each in their own, its state under
+# .cache/cluster. Included by the top-level Makefile; the work is done by the
+# scripts in e2e/cluster (runnable on their own as well).
 
 # The repository root, whatever the directory make runs in.
 CLUSTER_REPO_ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
@@ -8,6 +9,14 @@ CLUSTER_SCRIPTS := $(CLUSTER_REPO_ROOT)/e2e/cluster
 CLUSTER_STATE_DIR := $(CLUSTER_REPO_ROOT)/.cache/cluster
 CLUSTER_KUBECONFIG := $(CLUSTER_STATE_DIR)/admin.kubeconfig
 CLUSTER_KUBECTL := nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/kubectl --kubeconfig=$(CLUSTER_KUBECONFIG)
+
+# NODES: the cluster's node count, for every target that brings it up
+# (cluster, e2e, e2e-install, e2e-kruise, deploy-e2e, bench-rollout, demo,
+# ...): make e2e NODES=3. Unset: as many as the running cluster has, one if
+# none runs. A running cluster with another count gets the missing nodes or
+# loses the extra ones (e2e/cluster/up.sh).
+NODES ?=
+export NODES
 
 ##@ End-to-end tests and demo
 
@@ -77,11 +86,11 @@ demo: ## The seed scenario on the local cluster, narrated (KRUISE=1: verbatim, w
 ##@ End-to-end cluster
 
 .PHONY: cluster
-cluster: ## Build the Kubernetes binaries and test images, bring the cluster up (a healthy one is reused).
+cluster: ## Build the Kubernetes binaries and test images, bring the cluster up (a healthy one is reused; NODES=3 for three nodes).
 	@$(CLUSTER_SCRIPTS)/up.sh
 
 .PHONY: cluster-down
-cluster-down: ## Stop the cluster and clean up after it; keeps certificates, etcd and images for a quick restart.
+cluster-down: ## Stop the cluster, every node of it, and clean up after it; keeps certificates, etcd and images for a quick restart.
 	@$(CLUSTER_SCRIPTS)/down.sh
 
 .PHONY: cluster-purge
@@ -101,7 +110,7 @@ test-images: ## Print the test app's image references: v1, v2, v3 (oldest first)
 	@$(CLUSTER_SCRIPTS)/images.sh test-refs
 
 .PHONY: images
-images: ## Build the pause and test app images and import them into the running cluster.
+images: ## Build the pause and test app images and import them into every node of the running cluster.
 	@$(CLUSTER_SCRIPTS)/images.sh build
 	@$(CLUSTER_SCRIPTS)/images.sh import
 

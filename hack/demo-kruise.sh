@@ -87,7 +87,7 @@ main() {
 	v1=$("$ROOT/e2e/cluster/images.sh" ref testapp-v1)
 	v2=$("$ROOT/e2e/cluster/images.sh" ref testapp-v2)
 
-	step "inplace + OpenKruise demo: the seed document, verbatim, on a real one-node cluster"
+	step "inplace + OpenKruise demo: the seed document, verbatim, on a real local cluster"
 	say "The document installs OpenKruise and writes an Advanced StatefulSet with a readiness gate"
 	say "and podUpdatePolicy: InPlaceIfPossible by hand. With inplace installed, the team writes"
 	say "neither; inplace adds both. kubectl below stands for:"

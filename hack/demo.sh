@@ -213,7 +213,7 @@ main() {
 	v1=$("$ROOT/e2e/cluster/images.sh" ref testapp-v1)
 	v2=$("$ROOT/e2e/cluster/images.sh" ref testapp-v2)
 
-	step "inplace demo: the seed scenario on a real one-node cluster"
+	step "inplace demo: the seed scenario on a real local cluster"
 	say "A platform team installed inplace once; an application team opts its namespace in"
 	say "and changes its StatefulSet's image as always. kubectl below stands for:"
 	say "  $KUBECTL"

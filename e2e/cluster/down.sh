@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Tears the end-to-end cluster down: stops exactly the processes it started
-# (the recorded daemons, the containers in the kubelet's cgroups and the
-# containerd shims serving our socket), unmounts what the kubelet and
-# containerd mounted under the state folder, removes the cgroups they created,
-# deletes the network namespace and restores the kernel settings the kubelet
-# changed. Idempotent.
+# Tears the end-to-end cluster down, every node of it: stops exactly the
+# processes it started (the recorded daemons, the containers in the kubelets'
+# cgroups and the containerd shims serving the nodes' sockets), unmounts what
+# the kubelets and containerds mounted under the state folder, removes the
+# cgroups they (and up.sh) created, deletes the network namespaces (the
+# nodes' and the bridge's, and with them every veth) and restores the kernel
+# settings the kubelets changed. Idempotent.
 #
 #   e2e/cluster/down.sh           keep certificates, etcd data and the image store: the next up is a quick restart
 #   e2e/cluster/down.sh --purge   also delete the whole state folder: the next up starts from nothing
@@ -12,6 +13,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# shellcheck source=nodes.sh
+. "$here/nodes.sh"
 
 purge=
 case ${1:-} in
@@ -21,140 +24,6 @@ case ${1:-} in
 esac
 
 t0=$(now_ms)
-
-# stop_pids TIMEOUT PID...: SIGTERM, then SIGKILL whatever is left after
-# TIMEOUT seconds. Only the given PIDs, whose start times are checked again
-# before the SIGKILL so that a reused PID is never hit.
-stop_pids() {
-	local timeout=$1 pid deadline alive=() starts=() i
-	shift
-	for pid in "$@"; do
-		starts+=("$(proc_start_time "$pid" || echo gone)")
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	deadline=$(($(now_ms) + timeout * 1000))
-	while :; do
-		alive=()
-		i=0
-		for pid in "$@"; do
-			[ "$(proc_start_time "$pid" 2>/dev/null)" = "${starts[$i]}" ] && alive+=("$pid")
-			i=$((i + 1))
-		done
-		[ ${#alive[@]} -eq 0 ] && return 0
-		[ "$(now_ms)" -gt "$deadline" ] && break
-		sleep 0.1
-	done
-	log "killing ${alive[*]} after ${timeout}s"
-	kill -KILL "${alive[@]}" 2>/dev/null || true
-	sleep 0.2
-}
-
-# stop_daemons TIMEOUT NAME...: stops the recorded daemons still alive.
-stop_daemons() {
-	local timeout=$1 name pid pids=() names=()
-	shift
-	for name in "$@"; do
-		if pid=$(daemon_pid "$name"); then
-			pids+=("$pid")
-			names+=("$name")
-		fi
-		rm -f "$PIDS/$name.pid"
-	done
-	[ ${#pids[@]} -eq 0 ] && return 0
-	log "stopping $(for i in "${!names[@]}"; do printf '%s(%s) ' "${names[$i]}" "${pids[$i]}"; done)"
-	stop_pids "$timeout" "${pids[@]}"
-}
-
-# new_cgroups prints the top-level cgroups of every hierarchy that were not
-# there before the cluster first started (the kubelet's kubepods, mostly).
-new_cgroups() {
-	[ -f "$STATE/cgroups.before" ] || return 0
-	top_cgroups | comm -13 "$STATE/cgroups.before" -
-}
-
-# container_pids prints the processes of the pods: everything in the
-# kubelet's kubepods cgroups.
-container_pids() {
-	local cg
-	for cg in $(new_cgroups); do
-		case ${cg##*/} in kubepods*) ;; *) continue ;; esac
-		find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null
-	done | sort -un
-}
-
-# shim_pids prints the containerd shims that serve our containerd: their
-# command line names our socket.
-shim_pids() {
-	local p
-	for p in /proc/[0-9]*; do
-		tr '\0' '\n' 2>/dev/null <"$p/cmdline" | grep -qxF -- "$CONTAINERD_SOCK" && echo "${p#/proc/}"
-	done
-	return 0
-}
-
-stop_containers() {
-	local pids tasks id
-	# Kill the pods' processes, then let containerd delete the tasks, so that
-	# the shims exit and the rootfs mounts go away the ordinary way.
-	mapfile -t pids < <(container_pids)
-	if [ ${#pids[@]} -gt 0 ]; then
-		log "killing ${#pids[@]} container processes"
-		kill -KILL "${pids[@]}" 2>/dev/null || true
-	fi
-	if daemon_pid containerd >/dev/null && [ -S "$CONTAINERD_SOCK" ]; then
-		tasks=$(timeout 10 ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks ls 2>/dev/null | awk 'NR > 1 {print $1}') || true
-		for id in $tasks; do
-			timeout 5 ctr --address "$CONTAINERD_SOCK" -n k8s.io tasks delete --force "$id" >/dev/null 2>&1 || true
-		done
-	fi
-}
-
-stop_shims() {
-	local pids
-	mapfile -t pids < <(shim_pids)
-	[ ${#pids[@]} -eq 0 ] && return 0
-	log "stopping ${#pids[@]} containerd shims"
-	stop_pids 5 "${pids[@]}"
-}
-
-# mounts_under DIR prints the mount points under DIR, deepest first.
-mounts_under() {
-	awk -v dir="$1/" 'index($5, dir) == 1 || $5 == substr(dir, 1, length(dir) - 1) {print $5}' /proc/self/mountinfo |
-		while read -r m; do printf '%b\n' "${m//\\/\\0}"; done |
-		awk '{print length($0) "\t" $0}' | sort -rn | cut -f2-
-}
-
-unmount_state() {
-	local round m left
-	for round in 1 2 3 4 5; do
-		left=$(mounts_under "$STATE")
-		[ -z "$left" ] && return 0
-		[ "$round" = 1 ] && log "unmounting $(wc -l <<<"$left") mounts under $STATE"
-		while read -r m; do
-			if [ "$round" -lt 4 ]; then umount "$m" 2>/dev/null || true; else umount -l "$m" 2>/dev/null || true; fi
-		done <<<"$left"
-	done
-	left=$(mounts_under "$STATE")
-	[ -z "$left" ] || log "warning: still mounted: $left"
-}
-
-remove_cgroups() {
-	local cg round left
-	for round in $(seq 1 50); do
-		left=
-		for cg in $(new_cgroups); do
-			find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
-			[ -d "$cg" ] && left+=" $cg"
-		done
-		[ -z "$left" ] && break
-		sleep 0.1
-	done
-	if [ -n "$left" ]; then
-		log "warning: cgroups still busy:$left"
-	else
-		rm -f "$STATE/cgroups.before"
-	fi
-}
 
 restore_sysctls() {
 	[ -f "$STATE/sysctl.saved" ] || return 0
@@ -169,29 +38,13 @@ restore_sysctls() {
 }
 
 # clean_host_leftovers removes what the daemons write outside the state folder
-# whatever their flags say (see HOST_DIRS): the kubelet's log symlinks and
-# device-plugin socket, the CNI plugins' result cache, the shims' sockets; then
-# the folders of HOST_DIRS that were not there before the cluster, if empty.
+# whatever their flags say (see HOST_DIRS): each node's log symlinks, CNI
+# result cache entries and shims' sockets (node_clean_leftovers), the
+# kubelets' device-plugin socket; then the folders of HOST_DIRS that were not
+# there before the cluster, if empty.
 clean_host_leftovers() {
-	local f id ids d before=$STATE/host-dirs.before
-	if [ -d /var/log/containers ]; then
-		for f in /var/log/containers/*; do
-			if [ -L "$f" ] && [[ $(readlink "$f") == "$STATE/"* ]]; then rm -f "$f"; fi
-		done
-	fi
-	# The pod sandboxes and containers containerd knew: their IDs name the CNI
-	# cache entries, and each task's bundle names its shim's socket.
-	ids=$(find "$STATE/containerd/root/io.containerd.grpc.v1.cri/sandboxes" \
-		"$STATE/containerd/state/io.containerd.runtime.v2.task/k8s.io" \
-		-mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null | sort -u || true)
-	rm -f /var/lib/cni/results/"$CNI_NETWORK"-*
-	for id in $ids; do rm -f /var/lib/cni/results/cni-loopback-"$id"-*; done
-	for f in "$STATE"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*/address; do
-		[ -f "$f" ] || continue
-		f=$(cat "$f")
-		f=${f#unix://}
-		if [[ $f == /run/containerd/s/* ]] && [ -S "$f" ]; then rm -f "$f"; fi
-	done
+	local n d before=$STATE/host-dirs.before
+	for n in $(known_nodes); do node_clean_leftovers "$n"; done
 	if [ -d /var/lib/kubelet ] && ! grep -qxF /var/lib/kubelet "$before" 2>/dev/null; then
 		rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
 	fi
@@ -212,7 +65,7 @@ clean_host_leftovers() {
 
 main() {
 	require_root
-	if [ ! -d "$STATE" ] && [ ! -e "$NETNS_PATH" ]; then
+	if [ ! -d "$STATE" ] && ! [ -e "$NETNS_PATH" ] && ! [ -e "$LAN_NETNS_PATH" ]; then
 		log "nothing to tear down"
 		return 0
 	fi
@@ -229,29 +82,39 @@ main() {
 		"$here/kruise.sh" uninstall || log "warning: OpenKruise was not uninstalled cleanly"
 	fi
 
-	# The kubelet first, so that nothing restarts the containers killed next;
-	# the containers before the API server, which otherwise waits for their
-	# open watches until killed; etcd after the API server, which otherwise
-	# waits for it.
-	stop_daemons 10 kubelet kube-proxy
-	stop_containers
+	# The kubelets first, so that nothing restarts the containers killed
+	# next; the containers before the API server, which otherwise waits for
+	# their open watches until killed; etcd after the API server, which
+	# otherwise waits for it.
+	local nodes n left cgroups
+	mapfile -t nodes < <(known_nodes)
+	# shellcheck disable=SC2046 # daemon names have no spaces
+	stop_daemons 10 $(for n in "${nodes[@]}"; do node_daemons "$n" kubelet kube-proxy; done)
+	node_stop_containers "${nodes[@]}"
 	stop_daemons 15 kube-scheduler kube-controller-manager kube-apiserver
-	stop_daemons 10 containerd etcd
-	stop_shims
+	# shellcheck disable=SC2046
+	stop_daemons 10 $(for n in "${nodes[@]}"; do node_daemons "$n" containerd; done) etcd
+	node_stop_shims "${nodes[@]}"
 
-	if [ -e "$NETNS_PATH" ]; then
-		local left
-		left=$(ip netns pids "$NETNS" 2>/dev/null | tr '\n' ' ')
-		[ -n "$left" ] && log "warning: processes not started by the cluster are still in $NETNS: $left(left running)"
-		ip netns delete "$NETNS"
-	fi
+	for n in "${nodes[@]}"; do
+		node_vars "$n"
+		[ -e "$ND_NETNS_PATH" ] || continue
+		left=$(ip netns pids "$ND_NETNS" 2>/dev/null | tr '\n' ' ')
+		[ -n "$left" ] && log "warning: processes not started by the cluster are still in $ND_NETNS: $left(left running)"
+		ip netns delete "$ND_NETNS"
+	done
+	lan_down
 
 	restore_sysctls
-	unmount_state
-	remove_cgroups
+	unmount_under "$STATE"
+	mapfile -t cgroups < <(new_cgroups)
+	if [ ${#cgroups[@]} -eq 0 ] || remove_cgroups "${cgroups[@]}"; then
+		rm -f "$STATE/cgroups.before"
+	fi
 	clean_host_leftovers
 
-	rm -rf "$STATE/containerd/state" "$STATE/containerd/runc" "$CONTAINERD_SOCK" "$CONTAINERD_SOCK.ttrpc" "$STATE/kubelet" "$STATE/cni" "$STATE/pod-logs" "$STATE/apiserver" "$PIDS"
+	for n in "${nodes[@]}"; do node_clean_state "$n"; done
+	rm -rf "$STATE/apiserver" "$PIDS" "$NODES_FILE"
 	if [ -n "$purge" ]; then
 		[ -z "$(mounts_under "$STATE")" ] || die "mounts remain under $STATE; not deleting it"
 		rm -rf "$STATE"

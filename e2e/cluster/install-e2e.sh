@@ -221,6 +221,13 @@ EOF
 	kubectl_ns -n "$NS" logs job/inplace-release-holds | tail -3
 	delete_but_namespace "$dir/rendered.yaml"
 	released "$v2" "the kustomize uninstall"
+	# The built-in certificate's Secrets outlive the install (no install
+	# owns them); the next step switches to cert-manager mode, so they go,
+	# as README's "To switch modes" says. Left, a manager pod could mount
+	# the built-in leaf before cert-manager rewrites the Secret, serve it
+	# (same CA name, another key) until the kubelet updates the volume, and
+	# the API server fail open on it: pods made then have no gate.
+	kubectl_ns -n "$NS" delete secret "$CERT" "$CA_SECRET" --ignore-not-found >/dev/null
 
 	cert_manager_mode "$v2" "$v3" "$v1"
 }

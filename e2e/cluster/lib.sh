@@ -1,8 +1,10 @@
 # Shared settings and helpers of the end-to-end cluster scripts. Sourced, not run.
 #
-# The cluster is one node inside the network namespace $NETNS; every daemon is
-# started with `setsid nsenter --net=...` (not `ip netns exec`, whose private
-# mount namespace would hide the cgroup mounts from the kubelet and runc).
+# The control plane and node 1 live inside the network namespace $NETNS, nodes
+# 2..N (make cluster NODES=N) each in their own (node_vars, nodes.sh); every
+# daemon is started with `setsid nsenter --net=...` (not `ip netns exec`, whose
+# private mount namespace would hide the cgroup mounts from the kubelet and
+# runc).
 # All state lives under $STATE (an ignored folder of the repository).
 # shellcheck shell=bash disable=SC2034
 
@@ -15,6 +17,9 @@ BIN=${BIN_DIR:-$ROOT/.cache/bin}
 STATE=$(realpath -m "${CLUSTER_STATE:-$ROOT/.cache/cluster}")
 IMAGES=${IMAGES_DIR:-$ROOT/.cache/images}
 
+# Node 1: the control plane, the first kubelet, kubectl and the tests all
+# live in its network namespace. Nodes 2..N (make cluster NODES=N) are
+# described by node_vars.
 NETNS=inplace-e2e
 NETNS_PATH=/var/run/netns/$NETNS
 NODE_NAME=inplace-e2e-node
@@ -24,6 +29,9 @@ SERVICE_CIDR=10.96.0.0/16
 KUBERNETES_SVC_IP=10.96.0.1
 POD_CIDR=10.244.0.0/24
 CNI_NETWORK=inplace-e2e
+# Every node's pod range: kube-proxy's clusterCIDR on every node (a node's
+# own /24 there would make it masquerade the other nodes' pod traffic).
+CLUSTER_CIDR=10.244.0.0/16
 
 PKI=$STATE/pki
 ADMIN_KUBECONFIG=$STATE/admin.kubeconfig
@@ -31,8 +39,86 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 PIDS=$STATE/pids
 LOGS=$STATE/logs
 
-# The daemons in start order; teardown stops them in reverse.
-DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+# The daemons in start order; teardown stops them in reverse. Those of
+# nodes 2..N carry the node's prefix (node2-kubelet, ...).
+CONTROL_PLANE_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+NODE_DAEMONS=(containerd kubelet kube-proxy)
+DAEMONS=("${CONTROL_PLANE_DAEMONS[@]}" "${NODE_DAEMONS[@]}")
+
+# More than one node: every node's network namespace has a veth (eth0 there)
+# into the bridge $LAN_BRIDGE of the namespace $LAN_NETNS, which holds
+# nothing else (no address, no iptables on bridged traffic). A node's IP
+# stays a /32 on its lo; an on-link route for $NODE_NET on eth0 reaches the
+# others, and a route per other node sends its pod /24 to its node IP.
+LAN_NETNS=inplace-e2e-lan
+LAN_NETNS_PATH=/var/run/netns/$LAN_NETNS
+LAN_BRIDGE=lan0
+NODE_NET=10.250.0.0/24
+# The node count (make cluster NODES=N) accepted: one /24 of pods a node.
+NODES_MAX=9
+# The node count of the cluster that is up (written by up.sh, removed by
+# down.sh).
+NODES_FILE=$STATE/nodes
+
+# node_vars N sets the ND_* variables to node N's (1-based): its name, IP,
+# network namespace, state folder, pod range, CNI network name, containerd
+# socket, cgroup root (empty: the kubelet's default, /), the prefix of its
+# daemons' names and the folder of its certificates. Node 1 keeps the
+# one-node cluster's names and paths.
+node_vars() {
+	ND=$1
+	ND_IP=10.250.0.$1
+	ND_POD_CIDR=10.244.$(($1 - 1)).0/24
+	if [ "$1" = 1 ]; then
+		ND_NAME=$NODE_NAME ND_NETNS=$NETNS ND_DIR=$STATE ND_CNI=$CNI_NETWORK ND_CGROUP='' ND_PREFIX='' ND_PKI=$PKI
+	else
+		ND_NAME=inplace-e2e-node$1
+		ND_NETNS=$ND_NAME ND_DIR=$STATE/node$1 ND_CNI=$ND_NAME ND_CGROUP=$ND_NAME ND_PREFIX=node$1- ND_PKI=$PKI/node$1
+	fi
+	ND_NETNS_PATH=/var/run/netns/$ND_NETNS
+	ND_SOCK=$ND_DIR/containerd/containerd.sock
+	ND_CONFIG=$ND_DIR/config
+}
+
+node_name() { if [ "$1" = 1 ]; then echo "$NODE_NAME"; else echo "inplace-e2e-node$1"; fi; }
+node_netns_path() { if [ "$1" = 1 ]; then echo "$NETNS_PATH"; else echo "/var/run/netns/inplace-e2e-node$1"; fi; }
+
+# cluster_nodes prints the node count of the cluster that is up, 0 when none
+# is (1 for a cluster started before there could be more).
+cluster_nodes() {
+	local n
+	n=$(cat "$NODES_FILE" 2>/dev/null) || n=
+	if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
+		n=0
+		daemon_pid kubelet >/dev/null && n=1
+	fi
+	echo "$n"
+}
+
+# known_nodes prints the number of every node the state folder or the
+# machine holds anything of, whether or not it runs: 1, then the others.
+known_nodes() {
+	local d
+	{
+		echo 1
+		for d in "$STATE"/node[0-9]* /var/run/netns/inplace-e2e-node[0-9]*; do
+			[ -e "$d" ] || continue
+			d=${d##*node}
+			[[ $d =~ ^[0-9]+$ ]] && echo "$d"
+		done
+	} | sort -nu
+}
+
+# wanted_nodes validates NODES (the make variable) and prints it; empty when
+# unset.
+wanted_nodes() {
+	local n=${NODES:-}
+	[ -z "$n" ] && return 0
+	if ! [[ $n =~ ^[1-9][0-9]*$ ]] || [ "$n" -gt "$NODES_MAX" ]; then
+		die "NODES must be a number from 1 to $NODES_MAX, not '$n'"
+	fi
+	echo "$n"
+}
 
 # Global kernel settings the kubelet rewrites (setupKernelTunables); recorded
 # before the first start and restored by teardown.
@@ -51,9 +137,17 @@ APT_PACKAGES=(containerd:containerd runc:runc containernetworking-plugins:/usr/l
 log() { printf '%s cluster: %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# in_ns runs a command inside the cluster's network namespace, in the host's
-# mount namespace.
+# in_ns runs a command inside the cluster's network namespace (node 1's),
+# in the host's mount namespace.
 in_ns() { nsenter --net="$NETNS_PATH" "$@"; }
+
+# in_node_ns N COMMAND...: the same in node N's network namespace.
+in_node_ns() {
+	local path
+	path=$(node_netns_path "$1")
+	shift
+	nsenter --net="$path" "$@"
+}
 
 kubectl_ns() { in_ns "$BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
 
@@ -121,11 +215,15 @@ daemon_pid() {
 # session, detached from our stdio, and records its PID and start time.
 # setsid does not fork (a background job of a script is not a group leader)
 # and nsenter without --pid does not fork either, so $! is the daemon itself.
-start_daemon() {
-	local name=$1 pid start
-	shift
+start_daemon() { start_daemon_in "$NETNS_PATH" "$@"; }
+
+# start_daemon_in NETNS_PATH NAME BINARY ARGS...: start_daemon in another
+# network namespace (a node's).
+start_daemon_in() {
+	local netns=$1 name=$2 pid start
+	shift 2
 	mkdir -p "$PIDS" "$LOGS"
-	setsid nsenter --net="$NETNS_PATH" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
+	setsid nsenter --net="$netns" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
 	pid=$!
 	start=$(proc_start_time "$pid") || die "$name exited at once; see $LOGS/$name.log"
 	echo "$pid $start" >"$PIDS/$name.pid"

@@ -93,3 +93,18 @@ cluster_pki() {
 	write_kubeconfig "$STATE/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client
 	write_kubeconfig "$STATE/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
 }
+
+# node_pki N: the certificates and kubeconfig of node N (2..N; node 1's are
+# cluster_pki's): a client certificate of the group system:nodes, named
+# system:node:NAME (the Node authorizer and NodeRestriction know it by it),
+# and a serving certificate for its IP and name (the API server verifies the
+# kubelets' serving certificates), both from the cluster CA.
+node_pki() {
+	node_vars "$1"
+	local dir=$PKI/node$1
+	mkdir -p "$dir" "$ND_DIR"
+	# new_cert reads the CA from beside the certificate: ../ca is the cluster's.
+	new_cert "$dir" ../ca kubelet-client "/O=system:nodes/CN=system:node:$ND_NAME" clientAuth
+	new_cert "$dir" ../ca kubelet-serving "/CN=$ND_NAME" serverAuth "IP:$ND_IP,DNS:$ND_NAME"
+	write_kubeconfig "$ND_DIR/kubelet.kubeconfig" "system:node:$ND_NAME" "node$1/kubelet-client"
+}

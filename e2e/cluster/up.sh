@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Brings up the single-node end-to-end cluster inside the network namespace
-# inplace-e2e, or reuses it when it is already up and healthy.
+# Brings up the end-to-end cluster: the control plane and node 1 inside the
+# network namespace inplace-e2e, nodes 2..N each in their own (nodes.sh), or
+# reuses it when it is already up and healthy.
 #
 #   e2e/cluster/up.sh
+#   NODES=3 e2e/cluster/up.sh     (make cluster NODES=3)
 #
-# Ready means: every daemon alive, the API server ready, the node Ready with a
-# heartbeat newer than this kubelet's start, kube-proxy synced, the default
-# ServiceAccount present and a pod that actually ran. The binaries are built
+# NODES unset: as many nodes as the cluster that is up, one if none is. A
+# healthy cluster with fewer nodes than NODES gets the missing ones; one with
+# more loses the extra ones (stopped, cleaned up, their Node objects and pods
+# deleted). A node's name, IP, pod range and state folder depend only on its
+# number: make cluster-down then make cluster NODES=N restarts the same nodes.
+#
+# Ready means, for every node: its daemons alive, the API server ready, the
+# node Ready with a heartbeat newer than its kubelet's start, its kube-proxy
+# synced, and a pod that actually ran on it and answered from every node's
+# namespace; and the default ServiceAccount present. The binaries are built
 # (hack/build-kube.sh, a no-op when warm), the Debian packages installed if
-# missing, the images built and imported.
+# missing, the images built and imported into every node.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 # shellcheck source=pki.sh
 . "$here/pki.sh"
+# shellcheck source=nodes.sh
+. "$here/nodes.sh"
 
 t0=$(now_ms)
 
@@ -31,27 +42,47 @@ install_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# healthy succeeds when the recorded cluster is running and serving: every
-# daemon alive, the API server ready, the node Ready and heard from in the
-# last 40 s (a Ready condition alone may be a stale one from etcd): its lease
-# renewed (every 10 s) or, just after a start, before the kubelet has made
-# its lease, the Ready condition's heartbeat.
+# healthy COUNT succeeds when the recorded cluster of COUNT nodes is running
+# and serving: every daemon alive, the API server ready, every node Ready and
+# heard from in the last 40 s (a Ready condition alone may be a stale one
+# from etcd): its lease renewed (every 10 s) or, just after a start, before
+# the kubelet has made its lease, the Ready condition's heartbeat.
 healthy() {
-	local d out status beat renew last
-	for d in "${DAEMONS[@]}"; do daemon_pid "$d" >/dev/null || return 1; done
+	local count=$1 n d conditions leases name status beat renew last
+	[ "$count" -ge 1 ] || return 1
+	for d in "${CONTROL_PLANE_DAEMONS[@]}"; do daemon_pid "$d" >/dev/null || return 1; done
+	for ((n = 1; n <= count; n++)); do
+		for d in $(node_daemons "$n" "${NODE_DAEMONS[@]}"); do daemon_pid "$d" >/dev/null || return 1; done
+		[ -e "$(node_netns_path "$n")" ] || return 1
+	done
 	[ "$(apiserver_get /readyz 2>/dev/null)" = ok ] || return 1
-	out=$(kubectl_ns get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' 2>/dev/null) || return 1
-	read -r status beat <<<"$out"
-	[ "$status" = True ] || return 1
-	last=$(date -d "$beat" +%s) || return 1
-	renew=$(kubectl_ns -n kube-node-lease get lease "$NODE_NAME" -o jsonpath='{.spec.renewTime}' 2>/dev/null) || true
-	if [ -n "$renew" ] && [ "$(date -d "$renew" +%s)" -gt "$last" ]; then last=$(date -d "$renew" +%s); fi
-	[ $(($(date +%s) - last)) -lt 40 ]
+	conditions=$(node_conditions 2>/dev/null) || return 1
+	leases=$(kubectl_ns -n kube-node-lease get leases -o jsonpath='{range .items[*]}{.metadata.name} {.spec.renewTime}{"\n"}{end}' 2>/dev/null) || true
+	for ((n = 1; n <= count; n++)); do
+		name=$(node_name "$n")
+		read -r _ status beat < <(grep "^$name " <<<"$conditions") || return 1
+		[ "$status" = True ] || return 1
+		last=$(date -d "$beat" +%s) || return 1
+		renew=$(grep "^$name " <<<"$leases" | cut -d' ' -f2)
+		if [ -n "$renew" ] && [ "$(date -d "$renew" +%s)" -gt "$last" ]; then last=$(date -d "$renew" +%s); fi
+		[ $(($(date +%s) - last)) -lt 40 ] || return 1
+	done
 }
 
 any_daemon_alive() {
-	local d
-	for d in "${DAEMONS[@]}"; do daemon_pid "$d" >/dev/null && return 0; done
+	local d n
+	for d in "${CONTROL_PLANE_DAEMONS[@]}"; do daemon_pid "$d" >/dev/null && return 0; done
+	for n in $(known_nodes); do
+		for d in $(node_daemons "$n" "${NODE_DAEMONS[@]}"); do daemon_pid "$d" >/dev/null && return 0; done
+	done
+	return 1
+}
+
+# any_netns: a network namespace of the cluster exists.
+any_netns() {
+	local n
+	[ -e "$LAN_NETNS_PATH" ] && return 0
+	for n in $(known_nodes); do [ -e "$(node_netns_path "$n")" ] && return 0; done
 	return 1
 }
 
@@ -65,7 +96,7 @@ save_host_state() {
 		mv "$STATE/sysctl.saved.tmp" "$STATE/sysctl.saved"
 	fi
 	# The top-level cgroups that exist before the cluster, so that teardown
-	# removes only the ones the kubelet and runc create.
+	# removes only the ones the kubelets, runc and nodes.sh create.
 	if [ ! -f "$STATE/cgroups.before" ]; then
 		top_cgroups >"$STATE/cgroups.before.tmp"
 		mv "$STATE/cgroups.before.tmp" "$STATE/cgroups.before"
@@ -77,133 +108,19 @@ save_host_state() {
 	fi
 }
 
-setup_netns() {
-	if [ -e "$NETNS_PATH" ]; then
-		ip netns delete "$NETNS"
+# setup_network FROM TO: the network namespaces of the nodes FROM..TO, new,
+# and with more than one node the bridge between all of the nodes 1..TO
+# (node 1 joins it when the second node comes, running or not) and the
+# routes to every node's pods; the cgroup roots of the new nodes.
+setup_network() {
+	local from=$1 to=$2 n
+	for ((n = from; n <= to; n++)); do node_netns_up "$n"; done
+	if [ "$to" -gt 1 ]; then
+		lan_up
+		for ((n = 1; n <= to; n++)); do node_link "$n"; done
+		sync_routes "$to"
 	fi
-	ip netns add "$NETNS"
-	ip -n "$NETNS" link set lo up
-	ip -n "$NETNS" addr add "$NODE_IP/32" dev lo
-	# ClusterIPs are local addresses inside the namespace: clients can connect
-	# before kube-proxy's rules exist, and an unowned one is refused at once.
-	ip -n "$NETNS" route replace local "$SERVICE_CIDR" dev lo src "$NODE_IP"
-	in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1
-}
-
-write_configs() {
-	local cfg=$STATE/config
-	mkdir -p "$cfg/cni" "$STATE/containerd" "$STATE/kubelet" "$STATE/pod-logs" "$STATE/cni"
-
-	cat >"$cfg/containerd.toml" <<EOF
-version = 2
-root = "$STATE/containerd/root"
-state = "$STATE/containerd/state"
-oom_score = 0
-# Writes to /opt; nothing of ours uses it.
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
-
-[grpc]
-  address = "$CONTAINERD_SOCK"
-
-[ttrpc]
-  address = "$STATE/containerd/containerd.sock.ttrpc"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$(image_ref pause)"
-  # Pod network namespaces under our state folder, not /var/run/netns.
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  enable_selinux = false
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$CLUSTER_SCRIPTS/runc-wrapper"
-        Root = "$STATE/containerd/runc"
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$cfg/cni"
-EOF
-
-	cat >"$cfg/cni/10-$CNI_NETWORK.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "$CNI_NETWORK",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "cni0",
-      "isGateway": true,
-      "ipMasq": false,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "dataDir": "$STATE/cni/networks",
-        "ranges": [[{"subnet": "$POD_CIDR"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-EOF
-
-	cat >"$cfg/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $PKI/ca.crt}
-authorization: {mode: Webhook}
-tlsCertFile: $PKI/kubelet-serving.crt
-tlsPrivateKeyFile: $PKI/kubelet-serving.key
-containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-makeIPTablesUtilChains: false
-evictionHard: {}
-# Never collect the locally imported images: nothing could pull them again.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-podLogsDir: $STATE/pod-logs
-clusterDomain: cluster.local
-resolvConf: /etc/resolv.conf
-serializeImagePulls: false
-EOF
-
-	cat >"$cfg/kube-proxy.yaml" <<EOF
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-mode: iptables
-clientConnection:
-  kubeconfig: $STATE/kube-proxy.kubeconfig
-hostnameOverride: $NODE_NAME
-bindAddress: $NODE_IP
-clusterCIDR: $POD_CIDR
-detectLocalMode: ClusterCIDR
-nodePortAddresses: [primary]
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-iptables:
-  localhostNodePorts: false
-# Zeros: leave the kernel's conntrack settings alone.
-conntrack:
-  maxPerCore: 0
-  min: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-EOF
+	for ((n = from; n <= to; n++)); do node_cgroup_up "$n"; done
 }
 
 start_control_plane() {
@@ -261,69 +178,157 @@ start_control_plane() {
 		--profiling=false
 }
 
-start_node() {
-	start_daemon containerd /usr/bin/containerd --config "$STATE/config/containerd.toml"
-	wait_for "containerd" 30 ctr --address "$CONTAINERD_SOCK" version
+# start_nodes FROM TO: the nodes FROM..TO: their containerd, the images
+# imported into it, their kubelet and kube-proxy; returns when each is Ready
+# with a heartbeat newer than its kubelet's start and its kube-proxy has
+# synced.
+start_nodes() {
+	local from=$1 to=$2 n since=() nodes=()
+	for ((n = from; n <= to; n++)); do node_start_containerd "$n"; done
+	for ((n = from; n <= to; n++)); do node_wait_containerd "$n"; done
 	"$here/images.sh" import
-
-	local kubelet_start
-	kubelet_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-	start_daemon kubelet "$BIN/kubelet" \
-		--config="$STATE/config/kubelet.yaml" \
-		--kubeconfig="$STATE/kubelet.kubeconfig" \
-		--root-dir="$STATE/kubelet" \
-		--cert-dir="$STATE/kubelet/pki" \
-		--hostname-override="$NODE_NAME" \
-		--node-ip="$NODE_IP" \
-		--v=1
-	start_daemon kube-proxy "$BIN/kube-proxy" --config="$STATE/config/kube-proxy.yaml"
-
+	for ((n = from; n <= to; n++)); do
+		node_start_kubelet "$n"
+		since+=("$ND_NAME=$KUBELET_START")
+		nodes+=("$n")
+	done
 	# etcd may still hold the Ready condition of a previous run: only a
-	# heartbeat newer than this kubelet's start counts.
-	wait_for "the node to be Ready" 90 node_ready_since "$kubelet_start"
-	log "node Ready ($(since "$t0"))"
-	wait_for "kube-proxy" 60 in_ns curl -fsS --max-time 1 http://127.0.0.1:10256/healthz
+	# heartbeat newer than the kubelet's start counts.
+	wait_for "the node(s) to be Ready" 90 nodes_ready_since "${since[@]}"
+	log "$(nodes_phrase "$from" "$to") Ready ($(since "$t0"))"
+	wait_for "kube-proxy" 60 kube_proxies_healthy "${nodes[@]}"
 }
 
-node_ready_since() {
-	local out status beat
-	out=$(kubectl_ns get node "$NODE_NAME" -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}') || return 1
-	read -r status beat <<<"$out"
-	[ "$status" = True ] && [[ ! $beat < $1 ]]
-}
-
-# smoke_test runs a pod (of the pause image) until it is Ready, then deletes
-# it: the proof that sandboxes, the CNI and the runtime work.
-smoke_test() {
-	local pod
-	pod=inplace-e2e-smoke-$(date +%s)
-	wait_for "the default ServiceAccount" 90 kubectl_ns -n default get serviceaccount default
-	kubectl_ns -n default run "$pod" --image="$(image_ref pause)" --image-pull-policy=Never \
-		--restart=Never --labels=app.kubernetes.io/name=inplace-e2e-smoke >/dev/null
-	if ! kubectl_ns -n default wait --for=condition=Ready "pod/$pod" --timeout=90s >/dev/null; then
-		kubectl_ns -n default describe pod "$pod" >&2 || true
-		die "the smoke-test pod did not become Ready"
+# nodes_phrase FROM TO: "node", "node 2", "nodes 1..3".
+nodes_phrase() {
+	if [ "$1" = "$2" ] && [ "$(cluster_nodes)" = 1 ]; then
+		echo node
+	elif [ "$1" = "$2" ]; then
+		echo "node $1"
+	else
+		echo "nodes $1..$2"
 	fi
-	kubectl_ns -n default delete pod "$pod" --grace-period=0 --timeout=30s >/dev/null
-	log "a pod ran ($(since "$t0"))"
 }
 
-image_ref() { "$here/images.sh" ref "$1"; }
+# prune_nodes COUNT: deletes the Node objects of the nodes beyond COUNT that
+# etcd still holds (from a cluster of more nodes), and their pods at once:
+# the scheduler would place pods on their stale Ready, and the tests expect
+# every node Ready.
+prune_nodes() {
+	local count=$1 name n
+	for name in $(kubectl_ns get nodes -o jsonpath='{.items[*].metadata.name}'); do
+		[[ $name =~ ^inplace-e2e-node([0-9]+)$ ]] || continue
+		n=${BASH_REMATCH[1]}
+		[ "$n" -gt "$count" ] || continue
+		log "deleting the Node $name and its pods"
+		kubectl_ns delete node "$name" --wait=false >/dev/null
+		kubectl_ns delete pod -A --field-selector "spec.nodeName=$name" --force --grace-period=0 >/dev/null 2>&1 || true
+	done
+}
+
+# smoke_test FROM TO: a pod of the test app on each of the nodes FROM..TO,
+# until it is Ready and answers from every node's network namespace, then
+# deleted: the proof that sandboxes, the CNI, the runtime and the routes
+# between the nodes (both ways) work.
+smoke_test() {
+	local from=$1 to=$2 run n i ip ips app
+	run=$(date +%s)
+	app=$(image_ref testapp-v1)
+	wait_for "the default ServiceAccount" 90 kubectl_ns -n default get serviceaccount default
+	for ((n = from; n <= to; n++)); do
+		printf -- '---\n%s\n' "apiVersion: v1
+kind: Pod
+metadata:
+  name: inplace-e2e-smoke-$run-$n
+  namespace: default
+  labels: {app.kubernetes.io/name: inplace-e2e-smoke, inplace-e2e-smoke/run: \"$run\"}
+spec:
+  nodeSelector: {kubernetes.io/hostname: $(node_name "$n")}
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 0
+  containers:
+  - {name: app, image: $app, imagePullPolicy: Never}"
+	done | kubectl_ns create -f - >/dev/null
+	if ! kubectl_ns -n default wait --for=condition=Ready pod -l "inplace-e2e-smoke/run=$run" --timeout=90s >/dev/null; then
+		kubectl_ns -n default describe pod -l "inplace-e2e-smoke/run=$run" >&2 || true
+		die "a smoke-test pod did not become Ready"
+	fi
+	ips=$(kubectl_ns -n default get pod -l "inplace-e2e-smoke/run=$run" -o jsonpath='{.items[*].status.podIP}')
+	for ((i = 1; i <= $(cluster_nodes); i++)); do
+		for ip in $ips; do
+			wait_for "the pod at $ip to answer from node $i" 15 in_node_ns "$i" curl -fsS --max-time 1 "http://$ip:8080/healthz" ||
+				die "the smoke-test pod at $ip does not answer from node $i ($(node_name "$i"))"
+		done
+	done
+	kubectl_ns -n default delete pod -l "inplace-e2e-smoke/run=$run" --grace-period=0 --timeout=30s >/dev/null
+	log "a pod ran on $(nodes_phrase "$from" "$to") ($(since "$t0"))"
+}
+
+# add_nodes FROM TO: nodes FROM+1..TO join the running cluster of FROM.
+add_nodes() {
+	local from=$1 to=$2 n
+	log "adding nodes $((from + 1))..$to to the running cluster"
+	# First: a failure from here on leaves a cluster that is not healthy,
+	# and the next make cluster starts it again with every node.
+	echo "$to" >"$NODES_FILE"
+	for ((n = from + 1; n <= to; n++)); do
+		node_pki "$n"
+		write_node_configs "$n"
+	done
+	setup_network $((from + 1)) "$to"
+	prune_nodes "$to"
+	start_nodes $((from + 1)) "$to"
+	smoke_test $((from + 1)) "$to"
+}
+
+# remove_nodes TO FROM: nodes TO+1..FROM leave the running cluster: stopped
+# and cleaned up (node_down), their Node objects and pods deleted. Their
+# state folders stay (certificates, image store) for the next time.
+remove_nodes() {
+	local to=$1 from=$2 n
+	log "removing nodes $((to + 1))..$from from the running cluster"
+	echo "$to" >"$NODES_FILE"
+	for ((n = from; n > to; n--)); do node_down "$n"; done
+	if [ "$to" = 1 ]; then
+		# One node is the one-node cluster of old: no bridge, no eth0.
+		lan_down
+	else
+		for ((n = to + 1; n <= from; n++)); do node_unlink "$n"; done
+	fi
+	sync_routes "$to"
+	prune_nodes "$to"
+}
 
 main() {
 	require_root
+	local want have count n
+	# Refused before waiting for another run's lock.
+	want=$(wanted_nodes)
 	lock_state
 	mkdir -p "$STATE"
 	install_packages
 	"$ROOT/hack/build-kube.sh"
 	"$here/images.sh" build
 
-	if healthy; then
-		"$here/images.sh" import
-		log "cluster already up and healthy, reused ($(since "$t0"))"
+	have=$(cluster_nodes)
+	if healthy "$have"; then
+		count=${want:-$have}
+		if [ "$count" -gt "$have" ]; then
+			"$here/images.sh" import
+			add_nodes "$have" "$count"
+			log "cluster of $count nodes ready in $(since "$t0")"
+		elif [ "$count" -lt "$have" ]; then
+			remove_nodes "$count" "$have"
+			"$here/images.sh" import
+			log "cluster of $count node(s) ready in $(since "$t0")"
+		else
+			"$here/images.sh" import
+			log "cluster already up and healthy ($count node(s)), reused ($(since "$t0"))"
+		fi
 		return 0
 	fi
-	if any_daemon_alive || [ -e "$NETNS_PATH" ]; then
+	count=${want:-$((have > 0 ? have : 1))}
+	if any_daemon_alive || any_netns; then
 		log "a previous cluster is running but not healthy: tearing it down first"
 		"$here/down.sh"
 	fi
@@ -335,12 +340,17 @@ main() {
 		mv "$LOGS" "$LOGS.prev"
 	fi
 	cluster_pki
-	write_configs
-	setup_netns
+	for ((n = 1; n <= count; n++)); do
+		[ "$n" = 1 ] || node_pki "$n"
+		write_node_configs "$n"
+	done
+	echo "$count" >"$NODES_FILE"
+	setup_network 1 "$count"
 	start_control_plane
-	start_node
-	smoke_test
-	log "cluster ready in $(since "$t0"): $(printf '%q ' nsenter --net="$NETNS_PATH" "$BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG")"
+	prune_nodes "$count"
+	start_nodes 1 "$count"
+	smoke_test 1 "$count"
+	log "cluster of $count node(s) ready in $(since "$t0"): $(printf '%q ' nsenter --net="$NETNS_PATH" "$BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG")"
 }
 
 # Sourcing the script (for debugging) defines the functions without running.

@@ -119,8 +119,19 @@ func (c *Checker) kustomize(comp string) ([]Object, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
+	// kustomize resolves the relative paths below from where the folder
+	// really is: in a git worktree whose .cache is a symlink to another
+	// checkout's, the lexical ../../manifests led to that checkout's
+	// manifests, checked against this one's chart. Both ends resolved.
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return nil, err
+	}
+	root, err := filepath.EvalSymlinks(c.Root)
+	if err != nil {
+		return nil, err
+	}
 	var k bytes.Buffer
-	base, err := filepath.Rel(dir, filepath.Join(c.Root, "manifests", "base"))
+	base, err := filepath.Rel(dir, filepath.Join(root, "manifests", "base"))
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +139,7 @@ func (c *Checker) kustomize(comp string) ([]Object, error) {
 	if comp != "" {
 		var paths []string
 		for _, component := range strings.Split(comp, ",") {
-			p, err := filepath.Rel(dir, filepath.Join(c.Root, "manifests", "components", component))
+			p, err := filepath.Rel(dir, filepath.Join(root, "manifests", "components", component))
 			if err != nil {
 				return nil, err
 			}

@@ -80,6 +80,11 @@ type DeploymentView struct {
 	// New is the ReplicaSet of the Deployment's template, the one its
 	// controller scales up; nil until it has made it.
 	New *appsv1.ReplicaSet
+	// Pods, when not nil, are the Deployment's pods the caller sees (the
+	// manager's cache: the pods it gated). Their count checks the
+	// ReplicaSets' status, which lags a move by the milliseconds between
+	// the two ReplicaSet controllers' syncs.
+	Pods []*corev1.Pod
 }
 
 // NewDeploymentView sorts the ReplicaSets the Deployment controls (others
@@ -151,6 +156,44 @@ func (v DeploymentView) Active() int {
 	return n
 }
 
+// counted is the number of live pods of Pods a ReplicaSet of the
+// Deployment controls; ok is false when Pods is nil.
+func (v DeploymentView) counted() (n int, ok bool) {
+	if v.Pods == nil {
+		return 0, false
+	}
+	for _, p := range v.Pods {
+		if Alive(p) && v.Owner(p) != nil {
+			n++
+		}
+	}
+	return n, true
+}
+
+// scaledDown reports whether the Deployment has more live pods than its
+// replicas: a delete is then a scale-down's. Where the ReplicaSets' status
+// and the pods seen disagree (a move in flight, pods not gated), the lower
+// count decides: a rollout's delete taken for a scale-down's would recreate
+// a pod, one of a scale-down refused only waits.
+func (v DeploymentView) scaledDown() bool {
+	n := v.Active()
+	if c, ok := v.counted(); ok {
+		n = min(n, c)
+	}
+	return n > int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
+}
+
+// full reports whether the Deployment has its replicas live: a create is
+// then a surge's. The higher count decides: a surge's create taken for
+// capacity would create a pod, capacity refused only waits.
+func (v DeploymentView) full() bool {
+	n := v.Active()
+	if c, ok := v.counted(); ok {
+		n = max(n, c)
+	}
+	return n >= int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
+}
+
 // InPlace reports whether the Deployment's rollouts are made in place now:
 // it is not handed back and its controller has made the new ReplicaSet.
 func (v DeploymentView) InPlace() bool {
@@ -202,7 +245,7 @@ func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion st
 		}
 		return Updating(pod) || recent, ""
 	}
-	if v.Active() > int(ptr.Deref(v.Deployment.Spec.Replicas, 1)) {
+	if v.scaledDown() {
 		return false, "" // scaled down
 	}
 	if Updating(pod) {
@@ -225,5 +268,5 @@ func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, movable bool) boo
 	if ref == nil || ref.UID != v.New.UID {
 		return false
 	}
-	return v.Active() >= int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
+	return v.full()
 }

@@ -325,6 +325,15 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 		rss[i] = &list.Items[i]
 	}
 	view := inplace.NewDeploymentView(d, rss)
+	// The pods the cache holds check the ReplicaSets' status counts.
+	pods := &corev1.PodList{}
+	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return inplace.DeploymentView{}, nil, err
+	}
+	view.Pods = make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		view.Pods[i] = &pods.Items[i]
+	}
 	vd := &verdict{kind: "Deployment", workload: d, selector: selector, owners: map[types.UID]bool{}, minReady: seconds(d.Spec.MinReadySeconds)}
 	for _, rs := range view.ReplicaSets {
 		vd.owners[rs.UID] = true
@@ -338,22 +347,12 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 }
 
 // anyMovable reports whether a pod of an old ReplicaSet of the Deployment
-// is one the engine moves in place (from the cache: only gated pods can).
+// is one the engine moves in place (of the cache's: only gated pods can).
 func (v *podValidator) anyMovable(ctx context.Context, view inplace.DeploymentView) (bool, error) {
 	if !view.InPlace() {
 		return false, nil
 	}
-	d := view.Deployment
-	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return false, nil
-	}
-	pods := &corev1.PodList{}
-	if err := v.reader.List(ctx, pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return false, err
-	}
-	for i := range pods.Items {
-		pod := &pods.Items[i]
+	for _, pod := range view.Pods {
 		if ok, _ := view.Movable(pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName)); ok {
 			return true, nil
 		}

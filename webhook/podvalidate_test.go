@@ -139,14 +139,25 @@ func newRSPod(rs *appsv1.ReplicaSet, edit ...func(*builder.PodWrapper)) *corev1.
 	return p
 }
 
-// deploymentCluster is the Deployment, its two ReplicaSets and the old
-// ReplicaSet's 4 running pods, api-h1-a to d, the first rollout step
-// (old at 3 of 4 live, new at 1 of none live) unless edited.
+// deploymentCluster is the Deployment, its two ReplicaSets at those replicas
+// and live pods (their status), and those live pods running: the old
+// ReplicaSet's api-h1-a, b, ... (edited by podEdit), the new one's api-h2-m,
+// n, ...; deploymentCluster(d, 3, 4, 1, 0) is the first rollout step.
 func deploymentCluster(d *appsv1.Deployment, oldSpec, oldLive, newSpec, newLive int32, podEdit ...func(*builder.PodWrapper)) []client.Object {
+	return deploymentClusterSeen(d, oldSpec, oldLive, newSpec, newLive, oldLive, newLive, podEdit...)
+}
+
+// deploymentClusterSeen is deploymentCluster with other pods running than
+// the ReplicaSets' status says: seenOld and seenNew, as the cache holds
+// them while a move is in flight.
+func deploymentClusterSeen(d *appsv1.Deployment, oldSpec, oldLive, newSpec, newLive, seenOld, seenNew int32, podEdit ...func(*builder.PodWrapper)) []client.Object {
 	old, cur := apiReplicaSets(d, oldSpec, oldLive, newSpec, newLive)
 	objs := []client.Object{d, old, cur}
-	for _, n := range []string{"a", "b", "c", "d"} {
-		objs = append(objs, rsPod("api-h1-"+n, old, podEdit...))
+	for i := range seenOld {
+		objs = append(objs, rsPod("api-h1-"+string(rune('a'+i)), old, podEdit...))
+	}
+	for i := range seenNew {
+		objs = append(objs, rsPod("api-h2-"+string(rune('m'+i)), cur))
 	}
 	return objs
 }
@@ -515,6 +526,16 @@ func testPodValidator(t *testing.T, now time.Time) {
 		"its create of a pod of the new ReplicaSet, 3 live of 4: capacity": {
 			cluster: deploymentCluster(d, 3, 3, 2, 0),
 			req:     func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+		},
+		"its create, a move in flight: the status says 3 live (the old ReplicaSet's counted the pod gone, the new one not yet), 4 are: a surge": {
+			cluster:    deploymentClusterSeen(d, 2, 2, 3, 1, 2, 2),
+			req:        func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+			wantDenied: refusedApiNew,
+		},
+		"its delete of an old pod, a move in flight: the status says 5 live (the new ReplicaSet counted the pod, the old one still), 4 are: a rollout's": {
+			cluster:    deploymentClusterSeen(d, 2, 3, 2, 2, 2, 2),
+			req:        func(t testing.TB) admission.Request { return deleteBy(t, replicaSetController, rsPod("api-h1-a", old)) },
+			wantDenied: refusedApiA,
 		},
 		"its create of a pod of the new ReplicaSet, no old pod movable (none gated): the rollout is native": {
 			cluster: deploymentCluster(d, 4, 4, 1, 0, noGate),

@@ -221,11 +221,7 @@ func (v *podValidator) createVerdict(ctx context.Context, r client.Reader, pod *
 	if vd == nil || err != nil {
 		return nil, err
 	}
-	movable, err := v.anyMovable(ctx, view)
-	if err != nil {
-		return nil, err
-	}
-	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, movable)
+	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, v.moving(ctx, view))
 	return vd, nil
 }
 
@@ -346,18 +342,29 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 	return view, vd, nil
 }
 
-// anyMovable reports whether a pod of an old ReplicaSet of the Deployment
-// is one the engine moves in place (of the cache's: only gated pods can).
-func (v *podValidator) anyMovable(ctx context.Context, view inplace.DeploymentView) (bool, error) {
+// moving reports whether the engine moves pods of the Deployment in place
+// (of the cache's: only gated pods can): a pod of an old ReplicaSet is
+// movable, or one of the new ReplicaSet is mid-move or was moved less than
+// inplace.StaleViewWindow ago. The last covers the ReplicaSet controller
+// that creates on a view from before the last move, when no old pod is
+// left to be movable.
+func (v *podValidator) moving(ctx context.Context, view inplace.DeploymentView) bool {
 	if !view.InPlace() {
-		return false, nil
+		return false
 	}
+	now := v.clock.Now()
 	for _, pod := range view.Pods {
+		if view.Owner(pod) == view.New {
+			if inplace.Alive(pod) && (inplace.Updating(pod) || recentlyUpdated(pod, now)) {
+				return true
+			}
+			continue
+		}
 		if ok, _ := view.Movable(pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName)); ok {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // owner reads the object ref names into obj; false when it is gone or was

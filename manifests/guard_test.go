@@ -625,10 +625,11 @@ func othersCases(t *testing.T, cs clients) {
 	})
 }
 
-// createCases: a pod the pod webhook never sees is refused at creation
-// when it carries the manager's marks; one a native workload controls is
-// left to the webhook, and created even when the webhook is down (here it
-// is not installed).
+// createCases: a bare pod, which the pod webhook never sees, is refused at
+// creation when it carries the manager's marks; one a native workload
+// controls is left to the webhook, and created even when the webhook is down
+// (here it is not installed); one another controller controls is created as
+// its template says, the manager never acting on it.
 func createCases(t *testing.T, cs clients) {
 	type owner struct {
 		apiVersion, kind string
@@ -655,8 +656,6 @@ func createCases(t *testing.T, cs clients) {
 	}{
 		{"a bare pod with an update state", mallory, ns, bare, nil, updateState, noMarkedCreate},
 		{"a bare pod with the managed label", mallory, ns, bare, map[string]string{inplace.LabelManaged: "true"}, nil, noMarkedCreate},
-		{"a Job's pod with an update state", mallory, ns, job, nil, updateState, noMarkedCreate},
-		{"a CloneSet's pod with an update state", mallory, ns, cloneSet, nil, updateState, noMarkedCreate},
 		{"a pod a ReplicaSet owns but does not control", mallory, ns, notControls, nil, updateState, noMarkedCreate},
 		{"break glass creates a marked pod", breakGlass, ns, bare, nil, updateState, noMarkedCreate},
 		{"a bare pod with the users' annotations", mallory, ns, bare, nil, map[string]string{
@@ -665,6 +664,9 @@ func createCases(t *testing.T, cs clients) {
 		{"a StatefulSet's pod with an update state", mallory, ns, statefulSet, nil, updateState, ""},
 		{"a ReplicaSet's pod with the managed label", mallory, ns, replicaSet, map[string]string{inplace.LabelManaged: "true"}, nil, ""},
 		{"a DaemonSet's pod with an update state", mallory, ns, daemonSet, nil, updateState, ""},
+		// Other controllers' pods, from a template that carries the marks.
+		{"a Job's pod with an update state", mallory, ns, job, nil, updateState, ""},
+		{"a CloneSet's pod with the managed label", mallory, ns, cloneSet, map[string]string{inplace.LabelManaged: "true"}, nil, ""},
 		// The policy never sees the control plane's namespaces.
 		{"a bare pod with an update state in kube-system", mallory, "kube-system", bare, nil, updateState, ""},
 	}

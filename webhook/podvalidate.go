@@ -91,6 +91,7 @@ type podValidator struct {
 	nodes         NodeInfo
 	clock         clock.PassiveClock
 	promises      *promises
+	refusals      *refusals
 	onFallback    func(kind, reason string)
 	onRefusal     func(kind string)
 	recorder      events.EventRecorder
@@ -180,6 +181,7 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 		return admission.Allowed("")
 	}
 	v.onRefusal(vd.kind)
+	v.refusals.remember(pod, req.Operation, vd.kind, v.clock.Now())
 	if req.Operation == admissionv1.Create {
 		return admission.Denied(fmt.Sprintf("inplace: the %s %s is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created",
 			vd.kind, vd.workload.GetName()))
@@ -451,23 +453,8 @@ func ownedRevisions(ctx context.Context, r client.Reader, namespace string, owne
 // replacement passes, with a Warning event on the workload and one on the
 // pod.
 func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *verdict) bool {
-	if inplace.Updating(pod) {
-		return true // the engine bounds an update by its deadlines
-	}
-	now := v.clock.Now()
-	window := PromiseTimeout + vd.minReady
-	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))
-		return true
-	}
-	key := promiseKey{workload: vd.workload.GetUID(), target: vd.target}
-	if updating || now.Sub(last) < window {
-		v.promises.forget(key)
-		return true
-	}
-	first := v.promises.first(key, now, atTarget)
-	if now.Sub(first) < window {
+	holds, key, first, window := v.promise(ctx, pod, vd)
+	if holds {
 		return true
 	}
 	fallbacks := inplace.FallbackPromiseBroken
@@ -483,6 +470,30 @@ func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *ve
 			"The %s controller recreates the pod, not in place: %s", vd.kind, inplace.FallbackWords[fallbacks])
 	}
 	return false
+}
+
+// promise judges, as keepsPromise does but telling nothing, whether a
+// refusal of the pod's replacement would keep its promise now; the first
+// refusal without progress starts the rollout's clock. key, first and
+// window say which clock, since when, and for how long.
+func (v *podValidator) promise(ctx context.Context, pod *corev1.Pod, vd *verdict) (holds bool, key promiseKey, first time.Time, window time.Duration) {
+	key = promiseKey{workload: vd.workload.GetUID(), target: vd.target}
+	window = PromiseTimeout + vd.minReady
+	if inplace.Updating(pod) {
+		return true, key, first, window // the engine bounds an update by its deadlines
+	}
+	now := v.clock.Now()
+	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))
+		return true, key, first, window
+	}
+	if updating || now.Sub(last) < window {
+		v.promises.forget(key)
+		return true, key, first, window
+	}
+	first = v.promises.first(key, now, atTarget)
+	return now.Sub(first) < window, key, first, window
 }
 
 // progress reads, from the cache, whether a pod of the workload is being

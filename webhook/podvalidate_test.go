@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,10 +233,15 @@ func (n fakeNodes) Lost(_ context.Context, node string) bool    { return n.lost[
 type podValidatorHarness struct {
 	handler  *admission.Webhook
 	cache    client.Client
+	live     client.Client
 	recorder *events.FakeRecorder
+	// waker wakes the controllers refused, writing to live; running says
+	// whether a manager replica runs the rollout engine.
+	waker   *Waker
+	running atomic.Bool
 
-	mu                  sync.Mutex
-	fallbacks, refusals []string
+	mu                         sync.Mutex
+	fallbacks, refusals, woken []string
 }
 
 type harnessOptions struct {
@@ -267,13 +273,14 @@ func newPodValidatorHarness(t *testing.T, o harnessOptions) *podValidatorHarness
 	if o.clock == nil {
 		o.clock = clocktesting.NewFakeClock(time.Now())
 	}
-	h := &podValidatorHarness{cache: cache, recorder: events.NewFakeRecorder(100)}
-	h.handler = Handlers(Config{
+	h := &podValidatorHarness{cache: cache, live: live, recorder: events.NewFakeRecorder(100)}
+	h.running.Store(!o.notRunning)
+	hooks, pods := handlers(Config{
 		Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
 		Reader: cache, LiveReader: live, ManagerUsername: managerUser, Scheme: testScheme,
 		Clock:         o.clock,
 		Nodes:         fakeNodes{lost: o.lost},
-		EngineRunning: func() bool { return !o.notRunning },
+		EngineRunning: h.running.Load,
 		OnFallback: func(kind, reason string) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -285,7 +292,13 @@ func newPodValidatorHarness(t *testing.T, o harnessOptions) *podValidatorHarness
 			h.refusals = append(h.refusals, kind)
 		},
 		Recorder: h.recorder,
-	})[PathValidatePod]
+	})
+	h.handler = hooks[PathValidatePod]
+	h.waker = &Waker{validator: pods, Client: live, OnWake: func(kind, reason string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.woken = append(h.woken, kind+"/"+reason)
+	}}
 	return h
 }
 

@@ -45,6 +45,13 @@ const (
 	WakeNoEngine = "NoEngine"
 	// WakePromiseBroken: the rollout shows no progress (PromiseTimeout).
 	WakePromiseBroken = "PromiseBroken"
+	// WakeStaleStatus: the refusal holds, but the ReplicaSet's status
+	// counts fewer ready or available pods than it has. A ReplicaSet
+	// controller whose create or delete failed returns before it plans the
+	// availability check of minReadySeconds (syncReplicaSet in 1.37), so
+	// its status waits out the back-off, and the Deployment controller,
+	// which reads it, with it.
+	WakeStaleStatus = "StaleStatus"
 )
 
 // refusal is one replacement the pod webhook refused: the last one of a
@@ -149,10 +156,50 @@ func (v *podValidator) recheck(ctx context.Context, r refusal) (wake string, don
 	if holds, _, _, _ := v.promise(ctx, pod, vd); !holds {
 		return WakePromiseBroken, false
 	}
+	if ref := r.controller(); ref.Kind == "ReplicaSet" && v.staleStatus(ctx, pod.Namespace, ref) {
+		return WakeStaleStatus, false
+	}
 	return "", false
 }
 
-// Waker wakes the controllers whose refused replacements would now pass.
+// staleStatus reports whether the ReplicaSet ref names counts fewer ready
+// or available pods in its status than the pods it controls are.
+func (v *podValidator) staleStatus(ctx context.Context, namespace string, ref *metav1.OwnerReference) bool {
+	rs := &appsv1.ReplicaSet{}
+	if err := v.reader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, rs); err != nil || rs.UID != ref.UID {
+		return false
+	}
+	selector, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
+	if err != nil {
+		return false
+	}
+	pods := &corev1.PodList{}
+	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return false
+	}
+	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second
+	now := v.clock.Now()
+	var ready, available int32
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if owner := metav1.GetControllerOfNoCopy(pod); owner == nil || owner.UID != rs.UID || pod.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range pod.Status.Conditions {
+			if c.Type != corev1.PodReady || c.Status != corev1.ConditionTrue {
+				continue
+			}
+			ready++
+			if minReady == 0 || !c.LastTransitionTime.Add(minReady).After(now) {
+				available++
+			}
+		}
+	}
+	return ready > rs.Status.ReadyReplicas || available > rs.Status.AvailableReplicas
+}
+
+// Waker wakes the controllers the pod webhook refused whose replacements
+// would now pass, or whose status lags (WakeStaleStatus).
 // Every replica runs one for the refusals it made.
 type Waker struct {
 	validator *podValidator
@@ -211,10 +258,10 @@ func (w *Waker) Pass(ctx context.Context) {
 				w.validator.refusals.drop(r)
 				continue
 			case err != nil:
-				log.Error(err, "Waking a controller whose replacement passes now", "kind", ref.Kind, "object", klog.KRef(r.pod.Namespace, ref.Name))
+				log.Error(err, "Waking a controller the pod webhook refused", "kind", ref.Kind, "object", klog.KRef(r.pod.Namespace, ref.Name))
 				continue
 			}
-			log.Info("Woke a controller whose replacement passes now", "kind", ref.Kind, "object", klog.KRef(r.pod.Namespace, ref.Name),
+			log.Info("Woke a controller the pod webhook refused", "kind", ref.Kind, "object", klog.KRef(r.pod.Namespace, ref.Name),
 				"pod", klog.KObj(r.pod), "operation", r.op, "reason", reason)
 			if w.OnWake != nil {
 				w.OnWake(r.kind, reason)

@@ -45,11 +45,32 @@ func TestWaker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// statusLags adds a pod of the victim's ReplicaSet, Ready for an hour,
+	// that the ReplicaSet's status does not count.
+	statusLags := func(t *testing.T, h *podValidatorHarness, _ promiseFixture, victim *corev1.Pod) {
+		pod := victim.DeepCopy()
+		pod.Name, pod.ResourceVersion, pod.UID, pod.Annotations = victim.Name+"-twin", "", "", nil
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue,
+			LastTransitionTime: metav1.NewTime(start.Add(-time.Hour))}}
+		create(t, h.cache, pod)
+		if err := h.cache.Status().Update(t.Context(), pod); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := map[string]struct {
 		steps []step
-		// deleteOnly, createOnly: the case is about one operation.
-		deleteOnly, createOnly bool
+		// deleteOnly, createOnly: the case is about one operation;
+		// deploymentOnly: about a ReplicaSet's.
+		deleteOnly, createOnly, deploymentOnly bool
 	}{
+		"the ReplicaSet's status lags its pods: woken": {
+			steps: []step{
+				{at: 5 * time.Second},
+				{at: 10 * time.Second, change: statusLags, wantWoken: WakeStaleStatus},
+				{at: 15 * time.Second},
+			},
+			deploymentOnly: true,
+		},
 		"the promise holding: not woken; broken: woken once": {
 			steps: []step{
 				{at: 5 * time.Second},
@@ -91,7 +112,7 @@ func TestWaker(t *testing.T) {
 			op = "create"
 		}
 		for name, tc := range cases {
-			if tc.deleteOnly && !f.deleted || tc.createOnly && f.deleted {
+			if tc.deleteOnly && !f.deleted || tc.createOnly && f.deleted || tc.deploymentOnly && f.kind != "Deployment" {
 				continue
 			}
 			t.Run(f.kind+" "+op+"/"+name, func(t *testing.T) {

@@ -27,6 +27,13 @@
 // daemonset), maxUnavailable 1, one pod per node whatever -replicas: inplace
 // and native. Every run also counts the pods created and deleted.
 //
+// With -change resources, the change is the container's CPU (request 50m
+// to 100m, limit 200m to 300m, resizePolicy NotRequired) instead of its
+// image: inplace resizes each pod through pods/resize, without a restart,
+// and natively each pod is recreated; no floor and no Kruise then. A pod
+// has rolled out once the kubelet reports the new limit in the container's
+// status. Every run counts the pods that left Ready.
+//
 // It runs where the cluster's API server is reachable (make bench-rollout
 // enters the e2e cluster's network namespace).
 package main
@@ -47,6 +54,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -69,6 +77,7 @@ func main() {
 	from := flag.String("from", "example.local/inplace-testapp:v1", "the image the StatefulSet starts on")
 	to := flag.String("to", "example.local/inplace-testapp:v2", "the image it is changed to")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long one rollout may take")
+	change := flag.String("change", "image", "what changes in the template: image, or resources (the container's CPU)")
 	flag.Parse()
 
 	sizes, err := parseSizes(*replicas)
@@ -77,6 +86,9 @@ func main() {
 	}
 	if err == nil {
 		err = checkKinds(*kinds)
+	}
+	if err == nil && *change != "image" && *change != "resources" {
+		err = fmt.Errorf("-change: unknown change %q (want image or resources)", *change)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
@@ -93,7 +105,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(1)
 	}
-	b := &bench{client: c, from: *from, to: *to, timeout: *timeout}
+	b := &bench{client: c, from: *from, to: *to, timeout: *timeout, resources: *change == "resources"}
 	for _, kind := range strings.Split(*kinds, ",") {
 		kindSizes := sizes
 		if kind == "daemonset" {
@@ -104,7 +116,7 @@ func main() {
 		for _, n := range kindSizes {
 			for run := 1; run <= *runs; run++ {
 				for _, mode := range strings.Split(*modes, ",") {
-					if !supported(kind, mode) {
+					if !supported(kind, mode) || b.resources && mode != "inplace" && mode != "native" {
 						continue
 					}
 					r, err := b.run(context.Background(), kind, mode, n, run)
@@ -112,12 +124,13 @@ func main() {
 						fmt.Fprintf(os.Stderr, "benchrollout: %s %s, %d pods, run %d: %v\n", kind, mode, n, run, err)
 						os.Exit(1)
 					}
-					flips := 0
+					flips, left := 0, 0
 					for _, p := range r.pods {
 						flips += max(p.leftReady-1, 0)
+						left += min(p.leftReady, 1)
 					}
-					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  readiness flips: %d  pods created %d, deleted %d\n",
-						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), flips, r.created, r.deleted)
+					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  left Ready: %d  readiness flips: %d  pods created %d, deleted %d\n",
+						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), left, flips, r.created, r.deleted)
 					key := fmt.Sprintf("%s/%d", mode, n)
 					results[key] = append(results[key], r)
 					if !slices.Contains(ran, mode) {
@@ -178,7 +191,21 @@ type bench struct {
 	client   client.WithWatch
 	from, to string
 	timeout  time.Duration
+	// resources: the change is the container's CPU, not its image.
+	resources bool
 }
+
+// The container's resources of -change resources: before and after.
+var (
+	cpuFrom = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("200m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+	cpuTo = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("300m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+	}
+)
 
 // result is one timed rollout.
 type result struct {
@@ -237,7 +264,7 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	}
 
 	start := time.Now()
-	if err := b.changeImage(ctx, w.obj); err != nil {
+	if err := b.change(ctx, w.obj); err != nil {
 		return result{}, err
 	}
 	if mode == "floor" {
@@ -347,7 +374,7 @@ func (b *bench) workload(kind, mode, ns string, replicas int32) (*workload, erro
 // a readiness probe every second.
 func (b *bench) template() corev1.PodTemplateSpec {
 	labels := map[string]string{"app": "bench"}
-	return corev1.PodTemplateSpec{
+	t := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](5),
@@ -362,6 +389,12 @@ func (b *bench) template() corev1.PodTemplateSpec {
 			}},
 		},
 	}
+	if b.resources {
+		c := &t.Spec.Containers[0]
+		c.Resources = *cpuFrom.DeepCopy()
+		c.ResizePolicy = []corev1.ContainerResizePolicy{{ResourceName: corev1.ResourceCPU, RestartPolicy: corev1.NotRequired}}
+	}
+	return t
 }
 
 func (b *bench) statefulSet(ns string, replicas int32, onDelete bool) *appsv1.StatefulSet {
@@ -396,19 +429,28 @@ func toKruise(obj client.Object, kind, apiVersion string) (*unstructured.Unstruc
 	return u, nil
 }
 
-func (b *bench) changeImage(ctx context.Context, workload client.Object) error {
+// change makes the template change: the image, or the CPU.
+func (b *bench) change(ctx context.Context, workload client.Object) error {
 	return b.retryOnConflict(ctx, workload, func() {
+		var t *corev1.PodTemplateSpec
 		switch w := workload.(type) {
 		case *appsv1.StatefulSet:
-			w.Spec.Template.Spec.Containers[0].Image = b.to
+			t = &w.Spec.Template
 		case *appsv1.Deployment:
-			w.Spec.Template.Spec.Containers[0].Image = b.to
+			t = &w.Spec.Template
 		case *appsv1.DaemonSet:
-			w.Spec.Template.Spec.Containers[0].Image = b.to
+			t = &w.Spec.Template
 		case *unstructured.Unstructured:
 			containers, _, _ := unstructured.NestedSlice(w.Object, "spec", "template", "spec", "containers")
 			containers[0].(map[string]any)["image"] = b.to
 			_ = unstructured.SetNestedSlice(w.Object, containers, "spec", "template", "spec", "containers")
+		}
+		switch {
+		case t == nil:
+		case b.resources:
+			t.Spec.Containers[0].Resources = *cpuTo.DeepCopy()
+		default:
+			t.Spec.Containers[0].Image = b.to
 		}
 	})
 }
@@ -523,8 +565,7 @@ func (b *bench) waitReadyOnce(ctx context.Context, ns string, size int) error {
 		if p.DeletionTimestamp != nil {
 			return errors.New("not yet: a pod is terminating")
 		}
-		if podReady(p) && p.Spec.Containers[0].Image == b.to &&
-			len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready {
+		if podReady(p) && b.changed(p) && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready {
 			n++
 		}
 	}
@@ -532,6 +573,19 @@ func (b *bench) waitReadyOnce(ctx context.Context, ns string, size int) error {
 		return errors.New("not yet")
 	}
 	return nil
+}
+
+// changed reports whether the pod runs the changed template: its new image,
+// or the new CPU limit as the kubelet reports it applied.
+func (b *bench) changed(pod *corev1.Pod) bool {
+	if !b.resources {
+		return pod.Spec.Containers[0].Image == b.to
+	}
+	if len(pod.Status.ContainerStatuses) != 1 || pod.Status.ContainerStatuses[0].Resources == nil {
+		return false
+	}
+	got := pod.Status.ContainerStatuses[0].Resources.Limits[corev1.ResourceCPU]
+	return got.Cmp(cpuTo.Limits[corev1.ResourceCPU]) == 0
 }
 
 func (b *bench) deleteNamespace(ns string) {

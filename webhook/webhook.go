@@ -152,9 +152,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
 		PathMutateDaemonSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
-		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
-			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
-		}),
+		PathMutatePod:         podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}}),
 		PathValidatePod: {Handler: &podValidator{
 			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader, decoder: admission.NewDecoder(cfg.Scheme),
 			controllers: controllers, engineRunning: running, nodes: nodes, clock: cfg.Clock, promises: &promises{},
@@ -177,6 +175,14 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
 	}
 	return hooks
+}
+
+// podWebhook is the pod-creation webhook: the typed defaulter, its patch
+// written directly (podCreate).
+func podWebhook(scheme *runtime.Scheme, d *podDefaulter) *admission.Webhook {
+	wh := admission.WithDefaulter(scheme, d)
+	wh.Handler = &podCreate{defaulter: d, decoder: admission.NewDecoder(scheme), typed: wh.Handler}
+	return wh
 }
 
 // noNodes knows no node.

@@ -300,7 +300,6 @@ func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*
 		args = append(args, "-cpuprofile", o.profile)
 	}
 	args = append(args, "--",
-		"--kubeconfig="+kubeconfig,
 		"--namespace="+managerNS,
 		"--cert-mode=secret",
 		"--cert-dir="+certDir,
@@ -312,7 +311,11 @@ func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*
 		"--graceful-shutdown-timeout=5s",
 	)
 	progress("starting inplace-manager")
-	s, err := start("manager", filepath.Join(o.workDir, "manager.log"), args...)
+	// The kubeconfig by $KUBECONFIG, not --kubeconfig: the manager then
+	// loads it as it loads its in-cluster configuration (ctrl.GetConfig),
+	// with no client-side rate limit; --kubeconfig would give its live reads
+	// client-go's default of 5 requests a second.
+	s, err := start("manager", filepath.Join(o.workDir, "manager.log"), []string{"KUBECONFIG=" + kubeconfig}, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -345,7 +348,7 @@ func startFloor(o options, certDir string, pool *x509.CertPool) (*server, error)
 		return nil, err
 	}
 	progress("starting the floor")
-	s, err := start("floor", filepath.Join(o.workDir, "floor.log"), "serve-floor", "-cert-dir", certDir, "-port", strconv.Itoa(port))
+	s, err := start("floor", filepath.Join(o.workDir, "floor.log"), nil, "serve-floor", "-cert-dir", certDir, "-port", strconv.Itoa(port))
 	if err != nil {
 		return nil, err
 	}

@@ -127,8 +127,9 @@ type server struct {
 	exited       chan error
 }
 
-// start runs this program again as a server, its output to log.
-func start(name, log string, args ...string) (*server, error) {
+// start runs this program again as a server, with env added to its
+// environment and its output to log.
+func start(name, log string, env []string, args ...string) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -138,6 +139,7 @@ func start(name, log string, args ...string) (*server, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		_ = out.Close()

@@ -29,10 +29,11 @@ type segment struct {
 	// counted in the latencies like the server's.
 	lag time.Duration
 	// cpu is the CPU time the server used; apiserverCPU that of the API
-	// server meanwhile; apiRequests the requests the manager made to it.
-	cpu, apiserverCPU time.Duration
-	apiRequests       float64
-	elapsed           time.Duration
+	// server meanwhile, loadCPU the load's own; apiRequests the requests the
+	// manager made to the API server.
+	cpu, apiserverCPU, loadCPU time.Duration
+	apiRequests                float64
+	elapsed                    time.Duration
 }
 
 // mix returns n scenario indices drawn by weight, the same for the same seed.

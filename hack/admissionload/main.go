@@ -257,13 +257,13 @@ func measure(o options) error {
 // measured runs one segment and records around it the server's CPU, the
 // API server's and the manager's requests to it.
 func measured(ctx context.Context, srv, mgr *server, apiserver int, run func() segment) (segment, error) {
-	cpu0, api0 := cpu(srv.cmd.Process.Pid), cpu(apiserver)
+	cpu0, api0, load0 := cpu(srv.cmd.Process.Pid), cpu(apiserver), cpu(os.Getpid())
 	req0, err := apiRequests(mgr.metrics)
 	if err != nil {
 		return segment{}, fmt.Errorf("reading the manager's metrics: %w", err)
 	}
 	seg := run()
-	seg.cpu, seg.apiserverCPU = cpu(srv.cmd.Process.Pid)-cpu0, cpu(apiserver)-api0
+	seg.cpu, seg.apiserverCPU, seg.loadCPU = cpu(srv.cmd.Process.Pid)-cpu0, cpu(apiserver)-api0, cpu(os.Getpid())-load0
 	req1, err := apiRequests(mgr.metrics)
 	if err != nil {
 		return segment{}, fmt.Errorf("reading the manager's metrics: %w", err)
@@ -282,6 +282,7 @@ func (s *segment) add(o segment) {
 	s.lag = max(s.lag, o.lag)
 	s.cpu += o.cpu
 	s.apiserverCPU += o.apiserverCPU
+	s.loadCPU += o.loadCPU
 	s.apiRequests += o.apiRequests
 	s.elapsed += o.elapsed
 }
@@ -424,8 +425,9 @@ type summaryRow struct {
 // table prints one rate's figures.
 func table(w io.Writer, rate int, o options, scens []scenario, floor, mgr segment) summaryRow {
 	fs, ms := statsOf(floor.samples, nil), statsOf(mgr.samples, nil)
-	fmt.Fprintf(w, "\n%d/s: %d requests to each, %d rounds of %v; the load's latest send was %v late\n",
-		rate, ms.n, o.rounds, o.duration/time.Duration(o.rounds), max(floor.lag, mgr.lag).Round(time.Microsecond))
+	fmt.Fprintf(w, "\n%d/s: %d requests to each, %d rounds of %v; the load's latest send was %v late, its own CPU %s a request\n",
+		rate, ms.n, o.rounds, o.duration/time.Duration(o.rounds), max(floor.lag, mgr.lag).Round(time.Microsecond),
+		perRequest(floor.loadCPU+mgr.loadCPU, fs.n+ms.n))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tp50\tp99\tp99.9\tmax\terrors\tCPU/request\t")
 	row := func(name string, st stats, seg segment) {

@@ -69,7 +69,8 @@ func TestRecordRefusedRollsOutAnyway(t *testing.T) {
 			return err
 		}
 		base := cur.DeepCopy()
-		metav1.SetMetaDataAnnotation(&cur.ObjectMeta, "e2e.inplace.dev/probe", "x")
+		// An annotation the manager may write (its own guard allows it).
+		metav1.SetMetaDataAnnotation(&cur.ObjectMeta, "inplace.dev/e2e-probe", "x")
 		err := asManager(t).Patch(ctx, cur, client.MergeFrom(base), client.DryRunAll)
 		if err == nil || !strings.Contains(err.Error(), "GitOps only") {
 			return fmt.Errorf("a dry-run update as the manager = %v, want refused by the policy", err)
@@ -103,8 +104,10 @@ func TestHandPatchedPodRestartsNothing(t *testing.T) {
 		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "patched-1"}, pod); err != nil {
 			return err
 		}
-		if v := viewPod(t, pod); !v.Ready || v.Version != images.Serves(images.V2) {
-			return fmt.Errorf("Ready %t, serves %q", v.Ready, v.Version)
+		// The new container answers before the kubelet's status says it
+		// runs: wait for the restart to be counted too.
+		if v := viewPod(t, pod); !v.Ready || v.Version != images.Serves(images.V2) || v.Restarts == 0 {
+			return fmt.Errorf("Ready %t, serves %q, %d restarts", v.Ready, v.Version, v.Restarts)
 		}
 		return nil
 	})
@@ -214,10 +217,43 @@ func TestManagerDownMidRolloutEveryKind(t *testing.T) {
 			})
 		}
 	}
+	// The pods the ReplicaSet controller made while the manager was gone
+	// were admitted without the pod webhook: no readiness gate, which a pod
+	// cannot gain. The next rollout moves the gated ones in place and
+	// recreates the others, gated; the one after is wholly in place.
 	before := observeWorkload(t, d)
+	gated := map[types.UID]bool{}
+	for _, p := range before {
+		gated[p.UID] = p.Gated
+	}
 	setTemplateImage(t, d, appContainer, images.V3)
 	waitForDeploymentComplete(t, d)
-	wantInPlaceByName(t, before, observeWorkload(t, d), images.V3, 1)
+	after := observeWorkload(t, d)
+	kept := 0
+	for _, p := range after {
+		if !p.Gated || !p.Ready || p.Version != images.Serves(images.V3) {
+			t.Errorf("pod %s: gated %t, Ready %t, serves %q; want every pod gated and Ready on v3", p.Name, p.Gated, p.Ready, p.Version)
+		}
+		if g, ok := gated[p.UID]; ok {
+			kept++
+			if !g {
+				t.Errorf("pod %s has no gate and was kept: it cannot go in place", p.Name)
+			}
+		}
+	}
+	want := 0
+	for _, g := range gated {
+		if g {
+			want++
+		}
+	}
+	if kept != want {
+		t.Errorf("%d pods kept through the rollout to v3, want the %d that carried the gate", kept, want)
+	}
+	t.Logf("after the manager came back: %d pods moved in place, %d without the gate recreated", kept, len(after)-kept)
+	setTemplateImage(t, d, appContainer, images.V1)
+	waitForDeploymentComplete(t, d)
+	wantInPlaceByName(t, after, observeWorkload(t, d), images.V1, 1)
 }
 
 // TestLeaderKilledMidRolloutEveryKind kills the elected manager replica

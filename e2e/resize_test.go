@@ -181,9 +181,11 @@ func TestResizeInPlace(t *testing.T) {
 	wantEvents(t, ns, "InPlaceUpdated", 6)
 }
 
-// TestResizeInfeasibleRecreates asks for more cpu than any node has: the
-// kubelet answers Infeasible, and the pod is recreated, with an event that
-// says so (the new pod then waits, unschedulable, as it would natively).
+// TestResizeInfeasibleRecreates asks for more cpu than any node has. The
+// API server refuses the resize against the node's allocatable (on 1.37;
+// a kubelet that admits it answers Infeasible), and the pod is recreated,
+// with an event that says why (the new pod then waits, unschedulable, as it
+// would natively).
 func TestResizeInfeasibleRecreates(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, optedIn)
@@ -198,13 +200,14 @@ func TestResizeInfeasibleRecreates(t *testing.T) {
 		tpl.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU] = resource.MustParse("500")
 	})
 	waitForPodReplaced(t, ns, before[0].Name, before[0].UID)
-	eventually(t, podTimeout, "a RecreatedNotInPlace event naming Infeasible", func(ctx context.Context) error {
+	eventually(t, podTimeout, "a RecreatedNotInPlace event naming the refused resize", func(ctx context.Context) error {
 		list := &corev1.EventList{}
 		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return err
 		}
 		for _, e := range list.Items {
-			if e.Reason == "RecreatedNotInPlace" && strings.Contains(e.Message, "Infeasible") {
+			if e.Reason == "RecreatedNotInPlace" && (strings.Contains(e.Message, "Infeasible") ||
+				strings.Contains(e.Message, "resize was refused") && strings.Contains(e.Message, "allocatable")) {
 				return nil
 			}
 		}

@@ -256,12 +256,13 @@ func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion st
 
 // RefuseDeploymentCreate decides, for the ReplicaSet controller's create of
 // a pod of the Deployment's new ReplicaSet, whether inplace refuses it: the
-// create would take the Deployment above its replicas (a surge), and an old
-// pod is movable (movable is true when one is), which the manager moves in
-// its place as the Deployment controller takes the old ReplicaSets down. A
+// create would take the Deployment above its replicas (a surge), and the
+// manager moves old pods in place (moving is true when an old pod is
+// movable, or one was just moved or is being moved), which stand in for the
+// new pods as the Deployment controller takes the old ReplicaSets down. A
 // create that adds capacity (a scale-up, a lost pod replaced) passes.
-func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, movable bool) bool {
-	if !v.InPlace() || !movable {
+func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, moving bool) bool {
+	if !v.InPlace() || !moving {
 		return false
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)

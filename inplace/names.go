@@ -39,6 +39,13 @@ const (
 	// user's partition. This version holds nothing back; it releases a hold
 	// it finds (the user's partition restored) and never writes one.
 	AnnotationHold = Prefix + "hold"
+
+	// AnnotationWokenAt is written by the manager, with the time, on a
+	// StatefulSet, DaemonSet or ReplicaSet whose controller it refused a
+	// replacement and would now let it through: the write makes the
+	// controller retry at once, not after its back-off (which reaches 16
+	// minutes after repeated refusals).
+	AnnotationWokenAt = Prefix + "woken-at"
 )
 
 // ConditionInPlaceUpdateReady is the pod readiness gate condition type: False

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -198,6 +199,9 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 		return Progress{}
 	}
 	p := Progress{Observed: true, Replaced: true, Done: true}
+	// A status the kubelet wrote for the patched spec: its pull and create
+	// errors are the new image's and configuration's.
+	current := pod.Status.ObservedGeneration != 0 && pod.Status.ObservedGeneration >= pod.Generation
 	for _, name := range sortedKeys(s.Containers) {
 		before := s.Containers[name]
 		spec, init := containerSpec(pod, name)
@@ -222,7 +226,7 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 			p.Done = false
 		}
 		if w := cs.State.Waiting; w != nil && p.Failure == "" && failingReasons[w.Reason] &&
-			(fresh || !runReasons[w.Reason]) && (runReasons[w.Reason] || SameImage(cs.Image, spec.Image) || cs.Image == "") {
+			(fresh || !runReasons[w.Reason]) && (runReasons[w.Reason] || current || aboutImage(cs, w, spec.Image)) {
 			p.Failure = fmt.Sprintf("container %s: %s", name, w.Reason)
 			p.Detail = p.Failure
 			if w.Message != "" {
@@ -240,6 +244,16 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 		p.Done = false
 	}
 	return p
+}
+
+// aboutImage reports whether a container's pull or create error concerns
+// image, where the kubelet does not say which spec its status is of (no
+// observedGeneration): the status names that image (for a container not
+// created yet), or so does the error's message. The kubelet reports a
+// container that failed to start under the image of the container it last
+// ran, and names the image it could not pull in the message.
+func aboutImage(cs *corev1.ContainerStatus, w *corev1.ContainerStateWaiting, image string) bool {
+	return cs.Image == "" || SameImage(cs.Image, image) || strings.Contains(w.Message, `"`+image) || strings.Contains(w.Message, "/"+image+`"`)
 }
 
 // resizeProgress judges a resize from the pod's status: the kubelet's

@@ -105,6 +105,18 @@ func TestCheckProgress(t *testing.T) {
 			spec: "example/app:v9", now: withImage(waiting("ImagePullBackOff", "", 0), "example/app:v1"),
 			want: Progress{Observed: true, Replaced: true},
 		},
+		"an image the node may not pull, reported under the old container's image": {
+			spec: "example/app:v9", now: withImage(waiting("ErrImageNeverPull", `Container image "example/app:v9" is not present with pull policy of Never`, 0), "example/app:v1"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: ErrImageNeverPull", Detail: `container app: ErrImageNeverPull: Container image "example/app:v9" is not present with pull policy of Never`},
+		},
+		"a failed pull named by the runtime's full reference": {
+			spec: "example/app:v9", now: withImage(waiting("ErrImagePull", `failed to pull and unpack image "docker.io/example/app:v9": not found`, 0), "example/app:v1"),
+			want: Progress{Observed: true, Replaced: true, Failure: "container app: ErrImagePull", Detail: `container app: ErrImagePull: failed to pull and unpack image "docker.io/example/app:v9": not found`},
+		},
+		"a pull error of another image is not the new image's": {
+			spec: "example/app:v9", now: withImage(waiting("ErrImagePull", `failed to pull and unpack image "docker.io/example/app:v1": not found`, 0), "example/app:v1"),
+			want: Progress{Observed: true, Replaced: true},
+		},
 		"a new container that crash-loops": {
 			spec: "example/app:bad", now: withID(waiting("CrashLoopBackOff", "back-off 10s restarting failed container", 2), "c2"),
 			want: Progress{Observed: true, Replaced: true, Failure: "container app: CrashLoopBackOff", Detail: "container app: CrashLoopBackOff: back-off 10s restarting failed container"},
@@ -125,6 +137,26 @@ func TestCheckProgress(t *testing.T) {
 				t.Errorf("progress (-want,+got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestCheckProgressObservedGeneration: where the kubelet says its status is
+// of the patched spec, a pull error is the new image's whatever image the
+// status names; a status of the spec before says nothing.
+func TestCheckProgressObservedGeneration(t *testing.T) {
+	v1 := running("c1", "docker.io/example/app:v1", "example/app@"+digestA, 0, t0, true)
+	for _, tc := range []struct {
+		observed int64
+		want     Progress
+	}{
+		{observed: 2, want: Progress{Observed: true, Replaced: true, Failure: "container app: ImagePullBackOff", Detail: "container app: ImagePullBackOff"}},
+		{observed: 1, want: Progress{}},
+	} {
+		pod, s := updating("example/app:v9", v1, withImage(waiting("ImagePullBackOff", "", 0), "example/app:v1"))
+		pod.Generation, pod.Status.ObservedGeneration = 2, tc.observed
+		if diff := cmp.Diff(tc.want, CheckProgress(pod, s)); diff != "" {
+			t.Errorf("observedGeneration %d: progress (-want,+got):\n%s", tc.observed, diff)
+		}
 	}
 }
 

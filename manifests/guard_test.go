@@ -286,6 +286,7 @@ const (
 	onlyStsAnnots  = "only the inplace.dev annotations of a StatefulSet"
 	onlyDepAnnots  = "only the inplace.dev annotations of a Deployment"
 	onlyDsAnnots   = "only the inplace.dev annotations of a DaemonSet"
+	onlyRsAnnots   = "only the inplace.dev annotations of a ReplicaSet"
 	onlyHold       = "only to release the partition hold"
 	onlyManagerSet = "only inplace-manager may set or change"
 	noMarkedCreate = "may not be created with"
@@ -435,6 +436,11 @@ func managerCases(t *testing.T, cs clients) {
 
 	deployment := func(name string) client.Object { return builder.Deployment(name, ns).Obj() }
 	daemonSet := func(name string) client.Object { return builder.DaemonSet(name, ns).Obj() }
+	replicaSet := func(name string) client.Object {
+		rs := builder.ReplicaSet(builder.Deployment(name, ns).Obj(), "h1").Obj()
+		rs.OwnerReferences, rs.Status = nil, appsv1.ReplicaSetStatus{}
+		return rs
+	}
 	workloadCases := []struct {
 		name    string
 		obj     func(name string) client.Object
@@ -453,6 +459,12 @@ func managerCases(t *testing.T, cs clients) {
 		{"DaemonSet the update strategy", daemonSet, `{"spec":{"updateStrategy":{"rollingUpdate":{"maxUnavailable":"100%"}}}}`, onlyDsAnnots},
 		{"DaemonSet the template's image", daemonSet, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}}}`, onlyDsAnnots},
 		{"DaemonSet an owner", daemonSet, `{"metadata":{"ownerReferences":[{"apiVersion":"v1","kind":"Namespace","name":"apps","uid":"4c1d2a6e-0000-4000-8000-000000000003"}]}}`, onlyDsAnnots},
+		{"ReplicaSet woken", replicaSet, `{"metadata":{"annotations":{"inplace.dev/woken-at":"2026-12-02T04:30:00Z"}}}`, ""},
+		{"ReplicaSet replicas", replicaSet, `{"spec":{"replicas":0}}`, onlyRsAnnots},
+		{"ReplicaSet the template's image", replicaSet, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"evil:1"}]}}}}`, onlyRsAnnots},
+		{"ReplicaSet a label", replicaSet, `{"metadata":{"labels":{"team":"x"}}}`, onlyRsAnnots},
+		{"ReplicaSet another annotation", replicaSet, `{"metadata":{"annotations":{"deployment.kubernetes.io/revision":"99"}}}`, onlyRsAnnots},
+		{"ReplicaSet an owner", replicaSet, `{"metadata":{"ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"evil","uid":"4c1d2a6e-0000-4000-8000-000000000004"}]}}`, onlyRsAnnots},
 	}
 	for i, tc := range workloadCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -625,10 +637,11 @@ func othersCases(t *testing.T, cs clients) {
 	})
 }
 
-// createCases: a pod the pod webhook never sees is refused at creation
-// when it carries the manager's marks; one a native workload controls is
-// left to the webhook, and created even when the webhook is down (here it
-// is not installed).
+// createCases: a bare pod, which the pod webhook never sees, is refused at
+// creation when it carries the manager's marks; one a native workload
+// controls is left to the webhook, and created even when the webhook is down
+// (here it is not installed); one another controller controls is created as
+// its template says, the manager never acting on it.
 func createCases(t *testing.T, cs clients) {
 	type owner struct {
 		apiVersion, kind string
@@ -655,8 +668,6 @@ func createCases(t *testing.T, cs clients) {
 	}{
 		{"a bare pod with an update state", mallory, ns, bare, nil, updateState, noMarkedCreate},
 		{"a bare pod with the managed label", mallory, ns, bare, map[string]string{inplace.LabelManaged: "true"}, nil, noMarkedCreate},
-		{"a Job's pod with an update state", mallory, ns, job, nil, updateState, noMarkedCreate},
-		{"a CloneSet's pod with an update state", mallory, ns, cloneSet, nil, updateState, noMarkedCreate},
 		{"a pod a ReplicaSet owns but does not control", mallory, ns, notControls, nil, updateState, noMarkedCreate},
 		{"break glass creates a marked pod", breakGlass, ns, bare, nil, updateState, noMarkedCreate},
 		{"a bare pod with the users' annotations", mallory, ns, bare, nil, map[string]string{
@@ -665,6 +676,9 @@ func createCases(t *testing.T, cs clients) {
 		{"a StatefulSet's pod with an update state", mallory, ns, statefulSet, nil, updateState, ""},
 		{"a ReplicaSet's pod with the managed label", mallory, ns, replicaSet, map[string]string{inplace.LabelManaged: "true"}, nil, ""},
 		{"a DaemonSet's pod with an update state", mallory, ns, daemonSet, nil, updateState, ""},
+		// Other controllers' pods, from a template that carries the marks.
+		{"a Job's pod with an update state", mallory, ns, job, nil, updateState, ""},
+		{"a CloneSet's pod with the managed label", mallory, ns, cloneSet, map[string]string{inplace.LabelManaged: "true"}, nil, ""},
 		// The policy never sees the control plane's namespaces.
 		{"a bare pod with an update state in kube-system", mallory, "kube-system", bare, nil, updateState, ""},
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/builder"
 	"github.com/inplace-dev/inplace/internal/testenv"
+	"github.com/inplace-dev/inplace/webhook"
 )
 
 // The webhook registered in a real kube-apiserver from manifests/base, and
@@ -650,4 +651,44 @@ func clientWarnedTo(t *testing.T, w *warnings) client.Client {
 		t.Fatal(err)
 	}
 	return wc
+}
+
+// TestWakeInAPIServer: the Waker's write wakes the object of the UID it
+// names, and no other made since under its name: the API server refuses to
+// change an object's UID.
+func TestWakeInAPIServer(t *testing.T) {
+	createNamespace(t, "wake", enabled)
+	sts := builder.StatefulSet("web", "wake").Obj()
+	create(t, sts)
+	ref := metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))
+	now := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := webhook.Wake(t.Context(), c, "wake", ref, now); err != nil {
+		t.Fatalf("waking the StatefulSet: %v", err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(sts), sts); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sts.Annotations[inplace.AnnotationWokenAt], "2031-03-04T05:06:07Z"; got != want {
+		t.Errorf("%s = %q, want %q", inplace.AnnotationWokenAt, got, want)
+	}
+	if sts.Generation != 1 {
+		t.Errorf("generation %d: the annotation changed the spec", sts.Generation)
+	}
+
+	// The StatefulSet made again under its name: another UID.
+	if err := c.Delete(t.Context(), sts); err != nil {
+		t.Fatal(err)
+	}
+	again := builder.StatefulSet("web", "wake").Obj()
+	create(t, again)
+	err := webhook.Wake(t.Context(), c, "wake", ref, now.Add(time.Minute))
+	if !apierrors.IsInvalid(err) {
+		t.Fatalf("waking the StatefulSet of another UID: %v, want Invalid", err)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(again), again); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := again.Annotations[inplace.AnnotationWokenAt]; ok {
+		t.Errorf("the new StatefulSet woken (%s = %q)", inplace.AnnotationWokenAt, got)
+	}
 }

@@ -91,6 +91,7 @@ type podValidator struct {
 	nodes         NodeInfo
 	clock         clock.PassiveClock
 	promises      *promises
+	refusals      *refusals
 	onFallback    func(kind, reason string)
 	onRefusal     func(kind string)
 	recorder      events.EventRecorder
@@ -180,6 +181,7 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 		return admission.Allowed("")
 	}
 	v.onRefusal(vd.kind)
+	v.refusals.remember(pod, req.Operation, vd.kind, v.clock.Now())
 	if req.Operation == admissionv1.Create {
 		return admission.Denied(fmt.Sprintf("inplace: the %s %s is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created",
 			vd.kind, vd.workload.GetName()))
@@ -221,11 +223,7 @@ func (v *podValidator) createVerdict(ctx context.Context, r client.Reader, pod *
 	if vd == nil || err != nil {
 		return nil, err
 	}
-	movable, err := v.anyMovable(ctx, view)
-	if err != nil {
-		return nil, err
-	}
-	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, movable)
+	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, v.moving(ctx, view))
 	return vd, nil
 }
 
@@ -346,18 +344,29 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 	return view, vd, nil
 }
 
-// anyMovable reports whether a pod of an old ReplicaSet of the Deployment
-// is one the engine moves in place (of the cache's: only gated pods can).
-func (v *podValidator) anyMovable(ctx context.Context, view inplace.DeploymentView) (bool, error) {
+// moving reports whether the engine moves pods of the Deployment in place
+// (of the cache's: only gated pods can): a pod of an old ReplicaSet is
+// movable, or one of the new ReplicaSet is mid-move or was moved less than
+// inplace.StaleViewWindow ago. The last covers the ReplicaSet controller
+// that creates on a view from before the last move, when no old pod is
+// left to be movable.
+func (v *podValidator) moving(ctx context.Context, view inplace.DeploymentView) bool {
 	if !view.InPlace() {
-		return false, nil
+		return false
 	}
+	now := v.clock.Now()
 	for _, pod := range view.Pods {
+		if view.Owner(pod) == view.New {
+			if inplace.Alive(pod) && (inplace.Updating(pod) || recentlyUpdated(pod, now)) {
+				return true
+			}
+			continue
+		}
 		if ok, _ := view.Movable(pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName)); ok {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // owner reads the object ref names into obj; false when it is gone or was
@@ -444,23 +453,8 @@ func ownedRevisions(ctx context.Context, r client.Reader, namespace string, owne
 // replacement passes, with a Warning event on the workload and one on the
 // pod.
 func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *verdict) bool {
-	if inplace.Updating(pod) {
-		return true // the engine bounds an update by its deadlines
-	}
-	now := v.clock.Now()
-	window := PromiseTimeout + vd.minReady
-	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
-	if err != nil {
-		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))
-		return true
-	}
-	key := promiseKey{workload: vd.workload.GetUID(), target: vd.target}
-	if updating || now.Sub(last) < window {
-		v.promises.forget(key)
-		return true
-	}
-	first := v.promises.first(key, now, atTarget)
-	if now.Sub(first) < window {
+	holds, key, first, window := v.promise(ctx, pod, vd)
+	if holds {
 		return true
 	}
 	fallbacks := inplace.FallbackPromiseBroken
@@ -476,6 +470,30 @@ func (v *podValidator) keepsPromise(ctx context.Context, pod *corev1.Pod, vd *ve
 			"The %s controller recreates the pod, not in place: %s", vd.kind, inplace.FallbackWords[fallbacks])
 	}
 	return false
+}
+
+// promise judges, as keepsPromise does but telling nothing, whether a
+// refusal of the pod's replacement would keep its promise now; the first
+// refusal without progress starts the rollout's clock. key, first and
+// window say which clock, since when, and for how long.
+func (v *podValidator) promise(ctx context.Context, pod *corev1.Pod, vd *verdict) (holds bool, key promiseKey, first time.Time, window time.Duration) {
+	key = promiseKey{workload: vd.workload.GetUID(), target: vd.target}
+	window = PromiseTimeout + vd.minReady
+	if inplace.Updating(pod) {
+		return true, key, first, window // the engine bounds an update by its deadlines
+	}
+	now := v.clock.Now()
+	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))
+		return true, key, first, window
+	}
+	if updating || now.Sub(last) < window {
+		v.promises.forget(key)
+		return true, key, first, window
+	}
+	first = v.promises.first(key, now, atTarget)
+	return now.Sub(first) < window, key, first, window
 }
 
 // progress reads, from the cache, whether a pod of the workload is being

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,6 +163,18 @@ func deploymentClusterSeen(d *appsv1.Deployment, oldSpec, oldLive, newSpec, newL
 	return objs
 }
 
+// lastMoved is the Deployment at its rollout's last step: the old
+// ReplicaSet scaled to 0 still counts the pod the manager moved (edited by
+// moved) to the new one, which the cache holds with the other three.
+func lastMoved(d *appsv1.Deployment, moved func(*builder.PodWrapper)) []client.Object {
+	old, cur := apiReplicaSets(d, 0, 1, 4, 3)
+	objs := []client.Object{d, old, cur}
+	for i := range 3 {
+		objs = append(objs, rsPod("api-h2-"+string(rune('m'+i)), cur))
+	}
+	return append(objs, rsPod("api-h1-a", cur, moved))
+}
+
 // managedPod finishes a pod as the pod webhook and the kubelet make it:
 // the managed label, the gate, a node, running.
 func managedPod(w *builder.PodWrapper, edit ...func(*builder.PodWrapper)) *corev1.Pod {
@@ -220,10 +233,15 @@ func (n fakeNodes) Lost(_ context.Context, node string) bool    { return n.lost[
 type podValidatorHarness struct {
 	handler  *admission.Webhook
 	cache    client.Client
+	live     client.Client
 	recorder *events.FakeRecorder
+	// waker wakes the controllers refused, writing to live; running says
+	// whether a manager replica runs the rollout engine.
+	waker   *Waker
+	running atomic.Bool
 
-	mu                  sync.Mutex
-	fallbacks, refusals []string
+	mu                         sync.Mutex
+	fallbacks, refusals, woken []string
 }
 
 type harnessOptions struct {
@@ -255,13 +273,14 @@ func newPodValidatorHarness(t *testing.T, o harnessOptions) *podValidatorHarness
 	if o.clock == nil {
 		o.clock = clocktesting.NewFakeClock(time.Now())
 	}
-	h := &podValidatorHarness{cache: cache, recorder: events.NewFakeRecorder(100)}
-	h.handler = Handlers(Config{
+	h := &podValidatorHarness{cache: cache, live: live, recorder: events.NewFakeRecorder(100)}
+	h.running.Store(!o.notRunning)
+	hooks, pods := handlers(Config{
 		Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
 		Reader: cache, LiveReader: live, ManagerUsername: managerUser, Scheme: testScheme,
 		Clock:         o.clock,
 		Nodes:         fakeNodes{lost: o.lost},
-		EngineRunning: func() bool { return !o.notRunning },
+		EngineRunning: h.running.Load,
 		OnFallback: func(kind, reason string) {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -273,7 +292,13 @@ func newPodValidatorHarness(t *testing.T, o harnessOptions) *podValidatorHarness
 			h.refusals = append(h.refusals, kind)
 		},
 		Recorder: h.recorder,
-	})[PathValidatePod]
+	})
+	h.handler = hooks[PathValidatePod]
+	h.waker = &Waker{validator: pods, Client: live, OnWake: func(kind, reason string) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.woken = append(h.woken, kind+"/"+reason)
+	}}
 	return h
 }
 
@@ -539,6 +564,20 @@ func testPodValidator(t *testing.T, now time.Time) {
 		},
 		"its create of a pod of the new ReplicaSet, no old pod movable (none gated): the rollout is native": {
 			cluster: deploymentCluster(d, 4, 4, 1, 0, noGate),
+			req:     func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+		},
+		"its create, the last old pod moved and mid-update, the ReplicaSet's view from before the move: a surge": {
+			cluster:    lastMoved(d, midUpdate(now)),
+			req:        func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+			wantDenied: refusedApiNew,
+		},
+		"its create, the last old pod moved 5s ago, the ReplicaSet's view from before the move: a surge": {
+			cluster:    lastMoved(d, updatedAt(now.Add(-5*time.Second), 2)),
+			req:        func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+			wantDenied: refusedApiNew,
+		},
+		"its create, every pod moved a minute ago and 4 live of 4: passes, no move to stand for it": {
+			cluster: lastMoved(d, updatedAt(now.Add(-time.Minute), 2)),
 			req:     func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
 		},
 		"its delete of an old pod without the gate: recreated, counted and told": {

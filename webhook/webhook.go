@@ -75,13 +75,21 @@ type Config struct {
 	// OnRefusal counts a delete the pod-delete webhook refused; nil to not
 	// count.
 	OnRefusal func(kind string)
+	// Writer wakes the controllers whose refused replacements would now
+	// pass (Waker).
+	Writer client.Client
+	// OnWake counts a controller woken; nil to not count.
+	OnWake func(kind, reason string)
 }
 
-// Register serves every handler on the webhook server.
-func Register(srv webhook.Server, cfg Config) {
-	for path, h := range Handlers(cfg) {
+// Register serves every handler on the webhook server, and returns the
+// Waker of the pod webhook's refusals, for the manager to run.
+func Register(srv webhook.Server, cfg Config) *Waker {
+	hooks, pods := handlers(cfg)
+	for path, h := range hooks {
 		srv.Register(path, h)
 	}
+	return &Waker{validator: pods, Client: cfg.Writer, OnWake: cfg.OnWake}
 }
 
 // LiveReadTimeout bounds each live read of a handler. The pod webhooks'
@@ -111,6 +119,12 @@ func (r deadlineReader) List(ctx context.Context, list client.ObjectList, opts .
 
 // Handlers returns every handler by path.
 func Handlers(cfg Config) map[string]*admission.Webhook {
+	hooks, _ := handlers(cfg)
+	return hooks
+}
+
+// handlers returns every handler by path, and the pod validator's.
+func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 	if cfg.LiveReader != nil {
 		cfg.LiveReader = deadlineReader{Reader: cfg.LiveReader, timeout: LiveReadTimeout}
 	}
@@ -148,16 +162,18 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 	if cfg.Nodes != nil {
 		nodes = cfg.Nodes
 	}
+	pods := &podValidator{
+		namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader, decoder: admission.NewDecoder(cfg.Scheme),
+		controllers: controllers, engineRunning: running, nodes: nodes, clock: cfg.Clock,
+		promises: &promises{}, refusals: &refusals{},
+		onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
+	}
 	hooks := map[string]*admission.Webhook{
-		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
-		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
-		PathMutateDaemonSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
-		PathMutatePod:         podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}}),
-		PathValidatePod: {Handler: &podValidator{
-			namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader, decoder: admission.NewDecoder(cfg.Scheme),
-			controllers: controllers, engineRunning: running, nodes: nodes, clock: cfg.Clock, promises: &promises{},
-			onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
-		}},
+		PathMutateDeployment:    withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
+		PathMutateStatefulSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
+		PathMutateDaemonSet:     withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
+		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}}),
+		PathValidatePod:         {Handler: pods},
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
 		PathValidateDaemonSet:   admission.WithValidator(cfg.Scheme, newNativeValidator(v, daemonSetKind)),
@@ -174,7 +190,7 @@ func Handlers(cfg Config) map[string]*admission.Webhook {
 		hooks[k.mutate] = withWarnings(admission.WithDefaulter(cfg.Scheme, &kruiseDefaulter{admitter: a, kind: k.kind}))
 		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
 	}
-	return hooks
+	return hooks, pods
 }
 
 // podWebhook is the pod-creation webhook: the typed defaulter, its patch

@@ -35,6 +35,11 @@ var (
 		Help: "Deletes of a pod by its workload's controller refused by the pod-delete webhook because the manager updates the pod in place, by workload kind.",
 	}, []string{"kind"})
 
+	controllersWoken = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inplace_controllers_woken_total",
+		Help: "Workload controllers told to retry a replacement the pod webhook refused, which would now pass, by workload kind and reason (Passes, NoEngine, PromiseBroken).",
+	}, []string{"kind", "reason"})
+
 	rolloutsInProgress = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "inplace_rollouts_in_progress",
 		Help: "Workloads whose pods inplace is updating in place (a rollout recorded on the workload), by kind.",
@@ -42,7 +47,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, deletesRefused, rolloutsInProgress)
+	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, deletesRefused, controllersWoken, rolloutsInProgress)
 }
 
 // activeSet tracks the workloads of a kind with an in-place rollout

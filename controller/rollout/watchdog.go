@@ -61,3 +61,9 @@ func CountFallback(kind, reason string) {
 func CountRefusedDelete(kind string) {
 	deletesRefused.WithLabelValues(kind).Inc()
 }
+
+// CountWake counts a workload controller told to retry a replacement the
+// pod webhook refused, by kind and reason.
+func CountWake(kind, reason string) {
+	controllersWoken.WithLabelValues(kind, reason).Inc()
+}

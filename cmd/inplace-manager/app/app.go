@@ -263,7 +263,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
-	inplacewebhook.Register(mgr.GetWebhookServer(), inplacewebhook.Config{
+	waker := inplacewebhook.Register(mgr.GetWebhookServer(), inplacewebhook.Config{
 		Scope:               o.Scope(),
 		Reader:              mgr.GetCache(),
 		LiveReader:          mgr.GetAPIReader(),
@@ -275,7 +275,12 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		OnRefusal:           rollout.CountRefusedDelete,
 		Nodes:               nodeInfo,
 		Recorder:            mgr.GetEventRecorder("inplace-manager"),
+		Writer:              mgr.GetClient(),
+		OnWake:              rollout.CountWake,
 	})
+	if err := mgr.Add(waker); err != nil {
+		return err
+	}
 	guard := &guardWatch{reader: mgr.GetAPIReader()}
 	if err := mgr.Add(guard); err != nil {
 		return err

@@ -73,6 +73,17 @@ bench: $(BIN)/benchstat ## Benchmark the mutating handlers against an empty hand
 	go test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./webhook | tee .cache/bench-webhook.txt
 	$(BIN)/benchstat -col /handler .cache/bench-webhook.txt
 
+# make bench-admission: the rates (per second) and how long each server is
+# driven at each (see hack/admissionload).
+ADMISSION_RATES ?= 100,500,1000
+ADMISSION_DURATION ?= 30s
+
+.PHONY: bench-admission
+bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-manager and to an empty webhook, side by side (ADMISSION_RATES=100,500,1000 ADMISSION_DURATION=30s); the report goes to .cache/bench-admission.txt.
+	hack/build-kube.sh etcd kube-apiserver
+	go build -o $(BIN)/admissionload ./hack/admissionload
+	$(BIN)/admissionload -rates $(ADMISSION_RATES) -duration $(ADMISSION_DURATION) -out $(ROOT)/.cache/bench-admission.txt
+
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -192,7 +192,7 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 
 	// Compare what remains once the in-place-able fields are set aside:
 	// copies with those fields blanked.
-	a, b := from.DeepCopy(), to.DeepCopy()
+	a, b := blankable(from), blankable(to)
 	a.Labels, b.Labels, a.Annotations, b.Annotations = nil, nil, nil, nil
 	d.Images = append(d.Images, blankImages(a.Spec.InitContainers, b.Spec.InitContainers, true)...)
 	d.Images = append(d.Images, blankImages(a.Spec.Containers, b.Spec.Containers, false)...)
@@ -209,7 +209,7 @@ func DiffTemplates(path *field.Path, from, to *corev1.PodTemplateSpec) TemplateD
 		}
 	}
 	var walked []*field.Path
-	if !apiequality.Semantic.DeepEqual(a, b) {
+	if !semanticEqual(a, b) {
 		walk(path, reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), &walked)
 	}
 	for _, p := range walked {
@@ -374,6 +374,25 @@ func qosOf(all []corev1.ResourceRequirements) corev1.PodQOSClass {
 	return corev1.PodQOSBurstable
 }
 
+// blankable returns a shallow copy of t whose container lists are its own,
+// for DiffTemplates to blank its metadata and its containers' images and
+// resources: a deep copy cost most of a comparison. Everything else is
+// shared with t and read only.
+func blankable(t *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
+	c := *t
+	c.Spec.InitContainers = slices.Clone(t.Spec.InitContainers)
+	c.Spec.Containers = slices.Clone(t.Spec.Containers)
+	return &c
+}
+
+// semanticEqual is apiequality.Semantic.DeepEqual, answered by
+// reflect.DeepEqual first where that can: values equal field for field
+// are equal semantically too, and reflect's comparison allocates nothing
+// per field where the semantic one does.
+func semanticEqual(a, b any) bool {
+	return reflect.DeepEqual(a, b) || apiequality.Semantic.DeepEqual(a, b)
+}
+
 // metadataBlockers returns the label and annotation changes that would need
 // a container to restart whose image does not change. Checked only when the
 // rest of the template is in place: a container list that differs in shape
@@ -500,7 +519,7 @@ var jsonMarshaler = reflect.TypeFor[json.Marshaler]()
 // fields by their JSON names. A value that marshals itself (a quantity, a
 // time, an int-or-string) is a leaf; so is a list whose length differs.
 func walk(path *field.Path, a, b reflect.Value, out *[]*field.Path) {
-	if apiequality.Semantic.DeepEqual(a.Interface(), b.Interface()) {
+	if semanticEqual(a.Interface(), b.Interface()) {
 		return
 	}
 	if a.Type().Implements(jsonMarshaler) || reflect.PointerTo(a.Type()).Implements(jsonMarshaler) {

@@ -401,3 +401,19 @@ func TestSidecarRestartsOnImageChange(t *testing.T) {
 		}
 	}
 }
+
+// DiffTemplates compares shallow copies of its templates: it must leave the
+// templates themselves as they were.
+func TestDiffTemplatesLeavesItsTemplates(t *testing.T) {
+	from := withSidecar(withCPU(builder.PodTemplate("web", "nginx:1").Label("a", "1").Annotation("b", "2").Obj(), "1"), "envoy:1")
+	to := withSidecar(withCPU(builder.PodTemplate("web", "nginx:2").Label("a", "2").Env("A", "B").Obj(), "2"), "envoy:2")
+	wantFrom, wantTo := from.DeepCopy(), to.DeepCopy()
+	DiffTemplates(templatePath, from, to)
+	DiffTemplates(templatePath, from, withSidecar(withCPU(builder.PodTemplate("web", "nginx:3").Obj(), "3"), "envoy:3")) // images and cpu only
+	if diff := cmp.Diff(wantFrom, from); diff != "" {
+		t.Errorf("from changed (-want,+got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantTo, to); diff != "" {
+		t.Errorf("to changed (-want,+got):\n%s", diff)
+	}
+}

@@ -76,8 +76,12 @@ func (d *kruiseDefaulter) Default(ctx context.Context, obj *unstructured.Unstruc
 	if w == nil || err != nil || w.policy == inplace.Recreate {
 		return err
 	}
-	if w.old != nil {
-		from, _, _ := unstructured.NestedFieldNoCopy(w.old.(*unstructured.Unstructured).Object, templateFields...)
+	if w.update() {
+		old, err := w.stored()
+		if err != nil {
+			return err
+		}
+		from, _, _ := unstructured.NestedFieldNoCopy(old.(*unstructured.Unstructured).Object, templateFields...)
 		to, _, _ := unstructured.NestedFieldNoCopy(obj.Object, templateFields...)
 		if apiequality.Semantic.DeepEqual(from, to) {
 			return nil

@@ -169,12 +169,10 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 		onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
 	}
 	hooks := map[string]*admission.Webhook{
-		PathMutateDeployment:  withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
-		PathMutateStatefulSet: withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
-		PathMutateDaemonSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
-		PathMutatePod: admission.WithDefaulter(cfg.Scheme, &podDefaulter{
-			namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader},
-		}),
+		PathMutateDeployment:    withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
+		PathMutateStatefulSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
+		PathMutateDaemonSet:     withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
+		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}}),
 		PathValidatePod:         {Handler: pods},
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
@@ -193,6 +191,14 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 		hooks[k.validate] = admission.WithValidator(cfg.Scheme, &kruiseValidator{validator: v, kind: k.kind})
 	}
 	return hooks, pods
+}
+
+// podWebhook is the pod-creation webhook: the typed defaulter, its patch
+// written directly (podCreate).
+func podWebhook(scheme *runtime.Scheme, d *podDefaulter) *admission.Webhook {
+	wh := admission.WithDefaulter(scheme, d)
+	wh.Handler = &podCreate{defaulter: d, decoder: admission.NewDecoder(scheme), typed: wh.Handler}
+	return wh
 }
 
 // noNodes knows no node.

@@ -68,18 +68,42 @@ func (d *nativeDefaulter[T]) Default(ctx context.Context, obj T) error {
 	if w == nil || err != nil {
 		return err
 	}
-	var stored *metav1.ObjectMeta
-	if w.old != nil {
-		stored = &d.kind.template(w.old.(T)).ObjectMeta
+	template := d.kind.template(obj)
+	if hasManagerOwned(template.Annotations) {
+		var stored *metav1.ObjectMeta
+		if w.update() {
+			old, err := w.stored()
+			if err != nil {
+				return err
+			}
+			stored = &d.kind.template(old.(T)).ObjectMeta
+		}
+		stripTemplateAnnotations(ctx, stored, &template.ObjectMeta)
 	}
-	stripTemplateAnnotations(ctx, stored, &d.kind.template(obj).ObjectMeta)
-	if w.policy == inplace.Recreate {
-		return nil
+	if _, set := obj.GetAnnotations()[inplace.AnnotationUpdatePolicy]; set || w.policy == inplace.Recreate {
+		return nil // setDefaultPolicy has nothing to set
 	}
-	if w.old == nil || !apiequality.Semantic.DeepEqual(d.kind.template(w.old.(T)), d.kind.template(obj)) {
-		setDefaultPolicy(obj)
+	if w.update() {
+		old, err := w.stored()
+		if err != nil {
+			return err
+		}
+		if apiequality.Semantic.DeepEqual(d.kind.template(old.(T)), template) {
+			return nil
+		}
 	}
+	setDefaultPolicy(obj)
 	return nil
+}
+
+// hasManagerOwned reports whether one of the keys is the manager's.
+func hasManagerOwned(m map[string]string) bool {
+	for k := range m {
+		if inplace.IsManagerOwned(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // setDefaultPolicy makes the effective policy visible on the workload.

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -219,7 +220,7 @@ func (v *podValidator) createVerdict(ctx context.Context, r client.Reader, pod *
 	if ref == nil || schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind) != replicaSetKind {
 		return nil, nil
 	}
-	view, vd, err := v.deployment(ctx, r, pod.Namespace, ref)
+	view, vd, err := v.deployment(ctx, r, pod, ref)
 	if vd == nil || err != nil {
 		return nil, err
 	}
@@ -287,7 +288,7 @@ func (v *podValidator) daemonSet(ctx context.Context, r client.Reader, pod *core
 // deploymentDelete is the Deployment's rule for a delete
 // (inplace.RefuseDeploymentDelete).
 func (v *podValidator) deploymentDelete(ctx context.Context, r client.Reader, pod *corev1.Pod, ref *metav1.OwnerReference) (*verdict, error) {
-	view, vd, err := v.deployment(ctx, r, pod.Namespace, ref)
+	view, vd, err := v.deployment(ctx, r, pod, ref)
 	if vd == nil || err != nil {
 		return nil, err
 	}
@@ -295,9 +296,28 @@ func (v *podValidator) deploymentDelete(ctx context.Context, r client.Reader, po
 	return vd, nil
 }
 
-// deployment reads the Deployment that controls the ReplicaSet ref names,
-// and its ReplicaSets; nil when it is gone, being deleted or not managed.
-func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespace string, ref *metav1.OwnerReference) (inplace.DeploymentView, *verdict, error) {
+// deployment reads the Deployment that controls the ReplicaSet ref names
+// (the pod's controller), and its ReplicaSets; nil when it is gone, being
+// deleted or not managed.
+func (v *podValidator) deployment(ctx context.Context, r client.Reader, pod *corev1.Pod, ref *metav1.OwnerReference) (inplace.DeploymentView, *verdict, error) {
+	namespace := pod.Namespace
+	// Two reads, not three: the Deployment controller names a ReplicaSet
+	// <deployment>-<pod-template-hash>, so the pod's hash names the
+	// Deployment, and its ReplicaSets' list holds the one ref names. Where
+	// that does not hold, the ReplicaSet is read for its owner.
+	if hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
+		d := &appsv1.Deployment{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: strings.TrimSuffix(ref.Name, "-"+hash)}, d)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return inplace.DeploymentView{}, nil, err
+		}
+		if err == nil {
+			view, vd, found, err := v.deploymentView(ctx, r, d, ref)
+			if found || err != nil {
+				return view, vd, err
+			}
+		}
+	}
 	rs := &appsv1.ReplicaSet{}
 	if ok, err := v.owner(ctx, r, namespace, ref, rs); !ok || err != nil || rs.DeletionTimestamp != nil {
 		return inplace.DeploymentView{}, nil, err
@@ -307,32 +327,51 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 		return inplace.DeploymentView{}, nil, nil
 	}
 	d := &appsv1.Deployment{}
-	if ok, err := v.owner(ctx, r, namespace, dref, d); !ok || err != nil || d.DeletionTimestamp != nil || !v.manages(ctx, d) {
+	if ok, err := v.owner(ctx, r, namespace, dref, d); !ok || err != nil {
 		return inplace.DeploymentView{}, nil, err
+	}
+	view, vd, _, err := v.deploymentView(ctx, r, d, nil)
+	return view, vd, err
+}
+
+// deploymentView reads the Deployment's ReplicaSets and builds its view and
+// verdict. With want, found says whether the ReplicaSet of that reference is
+// one of them, controlled by the Deployment and not being deleted: when it
+// is not, the view is not built (nil verdict, found false).
+func (v *podValidator) deploymentView(ctx context.Context, r client.Reader, d *appsv1.Deployment, want *metav1.OwnerReference) (view inplace.DeploymentView, vd *verdict, found bool, err error) {
+	namespace := d.Namespace
+	if d.DeletionTimestamp != nil || !v.manages(ctx, d) {
+		return inplace.DeploymentView{}, nil, want == nil, nil
 	}
 	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return inplace.DeploymentView{}, nil, nil
+		return inplace.DeploymentView{}, nil, want == nil, nil
 	}
 	list := &appsv1.ReplicaSetList{}
 	if err := r.List(ctx, list, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return inplace.DeploymentView{}, nil, err
+		return inplace.DeploymentView{}, nil, false, err
 	}
 	rss := make([]*appsv1.ReplicaSet, len(list.Items))
 	for i := range list.Items {
 		rss[i] = &list.Items[i]
+		if want != nil && rss[i].UID == want.UID && rss[i].DeletionTimestamp == nil && metav1.IsControlledBy(rss[i], d) {
+			found = true
+		}
 	}
-	view := inplace.NewDeploymentView(d, rss)
+	if want != nil && !found {
+		return inplace.DeploymentView{}, nil, false, nil
+	}
+	view = inplace.NewDeploymentView(d, rss)
 	// The pods the cache holds check the ReplicaSets' status counts.
 	pods := &corev1.PodList{}
 	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-		return inplace.DeploymentView{}, nil, err
+		return inplace.DeploymentView{}, nil, false, err
 	}
 	view.Pods = make([]*corev1.Pod, len(pods.Items))
 	for i := range pods.Items {
 		view.Pods[i] = &pods.Items[i]
 	}
-	vd := &verdict{kind: "Deployment", workload: d, selector: selector, owners: map[types.UID]bool{}, minReady: seconds(d.Spec.MinReadySeconds)}
+	vd = &verdict{kind: "Deployment", workload: d, selector: selector, owners: map[types.UID]bool{}, minReady: seconds(d.Spec.MinReadySeconds)}
 	for _, rs := range view.ReplicaSets {
 		vd.owners[rs.UID] = true
 	}
@@ -341,7 +380,7 @@ func (v *podValidator) deployment(ctx context.Context, r client.Reader, namespac
 		vd.target = view.New.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 		vd.atTarget = func(p *corev1.Pod) bool { return view.Owner(p) == view.New }
 	}
-	return view, vd, nil
+	return view, vd, true, nil
 }
 
 // moving reports whether the engine moves pods of the Deployment in place

@@ -1198,3 +1198,62 @@ func TestPodValidatorLetsThroughWhatItCannotRead(t *testing.T) {
 		})
 	}
 }
+
+// countingReader counts the reads that go through it.
+type countingReader struct {
+	client.Reader
+	reads *int
+}
+
+func (c countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	*c.reads++
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (c countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	*c.reads++
+	return c.Reader.List(ctx, list, opts...)
+}
+
+// TestDeploymentReadsTwice: a Deployment's pod names its Deployment by its
+// ReplicaSet's name and its pod-template-hash, so a decision reads the
+// Deployment and lists its ReplicaSets, two reads of the API server where
+// reading the ReplicaSet first made three; a pod whose hash does not name
+// its ReplicaSet is decided by the same Deployment, on the three reads.
+func TestDeploymentReadsTwice(t *testing.T) {
+	for name, tc := range map[string]struct {
+		edit      func(*corev1.Pod)
+		wantReads int
+	}{
+		"the hash names the Deployment": {func(*corev1.Pod) {}, 2},
+		"no hash label":                 {func(p *corev1.Pod) { delete(p.Labels, appsv1.DefaultDeploymentUniqueLabelKey) }, 3},
+		"another hash":                  {func(p *corev1.Pod) { p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "zz" }, 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := promiseFixtures()[2] // a Deployment's old pod, deleted by its ReplicaSet
+			c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(append(f.cluster(0), namespace("apps", enabled))...).Build()
+			reads := 0
+			_, v := handlers(Config{
+				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
+				Reader: c, ManagerUsername: managerUser, Scheme: testScheme,
+				Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
+			})
+			victim := f.victim()
+			tc.edit(victim)
+			live := countingReader{Reader: c, reads: &reads}
+			vd, err := v.deleteVerdict(t.Context(), live, victim)
+			if err != nil || vd == nil {
+				t.Fatalf("verdict %v, %v; want one", vd, err)
+			}
+			if got := vd.workload.GetName(); got != "api" {
+				t.Errorf("decided by the Deployment %s, want api", got)
+			}
+			if tc.wantReads == 2 && !vd.refuse {
+				t.Errorf("the delete passes; want it refused (the pod is moved in place)")
+			}
+			if reads != tc.wantReads {
+				t.Errorf("%d reads, want %d", reads, tc.wantReads)
+			}
+		})
+	}
+}

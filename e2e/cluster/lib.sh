@@ -129,6 +129,9 @@ KUBELET_SYSCTLS=(kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic
 # result cache, the kubelet's log symlinks, `ip netns`'s mount point), deepest
 # first. Teardown removes our files there, and the folders that did not exist
 # before the cluster if they are empty.
+# DEVICE_PLUGIN_SOCKET is the path every kubelet binds, whatever its root
+# directory (the kubelet's device manager has it built in).
+DEVICE_PLUGIN_SOCKET=/var/lib/kubelet/device-plugins/kubelet.sock
 HOST_DIRS=(/var/log/containers /var/lib/cni/results /var/lib/cni /var/lib/kubelet/device-plugins /var/lib/kubelet /run/containerd/s /run/containerd /var/run/netns)
 
 # Packages from Debian the cluster needs, and a binary each provides.

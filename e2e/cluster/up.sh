@@ -187,10 +187,19 @@ start_nodes() {
 	for ((n = from; n <= to; n++)); do node_start_containerd "$n"; done
 	for ((n = from; n <= to; n++)); do node_wait_containerd "$n"; done
 	"$here/images.sh" import
+	# Every kubelet binds the same device-plugin socket: it removes the
+	# file, then binds it. Two kubelets started together can interleave
+	# those steps, and the loser exits ("bind: address already in use",
+	# seen once in CI on three nodes): each starts once the one before has
+	# bound its socket.
+	local marker=$STATE/kubelet-start-marker
 	for ((n = from; n <= to; n++)); do
+		touch "$marker"
 		node_start_kubelet "$n"
 		since+=("$ND_NAME=$KUBELET_START")
 		nodes+=("$n")
+		wait_for "the kubelet of $(nodes_phrase "$n" "$n") to bind the device-plugin socket" 30 \
+			test "$DEVICE_PLUGIN_SOCKET" -nt "$marker"
 	done
 	# etcd may still hold the Ready condition of a previous run: only a
 	# heartbeat newer than the kubelet's start counts.

@@ -173,13 +173,19 @@ func (u *podUpdater) begin(ctx context.Context, cached *corev1.Pod, from *corev1
 // admission policy's) hands the pod to its native controller, which
 // recreates it; anything else is retried.
 func (u *podUpdater) refused(ctx context.Context, pod *corev1.Pod, t *target, err error) error {
+	return u.refusedAs(ctx, pod, t, err, inplace.FallbackPatchRefused, "writing")
+}
+
+// refusedAs is refused, with the fallback reason a refusal recreates the pod
+// for, and what the write was in the error that is retried.
+func (u *podUpdater) refusedAs(ctx context.Context, pod *corev1.Pod, t *target, err error, reason, writing string) error {
 	switch {
 	case err == nil, apierrors.IsConflict(err), apierrors.IsNotFound(err):
 		return nil
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		return u.recreate(ctx, pod, t, inplace.FallbackPatchRefused, err.Error())
+		return u.recreate(ctx, pod, t, reason, err.Error())
 	}
-	return fmt.Errorf("writing pod %s: %w", klog.KObj(pod), err)
+	return fmt.Errorf("%s pod %s: %w", writing, klog.KObj(pod), err)
 }
 
 // relabel writes an update that restarts no container: the target's
@@ -409,13 +415,7 @@ func (u *podUpdater) resize(ctx context.Context, pod *corev1.Pod, want map[strin
 		return nil
 	}
 	err := u.client.SubResource("resize").Patch(ctx, pod, client.StrategicMergeFrom(base, client.MergeFromWithOptimisticLock{}))
-	switch {
-	case err == nil, apierrors.IsConflict(err), apierrors.IsNotFound(err):
-		return nil
-	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		return u.recreate(ctx, base, t, inplace.FallbackResizeRefused, err.Error())
-	}
-	return fmt.Errorf("resizing pod %s: %w", klog.KObj(pod), err)
+	return u.refusedAs(ctx, base, t, err, inplace.FallbackResizeRefused, "resizing")
 }
 
 // recreate hands a pod whose update cannot go on in place to the native

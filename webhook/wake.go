@@ -18,6 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
 )
 
@@ -182,17 +183,12 @@ func (v *podValidator) staleStatus(ctx context.Context, namespace string, ref *m
 	var ready, available int32
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if owner := metav1.GetControllerOfNoCopy(pod); owner == nil || owner.UID != rs.UID || pod.DeletionTimestamp != nil {
+		if !metav1.IsControlledBy(pod, rs) || !rollout.PodReady(pod) {
 			continue
 		}
-		for _, c := range pod.Status.Conditions {
-			if c.Type != corev1.PodReady || c.Status != corev1.ConditionTrue {
-				continue
-			}
-			ready++
-			if minReady == 0 || !c.LastTransitionTime.Add(minReady).After(now) {
-				available++
-			}
+		ready++
+		if _, ok := rollout.AvailableIn(pod, minReady, now); ok {
+			available++
 		}
 	}
 	return ready > rs.Status.ReadyReplicas || available > rs.Status.AvailableReplicas

@@ -14,14 +14,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/testclock"
 )
 
 // TestWaker: a controller the pod webhook refused is woken, by the
 // annotation on the object it syncs, once its replacement would pass with
 // no event of its own to make it retry; never while the refusal holds, and
 // never once it has an event of its own.
-func TestWaker(t *testing.T) {
-	start := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+func TestWaker(t *testing.T) { testclock.Run(t, testWaker) }
+
+func testWaker(t *testing.T, start time.Time) {
 	type step struct {
 		at time.Duration
 		// change is what happens before the Waker's pass.

@@ -440,16 +440,15 @@ func (b *bench) change(ctx context.Context, workload client.Object) error {
 			t = &w.Spec.Template
 		case *appsv1.DaemonSet:
 			t = &w.Spec.Template
-		case *unstructured.Unstructured:
+		case *unstructured.Unstructured: // Kruise's kinds: an image change only
 			containers, _, _ := unstructured.NestedSlice(w.Object, "spec", "template", "spec", "containers")
 			containers[0].(map[string]any)["image"] = b.to
 			_ = unstructured.SetNestedSlice(w.Object, containers, "spec", "template", "spec", "containers")
+			return
 		}
-		switch {
-		case t == nil:
-		case b.resources:
+		if b.resources {
 			t.Spec.Containers[0].Resources = *cpuTo.DeepCopy()
-		default:
+		} else {
 			t.Spec.Containers[0].Image = b.to
 		}
 	})

@@ -39,11 +39,13 @@ const AbandonAfter = 30 * time.Second
 //   - a pod with no in-place update in progress: on its creation, before its
 //     containers start, so that the gate costs it no time;
 //   - a pod whose update the kubelet has taken in (and, unguarded, whose
-//     replaced containers are gone): the kubelet then turns it Ready the
-//     moment its new containers are;
+//     replaced containers are gone), and whose resize, if it has one, the
+//     kubelet has applied: the kubelet then turns it Ready the moment its
+//     new containers are;
 //   - a pod whose update was begun and never patched (its gate closed for
-//     longer than the grace period and AbandonAfter, or its workload gone):
-//     the replica that began it stopped.
+//     longer than the grace period and AbandonAfter, or its workload gone),
+//     or whose resize is still not applied AbandonAfter past the rollout's
+//     ResizeDeadline: the replica that began it stopped.
 //
 // Its writes are conditional on the resourceVersion it read: of two
 // replicas opening the same gate one succeeds and the other finds the pod
@@ -114,10 +116,22 @@ func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (
 		return false, 0, "" // the rollout recreates the pod
 	}
 	if state != nil {
-		if inplace.CheckProgress(pod, state).GateMayOpen(rollout.IsGuarded(r.Guard)) {
+		guarded := rollout.IsGuarded(r.Guard)
+		progress := inplace.CheckProgress(pod, state)
+		if progress.GateMayOpen(guarded) {
 			return true, 0, "the kubelet has taken in the patch"
 		}
-		return false, 0, ""
+		if !progress.TakenIn(guarded) || state.PatchedAt == nil {
+			return false, 0, ""
+		}
+		// Its containers are taken in, its resize is not applied yet: the
+		// elected replica ends a resize that does not come within its
+		// deadlines; one that outlives them lost its writer.
+		deadline := state.PatchedAt.Add(rollout.ResizeDeadline + AbandonAfter)
+		if wait := deadline.Sub(r.Clock.Now()); wait > 0 {
+			return false, wait, ""
+		}
+		return true, 0, "its resize was left unapplied"
 	}
 	// Begun, not patched.
 	grace, found := r.gracePeriod(ctx, pod)

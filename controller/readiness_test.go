@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -75,6 +76,14 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 			pod:        gated().OwnedBy("apps/v1", "StatefulSet", "web", "sts-uid").Obj(),
 			wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
 		},
+		"a new container Ready, its resize not applied yet, keeps it False": {
+			pod:        resizing(gated(), now.Add(-time.Minute)),
+			wantStatus: corev1.ConditionFalse,
+		},
+		"a resize left unapplied past the rollout's deadline turns it True": {
+			pod:        resizing(gated(), now.Add(-rollout.ResizeDeadline-AbandonAfter-time.Second)),
+			wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
+		},
 		"a pod without the gate is left alone": {
 			pod: builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").Obj(),
 		},
@@ -105,6 +114,25 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 			}
 		})
 	}
+}
+
+// resizing is a pod whose update, patched at patchedAt, restarted its app
+// container for a new image and resizes its cpu limit to 300m: the new
+// container runs, Ready, under the 400m it was created with.
+func resizing(w *builder.PodWrapper, patchedAt time.Time) *corev1.Pod {
+	limits := func(cpu string) corev1.ResourceRequirements {
+		return corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}}
+	}
+	at := metav1.NewTime(patchedAt)
+	state := &inplace.UpdateState{Revision: "web-2", From: "web-1", Since: at, PatchedAt: &at,
+		Containers: map[string]inplace.ContainerSnapshot{"app": {ContainerID: "containerd://c1"}},
+		Resize:     map[string]corev1.ResourceRequirements{"app": limits("300m")}}
+	pod := w.Annotation(inplace.AnnotationUpdateState, state.Encode()).
+		Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj()
+	old := limits("400m")
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c2", Ready: true,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: at}}, Resources: &old}}
+	return pod
 }
 
 // A stale read (another writer got there first) is not an error: the watch

@@ -1022,6 +1022,20 @@ func managerServing(ctx context.Context) error {
 	return nil
 }
 
+// statusLimits is a container's limits as the kubelet reports them applied.
+func statusLimits(r *corev1.ResourceRequirements) string {
+	if r == nil || len(r.Limits) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := r.Limits[name]; ok {
+			parts = append(parts, string(name)+"="+q.String())
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 // dumpNamespace logs what a person debugging a failure would look at first:
 // the namespace's StatefulSets and pods, each pod's gate and containers, the
 // events, and the manager's pods.
@@ -1040,9 +1054,10 @@ func dumpNamespace(ctx context.Context, t testing.TB, namespace string) {
 	pods := &corev1.PodList{}
 	if err := k8s.List(ctx, pods, client.InNamespace(namespace)); err == nil {
 		for _, p := range pods.Items {
-			fmt.Fprintf(&b, "  pod %s uid %s ip %s node %s gates %v: %s\n", p.Name, p.UID, p.Status.PodIP, p.Spec.NodeName, p.Spec.ReadinessGates, whyNotReady(&p))
+			fmt.Fprintf(&b, "  pod %s uid %s ip %s node %s generation %d (kubelet saw %d) gates %v: %s\n", p.Name, p.UID, p.Status.PodIP, p.Spec.NodeName,
+				p.Generation, p.Status.ObservedGeneration, p.Spec.ReadinessGates, whyNotReady(&p))
 			for _, cs := range p.Status.ContainerStatuses {
-				fmt.Fprintf(&b, "    container %s image %s restarts %d ready %t\n", cs.Name, cs.Image, cs.RestartCount, cs.Ready)
+				fmt.Fprintf(&b, "    container %s image %s restarts %d ready %t limits %v\n", cs.Name, cs.Image, cs.RestartCount, cs.Ready, statusLimits(cs.Resources))
 			}
 		}
 	}

@@ -96,8 +96,11 @@ type Progress struct {
 	// pod's gate stays closed: opened now, it would let the kubelet count the
 	// old container ready and send it traffic it then drops.
 	Replaced bool
-	// Done is true when every changed container is a new container, running
-	// and ready.
+	// Started is true when every changed container is a new container,
+	// running and ready.
+	Started bool
+	// Done is true when the update is Started and its resize, if it has
+	// one, is applied.
 	Done bool
 	// Failure says why the update cannot complete without a new change (an
 	// image that cannot be pulled, a container that crash-loops), as a
@@ -122,15 +125,31 @@ const (
 	ResizeError      = "Error"
 )
 
-// GateMayOpen reports whether the pod's gate may open. Guarded, the API
-// server refuses any status that makes the pod Ready while a replaced
-// container still runs (the readiness guard policy of manifests/base): the
-// gate opens as soon as the kubelet has taken in the patch, so that every
-// later sync of the kubelet has it open and the kubelet turns the pod Ready
-// the moment its new containers are. Unguarded, it opens only once the
-// kubelet reports every replaced container gone, which costs the pod up to
-// a second more of not being Ready (the kubelet's next container relist).
+// GateMayOpen reports whether the pod's gate may open: its containers are
+// taken in (TakenIn), and its resize, if the update has one, is applied or
+// the update has failed. A container restarted for its image starts under
+// the resources allocated when it is created; the kubelet applies a resize
+// that it admits after that to the running container, up to a second later.
+// Until then the pod does not run its revision, and its workload must not
+// count it Ready: kubectl rollout status would report the rollout complete
+// with a container still under its old limits.
 func (p Progress) GateMayOpen(guarded bool) bool {
+	if p.Failure == "" && p.Resize != "" && p.Resize != ResizeDone {
+		return false
+	}
+	return p.TakenIn(guarded)
+}
+
+// TakenIn reports whether the kubelet has taken in the update's containers
+// as far as the gate needs. Guarded, the API server refuses any status that
+// makes the pod Ready while a replaced container still runs (the readiness
+// guard policy of manifests/base): that is as soon as the kubelet has taken
+// in the patch, so that every later sync of the kubelet has the gate open
+// and the kubelet turns the pod Ready the moment its new containers are.
+// Unguarded, it is once the kubelet reports every replaced container gone,
+// which costs the pod up to a second more of not being Ready (the
+// kubelet's next container relist).
+func (p Progress) TakenIn(guarded bool) bool {
 	if guarded {
 		return p.Observed
 	}
@@ -234,6 +253,7 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 			}
 		}
 	}
+	p.Started = p.Done
 	if len(s.Resize) > 0 {
 		p.Resize, p.ResizeMessage = resizeProgress(pod, s.Resize)
 		if p.Resize != ResizeDone {
@@ -241,7 +261,7 @@ func CheckProgress(pod *corev1.Pod, s *UpdateState) Progress {
 		}
 	}
 	if p.Failure != "" {
-		p.Done = false
+		p.Started, p.Done = false, false
 	}
 	return p
 }

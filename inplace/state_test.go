@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/inplace-dev/inplace/internal/builder"
@@ -59,7 +60,7 @@ func TestCheckProgress(t *testing.T) {
 	}{
 		"a new container running the new image, ready": {
 			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, later, true),
-			want: Progress{Observed: true, Replaced: true, Done: true},
+			want: Progress{Observed: true, Replaced: true, Started: true, Done: true},
 		},
 		"not restarted yet: the same container, still running (a preStop hook)": {
 			spec: "example/app:v2", now: v1,
@@ -75,19 +76,19 @@ func TestCheckProgress(t *testing.T) {
 		},
 		"docker.io/library/x reported for x": {
 			spec: "nginx:1.27", now: running("c2", "docker.io/library/nginx:1.27", "nginx@"+digestA, 1, later, true),
-			want: Progress{Observed: true, Replaced: true, Done: true},
+			want: Progress{Observed: true, Replaced: true, Started: true, Done: true},
 		},
 		"a retag to the same digest: the kubelet reports the old tag and the same image ID": {
 			spec: "example/app:v1-retag", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
-			want: Progress{Observed: true, Replaced: true, Done: true},
+			want: Progress{Observed: true, Replaced: true, Started: true, Done: true},
 		},
 		"a rollback to an image the node has: the same image ID as before the first update": {
 			spec: "example/app:v1", now: running("c2", "docker.io/example/app:v1", "example/app@"+digestA, 1, later, true),
-			want: Progress{Observed: true, Replaced: true, Done: true},
+			want: Progress{Observed: true, Replaced: true, Started: true, Done: true},
 		},
 		"a registry mirror's name and a new image ID": {
 			spec: "example/app:v2", now: running("c2", "mirror.local/example/app:v2", "mirror.local/example/app@"+digestB, 1, later, true),
-			want: Progress{Observed: true, Replaced: true, Done: true},
+			want: Progress{Observed: true, Replaced: true, Started: true, Done: true},
 		},
 		"a container older than the one it replaces is not the new one": {
 			spec: "example/app:v2", now: running("c2", "docker.io/example/app:v2", "example/app@"+digestB, 1, metav1.NewTime(t0.Add(-time.Second)), true),
@@ -193,6 +194,40 @@ func TestCheckProgressWaitsForTheKubeletToSeeThePatch(t *testing.T) {
 	pod.Status.ObservedGeneration = 3
 	if got := CheckProgress(pod, s); !got.Done {
 		t.Errorf("not done once the kubelet observed the patch")
+	}
+}
+
+// TestGateWaitsForTheResize: a container restarted for its image starts
+// under the resources allocated then, and the kubelet applies the resize
+// asked for with the image to the new container a moment later. The gate
+// stays closed until it has: the pod does not run its revision before.
+// A failed update opens it (the pod's Ready follows its containers).
+func TestGateWaitsForTheResize(t *testing.T) {
+	limits := func(cpu string) *corev1.ResourceRequirements {
+		return &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu)}}
+	}
+	started := running("c2", "example/app:v2", digestB, 1, later, true)
+	started.Resources = limits("400m")
+	pod, s := updating("example/app:v2", running("c1", "example/app:v1", digestA, 0, t0, true), started)
+	s.Resize = map[string]corev1.ResourceRequirements{"app": *limits("300m")}
+
+	p := CheckProgress(pod, s)
+	if !p.Started || p.Done || p.Resize != ResizeInProgress {
+		t.Errorf("new container Ready, resize not applied: progress %+v, want Started, not Done, resize %s", p, ResizeInProgress)
+	}
+	for _, guarded := range []bool{true, false} {
+		if !p.TakenIn(guarded) || p.GateMayOpen(guarded) {
+			t.Errorf("guarded %t: taken in %t, gate may open %t; want taken in, the gate closed until the resize is applied", guarded, p.TakenIn(guarded), p.GateMayOpen(guarded))
+		}
+	}
+	if p.Failure = "container app: X"; !p.GateMayOpen(true) || !p.GateMayOpen(false) {
+		t.Errorf("a failed update keeps its gate closed for its resize")
+	}
+
+	pod.Status.ContainerStatuses[0].Resources = limits("300m")
+	p = CheckProgress(pod, s)
+	if !p.Done || p.Resize != ResizeDone || !p.GateMayOpen(true) || !p.GateMayOpen(false) {
+		t.Errorf("resize applied: progress %+v, want Done and the gate free to open", p)
 	}
 }
 

@@ -302,7 +302,7 @@ func (u *podUpdater) deadlines(pod *corev1.Pod, state *inplace.UpdateState, p in
 	if at := patched.Add(deadline); now.Before(at) {
 		return "", "", at.Sub(now)
 	}
-	if len(state.Containers) == 0 {
+	if len(state.Containers) == 0 || p.Started {
 		return "", fmt.Sprintf("the kubelet has not applied its resize of %v %v after it was asked for", sortedNames(state.Resize), deadline), 0
 	}
 	return "", fmt.Sprintf("its new containers %v are not Ready %v after the image patch", sortedNames(state.Containers), deadline), 0
@@ -565,7 +565,9 @@ func (u *podUpdater) settle(ctx context.Context, pod *corev1.Pod, t *target) err
 		return ignoreConflict(OpenGate(ctx, u.client, pod, u.now()))
 	}
 	progress := inplace.CheckProgress(pod, state)
-	if progress.GateMayOpen(u.guarded()) && !GateOpen(pod) {
+	// Nothing resends a resize the rollout no longer wants, so the gate
+	// does not wait for one.
+	if progress.TakenIn(u.guarded()) && !GateOpen(pod) {
 		if err := OpenGate(ctx, u.client, pod, u.now()); err != nil {
 			return ignoreConflict(err)
 		}

@@ -103,6 +103,7 @@ main() {
 		[ -n "$left" ] && log "warning: processes not started by the cluster are still in $ND_NETNS: $left(left running)"
 		ip netns delete "$ND_NETNS"
 	done
+	"$here/registry.sh" down
 	lan_down
 
 	restore_sysctls

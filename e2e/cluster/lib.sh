@@ -54,6 +54,11 @@ LAN_NETNS=inplace-e2e-lan
 LAN_NETNS_PATH=/var/run/netns/$LAN_NETNS
 LAN_BRIDGE=lan0
 NODE_NET=10.250.0.0/24
+# The cluster's registry (registry.sh), on the LAN in its own namespace.
+REGISTRY_NETNS=inplace-e2e-registry
+REGISTRY_NETNS_PATH=/var/run/netns/$REGISTRY_NETNS
+REGISTRY_IP=10.250.0.250
+REGISTRY_HOST=$REGISTRY_IP:5000
 # The node count (make cluster NODES=N) accepted: one /24 of pods a node.
 NODES_MAX=9
 # The node count of the cluster that is up (written by up.sh, removed by

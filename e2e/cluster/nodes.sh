@@ -196,6 +196,16 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$cfg/cni"
+  # The cluster's registry (registry.sh): HTTPS with the cluster's CA.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$cfg/certs.d"
+EOF
+	mkdir -p "$cfg/certs.d/$REGISTRY_HOST"
+	cat >"$cfg/certs.d/$REGISTRY_HOST/hosts.toml" <<EOF
+server = "https://$REGISTRY_HOST"
+[host."https://$REGISTRY_HOST"]
+  capabilities = ["pull", "resolve"]
+  ca = "$PKI/ca.crt"
 EOF
 
 	# The network's name is the node's: the CNI result cache

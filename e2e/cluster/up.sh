@@ -334,6 +334,7 @@ main() {
 			"$here/images.sh" import
 			log "cluster already up and healthy ($count node(s)), reused ($(since "$t0"))"
 		fi
+		"$here/registry.sh" up
 		return 0
 	fi
 	count=${want:-$((have > 0 ? have : 1))}
@@ -359,6 +360,7 @@ main() {
 	prune_nodes "$count"
 	start_nodes 1 "$count"
 	smoke_test 1 "$count"
+	"$here/registry.sh" up
 	log "cluster of $count node(s) ready in $(since "$t0"): $(printf '%q ' nsenter --net="$NETNS_PATH" "$BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG")"
 }
 

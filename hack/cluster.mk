@@ -54,14 +54,19 @@ BENCH_KINDS ?= statefulset,deployment,daemonset
 # BENCH_CHANGE: image, or resources (the container's CPU: in place and
 # native only).
 BENCH_CHANGE ?= image
+# BENCH_PULL: imported (the images are on every node already) or registry
+# (each run pushes images of its own to the cluster's registry, so every
+# node pulls the new one during the rollout, at the registry's shaped rate).
+BENCH_PULL ?= imported
 
 .PHONY: bench-rollout
-bench-rollout: deploy-e2e ## Time one image change in place, native, the no-gate floor and with Kruise, for a StatefulSet, a Deployment and a DaemonSet; pods created and deleted counted (BENCH_KINDS=... BENCH_REPLICAS=3,30 BENCH_RUNS=3 BENCH_MODES=... BENCH_CHANGE=image|resources).
+bench-rollout: deploy-e2e ## Time one image change in place, native, the no-gate floor and with Kruise, for a StatefulSet, a Deployment and a DaemonSet; pods created and deleted counted (BENCH_KINDS=... BENCH_REPLICAS=3,30 BENCH_RUNS=3 BENCH_MODES=... BENCH_CHANGE=image|resources BENCH_PULL=imported|registry).
 	@mkdir -p $(CLUSTER_REPO_ROOT)/.cache/bin
 	@if [[ ,$(BENCH_MODES), == *,kruise,* ]]; then $(CLUSTER_SCRIPTS)/kruise.sh install; fi
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchrollout ./e2e/benchrollout
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchrollout \
 		-kinds $(BENCH_KINDS) -replicas $(BENCH_REPLICAS) -runs $(BENCH_RUNS) -modes $(BENCH_MODES) -change $(BENCH_CHANGE) -from $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) -to $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
+		$(if $(filter registry,$(BENCH_PULL)),-push $(CLUSTER_SCRIPTS)/registry.sh) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-rollout.txt
 
 # STRESS_UPDATES, STRESS_PODS, STRESS_PRESTOP, STRESS_HOG: see e2e/flipstress.

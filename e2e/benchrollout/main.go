@@ -44,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,6 +79,7 @@ func main() {
 	to := flag.String("to", "example.local/inplace-testapp:v2", "the image it is changed to")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long one rollout may take")
 	change := flag.String("change", "image", "what changes in the template: image, or resources (the container's CPU)")
+	push := flag.String("push", "", "e2e/cluster/registry.sh: each run pushes the test application's v1 and v2 to the cluster's registry under tags of its own and rolls from one to the other, so that every node pulls the new image for real (-from and -to are then ignored)")
 	flag.Parse()
 
 	sizes, err := parseSizes(*replicas)
@@ -105,7 +107,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(1)
 	}
-	b := &bench{client: c, from: *from, to: *to, timeout: *timeout, resources: *change == "resources"}
+	b := &bench{client: c, from: *from, to: *to, timeout: *timeout, resources: *change == "resources", push: *push}
 	for _, kind := range strings.Split(*kinds, ",") {
 		kindSizes := sizes
 		if kind == "daemonset" {
@@ -129,8 +131,8 @@ func main() {
 						flips += max(p.leftReady-1, 0)
 						left += min(p.leftReady, 1)
 					}
-					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  left Ready: %d  readiness flips: %d  pods created %d, deleted %d\n",
-						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), left, flips, r.created, r.deleted)
+					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  left Ready: %d  readiness flips: %d  short of Ready: %.1f pod-s  pods created %d, deleted %d\n",
+						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), left, flips, r.short.Seconds(), r.created, r.deleted)
 					key := fmt.Sprintf("%s/%d", mode, n)
 					results[key] = append(results[key], r)
 					if !slices.Contains(ran, mode) {
@@ -193,6 +195,29 @@ type bench struct {
 	timeout  time.Duration
 	// resources: the change is the container's CPU, not its image.
 	resources bool
+	// push is registry.sh, when each run pushes images of its own.
+	push string
+}
+
+// pushImages pushes the test application's v1 and v2 under tags named
+// after the run and makes them the run's from and to: no node has them.
+func (b *bench) pushImages(ctx context.Context, ns string) error {
+	for _, v := range []struct {
+		version string
+		ref     *string
+	}{{"v1", &b.from}, {"v2", &b.to}} {
+		out, err := exec.CommandContext(ctx, b.push, "push", "inplace-testapp:"+ns+"-"+v.version, v.version).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pushing %s: %v: %s", v.version, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		fields := strings.Fields(lines[len(lines)-1])
+		if len(fields) != 2 {
+			return fmt.Errorf("%s push printed %q, want the reference and its digest", b.push, out)
+		}
+		*v.ref = fields[0]
+	}
+	return nil
 }
 
 // The container's resources of -change resources: before and after.
@@ -215,6 +240,10 @@ type result struct {
 	size, created, deleted int
 	// pods are the pods' timelines, from the image change.
 	pods []timeline
+	// short is how far the workload fell short of its size in pods that
+	// are Ready and not being deleted (those its Service's endpoints count
+	// ready), integrated over the rollout: pod-seconds out of service.
+	short time.Duration
 }
 
 // timeline is when, after the image change, a pod went through each step.
@@ -240,6 +269,11 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 		return result{}, err
 	}
 	defer b.deleteNamespace(ns)
+	if b.push != "" {
+		if err := b.pushImages(ctx, ns); err != nil {
+			return result{}, err
+		}
+	}
 
 	w, err := b.workload(kind, mode, ns, int32(replicas))
 	if err != nil {
@@ -275,10 +309,11 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	if err := b.waitRolledOut(ctx, w, size, mode != "floor"); err != nil {
 		return result{}, err
 	}
-	total := time.Since(start)
+	end := time.Now()
+	total := end.Sub(start)
 	stopWatch()
 	created, deleted := rec.churn()
-	return result{total: total, size: size, created: created, deleted: deleted, pods: rec.timelines(start)}, nil
+	return result{total: total, size: size, created: created, deleted: deleted, pods: rec.timelines(start), short: rec.shortfall(start, end, size)}, nil
 }
 
 // workload is what one run rolls out: the object created, and how its
@@ -608,6 +643,52 @@ type recorder struct {
 	// known are the pods seen; created and deleted count the changes.
 	known            map[string]bool
 	created, deleted int
+	// serving says, by UID, whether a pod is Ready and not being deleted;
+	// levels is how many were, from each time it changed.
+	serving map[string]bool
+	levels  []level
+}
+
+type level struct {
+	at time.Time
+	n  int
+}
+
+// serve records whether a pod serves now, and the count if it changed.
+func (r *recorder) serve(uid string, serving bool, now time.Time) {
+	if r.serving[uid] == serving {
+		return
+	}
+	r.serving[uid] = serving
+	n := 0
+	for _, s := range r.serving {
+		if s {
+			n++
+		}
+	}
+	r.levels = append(r.levels, level{at: now, n: n})
+}
+
+// shortfall integrates, from start to end, how many of size pods did not
+// serve.
+func (r *recorder) shortfall(start, end time.Time, size int) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var short time.Duration
+	cur, at := size, start
+	for _, l := range r.levels {
+		if !l.at.After(start) {
+			cur = l.n
+			continue
+		}
+		if !l.at.Before(end) {
+			break
+		}
+		short += time.Duration(max(size-cur, 0)) * l.at.Sub(at)
+		cur, at = l.n, l.at
+	}
+	short += time.Duration(max(size-cur, 0)) * end.Sub(at)
+	return short
 }
 
 // churn returns how many pods were created and deleted.
@@ -633,7 +714,7 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := &recorder{events: map[string]*podEvents{}, known: map[string]bool{}}
+	rec := &recorder{events: map[string]*podEvents{}, known: map[string]bool{}, serving: map[string]bool{}}
 	initial := map[string]*podEvents{}
 	// The watch begins with the pods there now: those are not created.
 	pods := &corev1.PodList{}
@@ -643,6 +724,7 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 	}
 	for _, p := range pods.Items {
 		rec.known[string(p.UID)] = true
+		rec.serve(string(p.UID), podReady(&p) && p.DeletionTimestamp == nil, time.Now())
 	}
 	go func() {
 		defer w.Stop()
@@ -673,6 +755,7 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 func (r *recorder) count(t watch.EventType, pod *corev1.Pod) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.serve(string(pod.UID), t != watch.Deleted && podReady(pod) && pod.DeletionTimestamp == nil, time.Now())
 	switch {
 	case t == watch.Added && !r.known[string(pod.UID)]:
 		r.known[string(pod.UID)] = true
@@ -764,7 +847,7 @@ func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition 
 // breakdown of each mode.
 func report(out *os.File, results map[string][]result, sizes []int, modes []string) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor\tpods created/deleted")
+	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor\tshort of Ready (median pod-s)\tpods created/deleted")
 	for _, n := range sizes {
 		base := medianTotal(results[fmt.Sprintf("inplace/%d", n)])
 		floor := medianTotal(results[fmt.Sprintf("floor/%d", n)])
@@ -783,10 +866,12 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 				floorRatio = fmt.Sprintf("%.2fx", t.Seconds()/floor.Seconds())
 			}
 			created, deleted := 0, 0
+			var short []float64
 			for _, r := range rs {
 				created, deleted = created+r.created, deleted+r.deleted
+				short = append(short, r.short.Seconds())
 			}
-			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%d/%d in %d runs\n", m, pods, t.Seconds(), t.Seconds()/float64(pods), vs, floorRatio, created, deleted, len(rs))
+			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%.1f\t%d/%d in %d runs\n", m, pods, t.Seconds(), t.Seconds()/float64(pods), vs, floorRatio, median(short), created, deleted, len(rs))
 		}
 	}
 	w.Flush()

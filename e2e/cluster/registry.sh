@@ -69,7 +69,11 @@ cluster_nodes_list() { seq 1 "$(cat "$NODES_FILE" 2>/dev/null || echo 1)"; }
 
 up() {
 	require_root
-	[ "$(cat "$NODES_FILE" 2>/dev/null || echo 1)" -ge 2 ] || { log "registry: a cluster of one node has no LAN; none started"; return 0; }
+	if [ "$(cat "$NODES_FILE" 2>/dev/null || echo 1)" -lt 2 ]; then
+		# One node has no LAN: a registry left from more nodes goes.
+		[ -e "$REGISTRY_NETNS_PATH" ] && { log "registry: one node, no LAN: stopping the registry"; down; }
+		return 0
+	fi
 	[ -e "$LAN_NETNS_PATH" ] || die "registry: no LAN namespace $LAN_NETNS"
 	local t0
 	t0=$(now_ms)

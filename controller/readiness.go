@@ -61,6 +61,12 @@ type ReadinessGateKeeper struct {
 	Scope inplace.Scope
 }
 
+// KeeperConcurrency is how many gates the keeper opens at once: a burst of
+// pods created together (a scale-up, a Deployment's rollout) waits for one
+// write each otherwise, and a gate still closed when the pod's containers
+// are ready delays its Ready (make bench-gate).
+const KeeperConcurrency = 4
+
 // SetupWithManager registers the keeper on every replica. Only the pods
 // whose gate may need opening reach the queue.
 func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
@@ -74,7 +80,8 @@ func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 			return ok && !r.Scope.Excluded[pod.Namespace] && inplace.HasGate(pod) && !inplace.ControlledByOther(pod) &&
 				(inplace.NeedsGateOpened(pod) || inplace.Updating(pod) && !rollout.GateOpen(pod))
 		}))).
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: rollout.ReconcileTimeout}).
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false), ReconciliationTimeout: rollout.ReconcileTimeout,
+			MaxConcurrentReconciles: KeeperConcurrency}).
 		Complete(r)
 }
 

@@ -69,6 +69,19 @@ bench-rollout: deploy-e2e ## Time one image change in place, native, the no-gate
 		$(if $(filter registry,$(BENCH_PULL)),-push $(CLUSTER_SCRIPTS)/registry.sh) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-rollout.txt
 
+# BENCH_GATE_PODS, BENCH_GATE_RUNS: the pods of each Deployment and the runs
+# of make bench-gate (e2e/benchgate).
+BENCH_GATE_PODS ?= 30
+BENCH_GATE_RUNS ?= 3
+
+.PHONY: bench-gate
+bench-gate: deploy-e2e ## What the readiness gate costs a new pod: containers ready -> pod Ready, a managed Deployment's pods beside an unmanaged one's, p50/p99 (BENCH_GATE_PODS=30 BENCH_GATE_RUNS=3).
+	@mkdir -p $(CLUSTER_REPO_ROOT)/.cache/bin
+	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchgate ./e2e/benchgate
+	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchgate \
+		-pods $(BENCH_GATE_PODS) -runs $(BENCH_GATE_RUNS) -image $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1) \
+		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-gate.txt
+
 # STRESS_UPDATES, STRESS_PODS, STRESS_PRESTOP, STRESS_HOG: see e2e/flipstress.
 STRESS_UPDATES ?= 200
 STRESS_PODS ?= 10

@@ -29,15 +29,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/inplace-dev/inplace/e2e/internal/benchkit"
 )
 
 func main() {
@@ -50,13 +49,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchgate: -pods and -runs: want 1 or more")
 		os.Exit(2)
 	}
-	cfg, err := config.GetConfig()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "benchgate: %v\n", err)
-		os.Exit(1)
-	}
-	cfg.QPS, cfg.Burst = 100, 200
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	c, err := benchkit.Client()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchgate: %v\n", err)
 		os.Exit(1)
@@ -151,7 +144,7 @@ func (b *bench) run(ctx context.Context, mode string, run int) ([]sample, error)
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 		return nil, err
 	}
-	defer b.deleteNamespace(ns)
+	defer benchkit.DeleteNamespace(b.client, ns)
 
 	w, err := b.client.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
 	if err != nil {
@@ -202,19 +195,6 @@ func (b *bench) deployment(ns string) *appsv1.Deployment {
 			},
 		},
 	}
-}
-
-func (b *bench) deleteNamespace(ns string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
-	if err := b.client.Delete(ctx, obj); err != nil {
-		return
-	}
-	// Wait, so that the next run starts on a quiet node.
-	_ = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		return apierrors.IsNotFound(b.client.Get(ctx, client.ObjectKeyFromObject(obj), obj)), nil
-	})
 }
 
 // recorder keeps, by pod UID, when the watch first saw the pod, its

@@ -62,10 +62,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/inplace-dev/inplace/e2e/internal/benchkit"
 )
 
 const gate = corev1.PodConditionType("InPlaceUpdateReady")
@@ -96,13 +96,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(2)
 	}
-	cfg, err := config.GetConfig()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
-		os.Exit(1)
-	}
-	cfg.QPS, cfg.Burst = 100, 200
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	c, err := benchkit.Client()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(1)
@@ -268,7 +262,7 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 		return result{}, err
 	}
-	defer b.deleteNamespace(ns)
+	defer benchkit.DeleteNamespace(b.client, ns)
 	if b.push != "" {
 		if err := b.pushImages(ctx, ns); err != nil {
 			return result{}, err
@@ -620,19 +614,6 @@ func (b *bench) changed(pod *corev1.Pod) bool {
 	}
 	got := pod.Status.ContainerStatuses[0].Resources.Limits[corev1.ResourceCPU]
 	return got.Cmp(cpuTo.Limits[corev1.ResourceCPU]) == 0
-}
-
-func (b *bench) deleteNamespace(ns string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
-	if err := b.client.Delete(ctx, obj); err != nil {
-		return
-	}
-	// Wait, so that the next run starts on a quiet node.
-	_ = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		return apierrors.IsNotFound(b.client.Get(ctx, client.ObjectKeyFromObject(obj), obj)), nil
-	})
 }
 
 // recorder keeps, per pod name, when the watch saw each transition, and

@@ -292,9 +292,18 @@ EOF
 
 # --- start and readiness ----------------------------------------------------
 
+# node_start_containerd N: node N's containerd, trusting the cluster CA as
+# a node whose OS trusts a private CA would: through the system's bundle
+# and the CA (SSL_CERT_FILE). The registry's hosts.toml names the CA too,
+# but containerd 1.6 uses it for the host entry only: on a 404 (a tag that
+# does not exist) it falls back to the registry's default endpoint, and a
+# pull failed with "x509: certificate signed by unknown authority" instead
+# of "not found".
 node_start_containerd() {
 	node_vars "$1"
-	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}containerd" /usr/bin/containerd --config "$ND_CONFIG/containerd.toml"
+	local trust=$ND_CONFIG/trust.pem
+	cat /etc/ssl/certs/ca-certificates.crt "$PKI/ca.crt" >"$trust" 2>/dev/null || cp "$PKI/ca.crt" "$trust"
+	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}containerd" env SSL_CERT_FILE="$trust" /usr/bin/containerd --config "$ND_CONFIG/containerd.toml"
 }
 
 node_wait_containerd() {

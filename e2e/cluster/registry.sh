@@ -30,6 +30,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 # shellcheck source=pki.sh
 . "$here/pki.sh"
+# shellcheck source=nodes.sh
+. "$here/nodes.sh"
 
 REGISTRY_PORT_NAME=registry
 REGISTRY_RATE=${REGISTRY_RATE:-200mbit}
@@ -39,11 +41,7 @@ REGISTRY_DIR=$STATE/registry
 REGISTRY_REPO=inplace-testapp
 
 build_registry() {
-	local sum
-	sum=$(find "$ROOT/hack/tools/cmd/registry" "$ROOT/hack/tools/go.sum" -type f | sort | xargs cat | sha256sum | cut -c1-16)
-	[ -x "$BIN/registry" ] && [ "$(cat "$BIN/registry.sum" 2>/dev/null)" = "$sum" ] && return 0
 	(cd "$ROOT/hack/tools" && CGO_ENABLED=0 go build -o "$BIN/registry" ./cmd/registry)
-	echo "$sum" >"$BIN/registry.sum"
 }
 
 serving() {
@@ -120,19 +118,9 @@ push_version() {
 }
 
 down() {
-	stop_registry
+	stop_daemons 5 registry
 	if [ -e "$REGISTRY_NETNS_PATH" ]; then ip netns delete "$REGISTRY_NETNS"; fi
 	rm -rf "$REGISTRY_DIR"
-}
-
-stop_registry() {
-	local pid
-	if pid=$(daemon_pid registry); then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	rm -f "$PIDS/registry.pid"
 }
 
 case ${1:-} in

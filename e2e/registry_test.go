@@ -5,14 +5,14 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
 
 // Real pulls: the images of these tests come from the cluster's registry
@@ -29,21 +29,12 @@ func pushImage(t *testing.T, tag, version string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(t.Context(), filepath.Join(root, "e2e/cluster/registry.sh"), "push", "inplace-testapp:"+tag, version).CombinedOutput()
+	ref, digest, err := e2ekit.PushImage(t.Context(), filepath.Join(root, "e2e/cluster/registry.sh"), tag, version)
 	if err != nil {
-		t.Fatalf("pushing %s as %s: %v\n%s", version, tag, err, out)
+		t.Fatal(err)
 	}
-	fields := strings.Fields(lastLine(string(out)))
-	if len(fields) != 2 {
-		t.Fatalf("registry.sh push printed %q, want the reference and its digest", out)
-	}
-	t.Logf("pushed %s (%s)", fields[0], fields[1])
-	return fields[0]
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+	t.Logf("pushed %s (%s)", ref, digest)
+	return ref
 }
 
 // pulledRE is the kubelet's event of an image it pulled (not one it found

@@ -36,7 +36,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/inplace-dev/inplace/e2e/internal/benchkit"
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
 
 func main() {
@@ -49,7 +49,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchgate: -pods and -runs: want 1 or more")
 		os.Exit(2)
 	}
-	c, err := benchkit.Client()
+	c, err := e2ekit.Client()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchgate: %v\n", err)
 		os.Exit(1)
@@ -65,14 +65,8 @@ func main() {
 				os.Exit(1)
 			}
 			gaps, ready := column(s, gapOf), column(s, readyOf)
-			delayed := 0
-			for _, g := range gaps {
-				if g > 0 {
-					delayed++
-				}
-			}
 			fmt.Printf("%-9s run %d  %d pods  containers ready -> Ready: p50 %v, max %v, %d pods delayed  created -> Ready: p50 %v\n",
-				mode, run, len(s), percentile(gaps, 50), percentile(gaps, 100), delayed, percentile(ready, 50))
+				mode, run, len(s), percentile(gaps, 50), percentile(gaps, 100), delayed(gaps), percentile(ready, 50))
 			samples[mode] = append(samples[mode], s...)
 		}
 	}
@@ -81,18 +75,12 @@ func main() {
 	for _, mode := range modes {
 		s := samples[mode]
 		gaps, ready := column(s, gapOf), column(s, readyOf)
-		delayed := 0
-		for _, g := range gaps {
-			if g > 0 {
-				delayed++
-			}
-		}
 		gateP50, gateP99 := "-", "-"
 		if gates := slices.DeleteFunc(column(s, gateOf), func(d time.Duration) bool { return d < 0 }); len(gates) > 0 {
 			gateP50, gateP99 = percentile(gates, 50).String(), percentile(gates, 99).String()
 		}
 		fmt.Fprintf(w, "%s\t%d\t%v\t%v\t%v\t%d\t%v\t%v\t%s\t%s\n", mode, len(s),
-			percentile(gaps, 50), percentile(gaps, 99), percentile(gaps, 100), delayed, percentile(ready, 50), percentile(ready, 99), gateP50, gateP99)
+			percentile(gaps, 50), percentile(gaps, 99), percentile(gaps, 100), delayed(gaps), percentile(ready, 50), percentile(ready, 99), gateP50, gateP99)
 	}
 	w.Flush()
 }
@@ -123,6 +111,17 @@ func column(s []sample, f func(sample) time.Duration) []time.Duration {
 	return out
 }
 
+// delayed counts the pods whose Ready came after their containers'.
+func delayed(gaps []time.Duration) int {
+	n := 0
+	for _, g := range gaps {
+		if g > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // percentile is the p-th percentile of ds (nearest rank), to the
 // millisecond; 100 is the maximum.
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -144,7 +143,7 @@ func (b *bench) run(ctx context.Context, mode string, run int) ([]sample, error)
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 		return nil, err
 	}
-	defer benchkit.DeleteNamespace(b.client, ns)
+	defer e2ekit.DeleteNamespace(b.client, ns)
 
 	w, err := b.client.Watch(ctx, &corev1.PodList{}, client.InNamespace(ns))
 	if err != nil {

@@ -44,7 +44,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,7 +64,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/inplace-dev/inplace/e2e/internal/benchkit"
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
 
 const gate = corev1.PodConditionType("InPlaceUpdateReady")
@@ -96,7 +95,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(2)
 	}
-	c, err := benchkit.Client()
+	c, err := e2ekit.Client()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "benchrollout: %v\n", err)
 		os.Exit(1)
@@ -196,22 +195,12 @@ type bench struct {
 // pushImages pushes the test application's v1 and v2 under tags named
 // after the run and makes them the run's from and to: no node has them.
 func (b *bench) pushImages(ctx context.Context, ns string) error {
-	for _, v := range []struct {
-		version string
-		ref     *string
-	}{{"v1", &b.from}, {"v2", &b.to}} {
-		out, err := exec.CommandContext(ctx, b.push, "push", "inplace-testapp:"+ns+"-"+v.version, v.version).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pushing %s: %v: %s", v.version, err, out)
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fields := strings.Fields(lines[len(lines)-1])
-		if len(fields) != 2 {
-			return fmt.Errorf("%s push printed %q, want the reference and its digest", b.push, out)
-		}
-		*v.ref = fields[0]
+	var err error
+	if b.from, _, err = e2ekit.PushImage(ctx, b.push, ns+"-v1", "v1"); err != nil {
+		return err
 	}
-	return nil
+	b.to, _, err = e2ekit.PushImage(ctx, b.push, ns+"-v2", "v2")
+	return err
 }
 
 // The container's resources of -change resources: before and after.
@@ -262,7 +251,7 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 		return result{}, err
 	}
-	defer benchkit.DeleteNamespace(b.client, ns)
+	defer e2ekit.DeleteNamespace(b.client, ns)
 	if b.push != "" {
 		if err := b.pushImages(ctx, ns); err != nil {
 			return result{}, err
@@ -624,10 +613,12 @@ type recorder struct {
 	// known are the pods seen; created and deleted count the changes.
 	known            map[string]bool
 	created, deleted int
-	// serving says, by UID, whether a pod is Ready and not being deleted;
-	// levels is how many were, from each time it changed.
-	serving map[string]bool
-	levels  []level
+	// serving says, by UID, whether a pod is Ready and not being deleted,
+	// and nServing how many are; levels is that count from each time it
+	// changed.
+	serving  map[string]bool
+	nServing int
+	levels   []level
 }
 
 type level struct {
@@ -641,13 +632,12 @@ func (r *recorder) serve(uid string, serving bool, now time.Time) {
 		return
 	}
 	r.serving[uid] = serving
-	n := 0
-	for _, s := range r.serving {
-		if s {
-			n++
-		}
+	if serving {
+		r.nServing++
+	} else {
+		r.nServing--
 	}
-	r.levels = append(r.levels, level{at: now, n: n})
+	r.levels = append(r.levels, level{at: now, n: r.nServing})
 }
 
 // shortfall integrates, from start to end, how many of size pods did not

@@ -1,10 +1,14 @@
-// Package benchkit holds what the cluster benches (e2e/benchrollout,
-// e2e/benchgate) share: their client of the cluster, and the namespace each
-// run makes and deletes.
-package benchkit
+// Package e2ekit holds what the programs and tests run against the e2e
+// cluster share: the benches' client of the cluster and the namespace each
+// run makes and deletes, and the push of an image of its own to the
+// cluster's registry.
+package e2ekit
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,4 +44,22 @@ func DeleteNamespace(c client.Client, ns string) {
 	_ = wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(obj), obj)), nil
 	})
+}
+
+// PushImage pushes the test application's version (v1, v2, v3) to the
+// cluster's registry as inplace-testapp:tag with registry.sh, the script's
+// path, and returns the reference and the manifest digest it printed. The
+// image's version layer is drawn from the tag: under a fresh tag, no node
+// has it.
+func PushImage(ctx context.Context, registrySh, tag, version string) (ref, digest string, err error) {
+	out, err := exec.CommandContext(ctx, registrySh, "push", "inplace-testapp:"+tag, version).CombinedOutput()
+	if err != nil {
+		return "", "", fmt.Errorf("pushing %s as %s: %v: %s", version, tag, err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	fields := strings.Fields(lines[len(lines)-1])
+	if len(fields) != 2 {
+		return "", "", fmt.Errorf("%s push printed %q, want the reference and its digest", registrySh, out)
+	}
+	return fields[0], fields[1], nil
 }

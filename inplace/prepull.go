@@ -1,0 +1,144 @@
+package inplace
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Pulling ahead: before the first pod of a workload on a node has its
+// containers restarted for new images, the node pulls them, so that the
+// pull is not spent out of service. A prepull pod does it: bound to the
+// node, with the workload's pull credentials (its pods' imagePullSecrets
+// and service account), one container per new image whose command is a
+// path no image has, so that the kubelet pulls the image and then fails to
+// start it: nothing of the image runs. The manager creates it, reads it,
+// and deletes it; the workload owns it, so that its deletion takes the pod
+// along whatever the manager does.
+
+// LabelPrepull marks a prepull pod, with the UID of the workload it pulls
+// for.
+const LabelPrepull = Prefix + "prepull"
+
+// PrepullCommand is the command of a prepull pod's containers: a path under
+// a folder named for inplace, which no image is expected to have. The
+// manager's admission policy allows it to create pods with this command
+// only.
+const PrepullCommand = "/.inplace-prepull/does-not-exist"
+
+// PrepullDeadline bounds a prepull pod's life on its node
+// (activeDeadlineSeconds): one the manager lost track of ends there.
+const PrepullDeadline int64 = 600
+
+// PrepullName is the name of the prepull pod of a workload's revision on a
+// node: the workload's name, cut to leave room, and a hash of what makes
+// it unique.
+func PrepullName(workload, revision, node string) string {
+	sum := sha256.Sum256([]byte(workload + "\x00" + revision + "\x00" + node))
+	base := workload
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	return strings.TrimRight(base, "-.") + "-prepull-" + hex.EncodeToString(sum[:5])
+}
+
+// PrepullPod is the pod that has node pull containers' images for owner's
+// revision, with the credentials of from, a pod of the workload. Only the
+// containers' names, images and pull policies are taken.
+func PrepullPod(owner metav1.OwnerReference, revision, node string, from *corev1.PodSpec, containers []corev1.Container) *corev1.Pod {
+	tiny := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("8Mi")}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            PrepullName(owner.Name, revision, node),
+			Labels:          map[string]string{LabelPrepull: string(owner.UID)},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: owner.UID}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds:         ptr.To(PrepullDeadline),
+			TerminationGracePeriodSeconds: ptr.To(int64(0)),
+			ServiceAccountName:            from.ServiceAccountName,
+			AutomountServiceAccountToken:  ptr.To(false),
+			ImagePullSecrets:              slices.Clone(from.ImagePullSecrets),
+			EnableServiceLinks:            ptr.To(false),
+			// The node's taints are the workload's pods' to tolerate; a
+			// pod bound by name passes the scheduler, and NoExecute ones
+			// would evict it before it pulls.
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:   ptr.To(true),
+				RunAsUser:      ptr.To(int64(65534)),
+				RunAsGroup:     ptr.To(int64(65534)),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+		},
+	}
+	for _, c := range containers {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name:            c.Name,
+			Image:           c.Image,
+			ImagePullPolicy: c.ImagePullPolicy,
+			Command:         []string{PrepullCommand},
+			Resources:       corev1.ResourceRequirements{Requests: tiny, Limits: tiny},
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr.To(false),
+				ReadOnlyRootFilesystem:   ptr.To(true),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
+		})
+	}
+	return pod
+}
+
+// Where a prepull pod stands.
+const (
+	// PrepullPulling: some image is not on the node yet.
+	PrepullPulling = "Pulling"
+	// PrepullPulled: every image is on the node.
+	PrepullPulled = "Pulled"
+	// PrepullFailed: an image cannot be pulled (a tag that does not exist,
+	// credentials refused, a reference that does not parse).
+	PrepullFailed = "Failed"
+)
+
+// pullFailures are the kubelet's waiting reasons of a container whose image
+// it could not pull.
+var pullFailures = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true,
+}
+
+// PrepullState reads a prepull pod's containers: Failed with the first
+// pull failure (container, reason and the kubelet's message), Pulled once
+// every container is past its pull (created, started, or refused for its
+// command: the image is on the node either way), Pulling otherwise.
+func PrepullState(pod *corev1.Pod) (state, detail string) {
+	past := 0
+	for _, cs := range pod.Status.ContainerStatuses {
+		switch w := cs.State.Waiting; {
+		case w != nil && pullFailures[w.Reason]:
+			detail = fmt.Sprintf("container %s: %s", cs.Name, w.Reason)
+			if w.Message != "" {
+				detail += ": " + w.Message
+			}
+			return PrepullFailed, detail
+		case w != nil && (w.Reason == "" || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing"):
+			// Not pulled yet, or pulled and not created yet: wait.
+		default:
+			// Created, running, terminated, or waiting for another reason
+			// (a failed start, a back-off): the kubelet had the image.
+			past++
+		}
+	}
+	if len(pod.Spec.Containers) > 0 && past == len(pod.Spec.Containers) && len(pod.Status.ContainerStatuses) == len(pod.Spec.Containers) {
+		return PrepullPulled, ""
+	}
+	return PrepullPulling, ""
+}

@@ -15,6 +15,10 @@ const (
 	// AnnotationGracePeriod is the number of seconds between marking a pod
 	// not ready and patching its images, so that endpoints drain first.
 	AnnotationGracePeriod = Prefix + "grace-period-seconds"
+
+	// AnnotationPrepull turns pulling ahead on ("true") or off ("false") for
+	// a workload, whatever the manager's --prepull says.
+	AnnotationPrepull = Prefix + "prepull"
 )
 
 // Names the manager writes. Users do not write them; the validating webhook
@@ -46,6 +50,14 @@ const (
 	// controller retry at once, not after its back-off (which reaches 16
 	// minutes after repeated refusals).
 	AnnotationWokenAt = Prefix + "woken-at"
+
+	// LabelPrepullFor marks a prepull pod (see PrepullPod) with the UID of
+	// the workload it pulls for.
+	LabelPrepullFor = Prefix + "prepull-for"
+
+	// AnnotationPrepullRevision names, on a prepull pod, the revision whose
+	// images it pulls.
+	AnnotationPrepullRevision = Prefix + "prepull-revision"
 )
 
 // ConditionInPlaceUpdateReady is the pod readiness gate condition type: False
@@ -57,6 +69,7 @@ const ConditionInPlaceUpdateReady = "InPlaceUpdateReady"
 var userAnnotations = map[string]bool{
 	AnnotationUpdatePolicy: true,
 	AnnotationGracePeriod:  true,
+	AnnotationPrepull:      true,
 }
 
 // IsManagerOwned reports whether an annotation or label key is in inplace's

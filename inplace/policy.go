@@ -60,6 +60,22 @@ func GracePeriodOf(annotations map[string]string) (int, error) {
 	return n, nil
 }
 
+// PrepullOf says whether a workload's new images are pulled ahead, from its
+// annotations: def (the manager's --prepull) when the annotation is absent.
+func PrepullOf(annotations map[string]string, def bool) (bool, error) {
+	v, ok := annotations[AnnotationPrepull]
+	if !ok {
+		return def, nil
+	}
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return def, fmt.Errorf("annotation %s: invalid value %q: want \"true\" or \"false\"", AnnotationPrepull, v)
+}
+
 // ValidateUserAnnotations checks the values of the inplace.dev annotations a
 // user may write. path is the path of the annotations map.
 func ValidateUserAnnotations(annotations map[string]string, path *field.Path) field.ErrorList {
@@ -73,6 +89,11 @@ func ValidateUserAnnotations(annotations map[string]string, path *field.Path) fi
 		if _, err := GracePeriodOf(annotations); err != nil {
 			errs = append(errs, field.Invalid(path.Key(AnnotationGracePeriod), v,
 				fmt.Sprintf("must be a whole number of seconds from 0 to %d", MaxGracePeriodSeconds)))
+		}
+	}
+	if v, ok := annotations[AnnotationPrepull]; ok {
+		if _, err := PrepullOf(annotations, false); err != nil {
+			errs = append(errs, field.NotSupported(path.Key(AnnotationPrepull), v, []string{"true", "false"}))
 		}
 	}
 	return errs
@@ -96,7 +117,7 @@ func ValidateManagerAnnotations(from, to map[string]string, path *field.Path) fi
 		if IsManagerOwned(k) && (from == nil || from[k] != v) {
 			if _, had := from[k]; !had && !knownManagerAnnotations[k] {
 				errs = append(errs, field.Forbidden(path.Key(k), fmt.Sprintf(
-					"unknown %s annotation: users may set only %s and %s", Prefix, AnnotationUpdatePolicy, AnnotationGracePeriod)))
+					"unknown %s annotation: users may set only %s, %s and %s", Prefix, AnnotationUpdatePolicy, AnnotationGracePeriod, AnnotationPrepull)))
 				continue
 			}
 			errs = append(errs, field.Forbidden(path.Key(k), "written by the inplace manager only"))

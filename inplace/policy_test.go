@@ -1,6 +1,8 @@
 package inplace
 
 import (
+	"k8s.io/utils/ptr"
+
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -63,21 +65,47 @@ func TestGracePeriodOf(t *testing.T) {
 	}
 }
 
+func TestPrepullOf(t *testing.T) {
+	for _, tc := range []struct {
+		value     *string
+		def, want bool
+		wantErr   bool
+	}{
+		{nil, true, true, false},
+		{nil, false, false, false},
+		{ptr.To("false"), true, false, false},
+		{ptr.To("true"), false, true, false},
+		{ptr.To("True"), false, false, true},
+		{ptr.To(""), true, true, true},
+	} {
+		a := map[string]string{}
+		if tc.value != nil {
+			a[AnnotationPrepull] = *tc.value
+		}
+		got, err := PrepullOf(a, tc.def)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("PrepullOf(%v, %t) = %t, %v; want %t, error %t", a, tc.def, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
 func TestValidateUserAnnotations(t *testing.T) {
 	path := field.NewPath("metadata", "annotations")
 	got := ValidateUserAnnotations(map[string]string{
 		AnnotationUpdatePolicy: "Sometimes",
 		AnnotationGracePeriod:  "soon",
+		AnnotationPrepull:      "yes",
 		"unrelated":            "x",
 	}, path)
 	want := []string{
 		`metadata.annotations[inplace.dev/update-policy]: Unsupported value: "Sometimes": supported values: "InPlaceIfPossible", "InPlaceOnly", "Recreate"`,
 		`metadata.annotations[inplace.dev/grace-period-seconds]: Invalid value: "soon": must be a whole number of seconds from 0 to 3600`,
+		`metadata.annotations[inplace.dev/prepull]: Unsupported value: "yes": supported values: "true", "false"`,
 	}
 	if diff := cmp.Diff(want, errorStrings(got)); diff != "" {
 		t.Errorf("errors (-want,+got):\n%s", diff)
 	}
-	if errs := ValidateUserAnnotations(map[string]string{AnnotationUpdatePolicy: "Recreate", AnnotationGracePeriod: "5"}, path); len(errs) != 0 {
+	if errs := ValidateUserAnnotations(map[string]string{AnnotationUpdatePolicy: "Recreate", AnnotationGracePeriod: "5", AnnotationPrepull: "false"}, path); len(errs) != 0 {
 		t.Errorf("valid annotations gave %v", errs)
 	}
 }
@@ -128,7 +156,7 @@ func TestValidateManagerAnnotations(t *testing.T) {
 		"create with the hold": {nil, hold, []string{
 			"metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only"}},
 		"create with an unknown inplace.dev annotation": {nil, map[string]string{"inplace.dev/updatepolicy": "Recreate"}, []string{
-			"metadata.annotations[inplace.dev/updatepolicy]: Forbidden: unknown inplace.dev/ annotation: users may set only inplace.dev/update-policy and inplace.dev/grace-period-seconds"}},
+			"metadata.annotations[inplace.dev/updatepolicy]: Forbidden: unknown inplace.dev/ annotation: users may set only inplace.dev/update-policy, inplace.dev/grace-period-seconds and inplace.dev/prepull"}},
 		"update keeping the hold": {hold, map[string]string{AnnotationHold: hold[AnnotationHold], "team": "b"}, nil},
 		"update changing the hold": {hold, map[string]string{AnnotationHold: "{}"}, []string{
 			"metadata.annotations[inplace.dev/hold]: Forbidden: written by the inplace manager only"}},

@@ -1,6 +1,7 @@
 package inplace
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -18,20 +19,17 @@ import (
 // pull is not spent out of service. A prepull pod does it: bound to the
 // node, with the workload's pull credentials (its pods' imagePullSecrets
 // and service account), one container per new image whose command is a
-// path no image has, so that the kubelet pulls the image and then fails to
-// start it: nothing of the image runs. The manager creates it, reads it,
-// and deletes it; the workload owns it, so that its deletion takes the pod
-// along whatever the manager does.
+// path that cannot exist in any container, so that the kubelet pulls the
+// image and then fails to start it: nothing of the image runs. The manager
+// creates it, reads it, and deletes it; the workload owns it, so that its
+// deletion takes the pod along whatever the manager does.
 
-// LabelPrepull marks a prepull pod, with the UID of the workload it pulls
-// for.
-const LabelPrepull = Prefix + "prepull"
-
-// PrepullCommand is the command of a prepull pod's containers: a path under
-// a folder named for inplace, which no image is expected to have. The
-// manager's admission policy allows it to create pods with this command
-// only.
-const PrepullCommand = "/.inplace-prepull/does-not-exist"
+// PrepullCommand is the command of a prepull pod's containers: a path in
+// the proc filesystem the runtime mounts over /proc in every container,
+// where no file can be created, whatever the image holds at /proc. The
+// exec fails, so nothing of the image runs. The manager's admission policy
+// (inplace-manager-scope) lets it create pods with this command only.
+const PrepullCommand = "/proc/inplace-prepull"
 
 // PrepullDeadline bounds a prepull pod's life on its node
 // (activeDeadlineSeconds): one the manager lost track of ends there.
@@ -56,8 +54,11 @@ func PrepullPod(owner metav1.OwnerReference, revision, node string, from *corev1
 	tiny := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("8Mi")}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            PrepullName(owner.Name, revision, node),
-			Labels:          map[string]string{LabelPrepull: string(owner.UID)},
+			Name: PrepullName(owner.Name, revision, node),
+			// A mesh's sidecar would need a volume, and run: the
+			// pod asks Istio and Linkerd for none.
+			Labels:          map[string]string{LabelPrepullFor: string(owner.UID), "sidecar.istio.io/inject": "false"},
+			Annotations:     map[string]string{AnnotationPrepullRevision: revision, "linkerd.io/inject": "disabled"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: owner.APIVersion, Kind: owner.Kind, Name: owner.Name, UID: owner.UID}},
 		},
 		Spec: corev1.PodSpec{
@@ -124,10 +125,13 @@ func PrepullState(pod *corev1.Pod) (state, detail string) {
 	for _, cs := range pod.Status.ContainerStatuses {
 		switch w := cs.State.Waiting; {
 		case w != nil && pullFailures[w.Reason]:
-			detail = fmt.Sprintf("container %s: %s", cs.Name, w.Reason)
-			if w.Message != "" {
-				detail += ": " + w.Message
+			// In back-off the kubelet's message wraps the last pull's
+			// error: the same failure reads the same in both.
+			msg := w.Message
+			if _, last, ok := strings.Cut(msg, ": ErrImagePull: "); ok && w.Reason == "ImagePullBackOff" {
+				msg = last
 			}
+			detail = fmt.Sprintf("container %s: %s", cs.Name, cmp.Or(msg, w.Reason))
 			return PrepullFailed, detail
 		case w != nil && (w.Reason == "" || w.Reason == "ContainerCreating" || w.Reason == "PodInitializing"):
 			// Not pulled yet, or pulled and not created yet: wait.

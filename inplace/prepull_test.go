@@ -28,7 +28,7 @@ func TestPrepullPod(t *testing.T) {
 	if sc := pod.Spec.SecurityContext; !*sc.RunAsNonRoot || *sc.RunAsUser == 0 || *c.SecurityContext.AllowPrivilegeEscalation || len(c.SecurityContext.Capabilities.Drop) != 1 {
 		t.Errorf("security: want non-root, no escalation, every capability dropped")
 	}
-	if pod.Labels[LabelPrepull] != "ds-uid" || len(pod.OwnerReferences) != 1 || pod.OwnerReferences[0].UID != "ds-uid" {
+	if pod.Labels[LabelPrepullFor] != "ds-uid" || len(pod.OwnerReferences) != 1 || pod.OwnerReferences[0].UID != "ds-uid" {
 		t.Errorf("labels %v, owners %v: want marked and owned by the workload", pod.Labels, pod.OwnerReferences)
 	}
 }

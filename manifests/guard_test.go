@@ -62,6 +62,7 @@ func TestManagerGuard(t *testing.T) {
 	t.Run("manager", func(t *testing.T) { managerCases(t, cs) })
 	t.Run("others", func(t *testing.T) { othersCases(t, cs) })
 	t.Run("pods created", func(t *testing.T) { createCases(t, cs) })
+	t.Run("prepull pods", func(t *testing.T) { prepullCases(t, cs) })
 	t.Run("webhook configurations", func(t *testing.T) { webhookCases(t, cs) })
 }
 
@@ -291,6 +292,7 @@ const (
 	onlyManagerSet = "only inplace-manager may set or change"
 	noMarkedCreate = "may not be created with"
 	onlyRemove     = "the break-glass group may remove"
+	onlyPrepull    = "may create only prepull pods"
 )
 
 func managerCases(t *testing.T, cs clients) {
@@ -963,3 +965,72 @@ func withoutCA(ctx context.Context, c client.Client, ca []byte) ([]string, error
 	}
 	return missing, nil
 }
+
+// prepullCases: the manager may create a prepull pod exactly as the engine
+// makes it (inplace.PrepullPod) and delete it; any pod that could run
+// something, or that is not tied to the workload it names, is refused; and
+// nobody else may make one.
+func prepullCases(t *testing.T, cs clients) {
+	uid := types.UID("4c1d2a6e-0000-4000-8000-2000000000aa")
+	owner := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web", UID: uid}
+	from := &corev1.PodSpec{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry"}}}
+	prepull := func(name string) *corev1.Pod {
+		pod := inplace.PrepullPod(owner, "web-2", "node-1", from, []corev1.Container{
+			{Name: "app", Image: "registry.example/app:v2", ImagePullPolicy: corev1.PullIfNotPresent},
+			{Name: "sidecar", Image: "registry.example/log:v7"},
+		})
+		pod.Name, pod.Namespace = name, ns
+		return pod
+	}
+	cases := []struct {
+		name    string
+		as      func(clients) client.Client
+		change  func(*corev1.Pod)
+		policy  string
+		refusal string
+	}{
+		{"as the engine makes it", theManager, func(*corev1.Pod) {}, scope, ""},
+		{"a command that could run", theManager, func(p *corev1.Pod) { p.Spec.Containers[1].Command = []string{"/bin/sh"} }, scope, onlyPrepull},
+		{"arguments", theManager, func(p *corev1.Pod) { p.Spec.Containers[0].Args = []string{"-c", "id"} }, scope, onlyPrepull},
+		{"an init container", theManager, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{*p.Spec.Containers[0].DeepCopy()}
+			p.Spec.InitContainers[0].Name = "init"
+		}, scope, onlyPrepull},
+		{"a volume", theManager, func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+		}, scope, onlyPrepull},
+		{"the service account token", theManager, func(p *corev1.Pod) { p.Spec.AutomountServiceAccountToken = ptr.To(true) }, scope, onlyPrepull},
+		{"the host network", theManager, func(p *corev1.Pod) { p.Spec.HostNetwork = true }, scope, onlyPrepull},
+		{"privileged", theManager, func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext.Privileged = ptr.To(true)
+			p.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+		}, scope, onlyPrepull},
+		{"restarted", theManager, func(p *corev1.Pod) { p.Spec.RestartPolicy = corev1.RestartPolicyAlways }, scope, onlyPrepull},
+		{"no deadline", theManager, func(p *corev1.Pod) { p.Spec.ActiveDeadlineSeconds = nil }, scope, onlyPrepull},
+		{"not bound to a node", theManager, func(p *corev1.Pod) { p.Spec.NodeName = "" }, scope, onlyPrepull},
+		{"controlled by its workload", theManager, func(p *corev1.Pod) { p.OwnerReferences[0].Controller = ptr.To(true) }, scope, onlyPrepull},
+		{"owned by another workload than it names", theManager, func(p *corev1.Pod) { p.OwnerReferences[0].UID = "someone-else" }, scope, onlyPrepull},
+		{"owned by a Job", theManager, func(p *corev1.Pod) { p.OwnerReferences[0].APIVersion, p.OwnerReferences[0].Kind = "batch/v1", "Job" }, scope, onlyPrepull},
+		{"no prepull label: any pod", theManager, func(p *corev1.Pod) { delete(p.Labels, inplace.LabelPrepullFor) }, scope, onlyPrepull},
+		{"made by someone else", mallory, func(*corev1.Pod) {}, marks, noMarkedCreate},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := prepull(podName("p", tc.name))
+			tc.change(pod)
+			expect(t, tc.as(cs).Create(t.Context(), pod), tc.policy, tc.refusal)
+		})
+	}
+	t.Run("deleted by the manager", func(t *testing.T) {
+		pod := prepull(podName("p", "deleted"))
+		if err := cs.manager.Create(t.Context(), pod); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, cs.manager.Delete(t.Context(), pod, client.GracePeriodSeconds(0)), scope, "")
+	})
+	t.Run("the manager deletes no other pod", func(t *testing.T) {
+		expect(t, cs.manager.Delete(t.Context(), plainPod(t, cs.admin, podName("p", "plain"))), scope, onlyGated)
+	})
+}
+
+func theManager(cs clients) client.Client { return cs.manager }

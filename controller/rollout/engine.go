@@ -16,11 +16,14 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/inplace-dev/inplace/inplace"
 )
@@ -67,6 +70,9 @@ type Reconciler struct {
 	KubeletVersion func(ctx context.Context, node string) string
 	// UpdateDeadline bounds a pod's update (DefaultUpdateDeadline when 0).
 	UpdateDeadline time.Duration
+	// Prepull, when set, has nodes pull a rollout's new images before its
+	// pods there restart for them.
+	Prepull *Prepull
 
 	updater *podUpdater
 	active  *activeSet
@@ -80,7 +86,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(strings.ToLower(r.Kind.Name())+"-rollout").
 		For(r.Kind.Object(), builder.WithPredicates(pending{r.Kind})).
 		WithOptions(controller.Options{ReconciliationTimeout: ReconcileTimeout, EnableWarmup: ptr.To(true)})
-	return r.Kind.Watch(b, mgr).Complete(r)
+	b = r.Kind.Watch(b, mgr)
+	if r.Prepull != nil {
+		// A prepull pod's progress brings its workload back; the workload
+		// owns it (not as its controller).
+		if c, ok := r.Prepull.Pods.(cache.Cache); ok {
+			b = b.WatchesRawSource(source.Kind(c, &corev1.Pod{},
+				handler.TypedEnqueueRequestForOwner[*corev1.Pod](mgr.GetScheme(), mgr.GetRESTMapper(), r.Kind.Object())))
+		}
+	}
+	return b.Complete(r)
 }
 
 func (r *Reconciler) init() {
@@ -126,6 +141,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if apierrors.IsNotFound(err) {
 			r.active.set(key, false)
 			r.told.forget(key)
+			if r.Prepull != nil {
+				r.Prepull.pulled.forget(key)
+			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -189,11 +207,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err.Error())
 		}
 	}
-	starts, err := r.starts(ctx, plan, t)
+	starts, eligible, err := r.starts(ctx, plan, t)
 	if err != nil {
 		errs = append(errs, err.Error())
 	}
-	if len(starts) > 0 {
+	pullFailed := false
+	if r.prepullOn(obj) && !plan.Complete {
+		var pulls []string
+		starts, pulls, err = r.pullAhead(ctx, obj, t, eligible, starts)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		failures = append(failures, pulls...)
+		pullFailed = len(pulls) > 0
+	} else {
+		r.clearPrepulls(ctx, obj)
+	}
+	if len(starts) > 0 || pullFailed {
 		rollout = r.recordStart(ctx, obj, rollout, rev.Name)
 	}
 	for _, s := range starts {
@@ -222,24 +252,26 @@ type start struct {
 }
 
 // starts chooses, of the plan's candidates, those to begin now (Choose),
-// with the template each runs and its change to the target.
-func (r *Reconciler) starts(ctx context.Context, plan Plan, t *target) ([]start, error) {
+// with the template each runs and its change to the target; eligible are
+// every candidate that can go in place, in the plan's order.
+func (r *Reconciler) starts(ctx context.Context, plan Plan, t *target) (chosen, eligible []start, err error) {
 	byPod := make(map[*corev1.Pod]start, len(plan.Candidates))
-	eligible := make(map[*corev1.Pod]bool, len(plan.Candidates))
+	ok := make(map[*corev1.Pod]bool, len(plan.Candidates))
 	for _, pod := range plan.Candidates {
 		from, err := t.templateOf(ctx, t.w.RevisionOf(pod))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		d, fallback := t.eligibility(ctx, pod, from)
 		byPod[pod] = start{pod: pod, from: from, diff: d}
-		eligible[pod] = fallback == ""
+		if ok[pod] = fallback == ""; ok[pod] {
+			eligible = append(eligible, byPod[pod])
+		}
 	}
-	var out []start
-	for _, pod := range Choose(plan, func(p *corev1.Pod) bool { return eligible[p] }) {
-		out = append(out, byPod[pod])
+	for _, pod := range Choose(plan, func(p *corev1.Pod) bool { return ok[p] }) {
+		chosen = append(chosen, byPod[pod])
 	}
-	return out, nil
+	return chosen, eligible, nil
 }
 
 // Choose returns, of the plan's candidates, those to begin updating in
@@ -312,6 +344,7 @@ func (r *Reconciler) handBack(ctx context.Context, obj client.Object, w Workload
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	r.clearPrepulls(ctx, obj)
 	if rollout == nil || obj.GetDeletionTimestamp() != nil {
 		return nil
 	}

@@ -22,4 +22,8 @@ const (
 	// ReasonHoldReleased: the rollout was left to the native controller,
 	// or an earlier version's partition hold released.
 	ReasonHoldReleased = "HoldReleased"
+	// ReasonPrepullSkipped: a node goes without pulling the new images
+	// ahead (its prepull pod refused or ended), its pods pull as they
+	// update; Warning when an admission control refused the pod.
+	ReasonPrepullSkipped = "PrepullSkipped"
 )

@@ -286,6 +286,10 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		return err
 	}
 	scope := o.Scope()
+	prepulls, err := prepullCache(mgr)
+	if err != nil {
+		return err
+	}
 	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
@@ -299,6 +303,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 			Guard:          guard,
 			KubeletVersion: nodeInfo.KubeletVersion,
 			UpdateDeadline: o.UpdateDeadline,
+			Prepull:        &rollout.Prepull{Default: o.Prepull, Parallelism: o.PrepullParallelism, Pods: prepulls},
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s rollout: %w", kind.Name(), err)
 		}
@@ -325,6 +330,27 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		return err
 	}
 	return mgr.AddReadyzCheck("cache", synced.Check)
+}
+
+// prepullCache is a cache of the prepull pods alone (the manager's cache
+// holds the gated pods only), added to mgr: the rollout engine reads them
+// and watches their progress.
+func prepullCache(mgr manager.Manager) (cache.Cache, error) {
+	selector, err := labels.Parse(inplace.LabelPrepullFor)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		HTTPClient:       mgr.GetHTTPClient(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: selector}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the prepull pods' cache: %w", err)
+	}
+	return c, mgr.Add(c)
 }
 
 // tlsHardening sets TLS 1.2 as the floor and turns HTTP/2 off on the

@@ -58,6 +58,13 @@ type Options struct {
 	// UpdateDeadline bounds one pod's in-place update, from its image
 	// patch to its new containers Ready (--update-deadline).
 	UpdateDeadline time.Duration
+	// Prepull has nodes pull a rollout's new images before its pods there
+	// restart for them, for workloads without inplace.dev/prepull
+	// (--prepull).
+	Prepull bool
+	// PrepullParallelism bounds how many nodes pull one workload's images
+	// at once (--prepull-parallelism).
+	PrepullParallelism int
 }
 
 // serviceAccountNamespaceFile is where a pod finds its own namespace.
@@ -112,6 +119,8 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect a leader among replicas for the controllers (the webhook is served by every replica)")
 	fs.DurationVar(&o.GracefulShutdownPeriod, "graceful-shutdown-timeout", 30*time.Second, "how long to wait for in-flight work on shutdown")
 	fs.DurationVar(&o.UpdateDeadline, "update-deadline", rollout.DefaultUpdateDeadline, "how long a pod's in-place update may take from its image patch to its new containers Ready (a pull, a start, the readiness probe) before it is reported failed and its rollout halts")
+	fs.BoolVar(&o.Prepull, "prepull", true, "have each node pull a rollout's new images (with a short-lived pod that runs nothing) before its pods there restart for them, and halt the rollout before any pod is taken down when a node cannot pull them; a workload's annotation "+inplace.AnnotationPrepull+" (\"true\" or \"false\") overrides it")
+	fs.IntVar(&o.PrepullParallelism, "prepull-parallelism", rollout.DefaultPrepullParallelism, "how many nodes pull one workload's new images at once")
 }
 
 // Complete fills in what the flags left to the environment, and checks the
@@ -140,6 +149,9 @@ func (o *Options) Complete() error {
 	errs = append(errs, o.completeRotation()...)
 	if min := rollout.ObserveDeadline; o.UpdateDeadline <= min {
 		errs = append(errs, fmt.Errorf("--update-deadline: %v is not longer than the %v the kubelet is given to take an image patch in", o.UpdateDeadline, min))
+	}
+	if o.PrepullParallelism < 1 {
+		errs = append(errs, fmt.Errorf("--prepull-parallelism: %d is not a positive number of nodes", o.PrepullParallelism))
 	}
 	if o.GracefulShutdownPeriod < 0 {
 		errs = append(errs, fmt.Errorf("--graceful-shutdown-timeout: %v is negative", o.GracefulShutdownPeriod))

@@ -127,14 +127,15 @@ func TestDeploymentNotInPlaceRollsNatively(t *testing.T) {
 	}
 }
 
-// TestDeploymentBadImageHalts: a v2 that cannot be pulled halts the rollout
-// at maxUnavailable (one pod), the Deployment reports
+// TestDeploymentBadImageHalts: without pulling ahead (the workload turns it
+// off), a v2 that cannot be pulled halts the rollout at maxUnavailable (one
+// pod), the Deployment reports
 // ProgressDeadlineExceeded as natively and kubectl rollout status fails;
 // rollout undo puts the failed pod back on v1 in place.
 func TestDeploymentBadImageHalts(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, optedIn)
-	d := newDeployment("badimage", ns, 3, images.V1, withRollingUpdate("0", "1"), withProgressDeadline(15))
+	d := newDeployment("badimage", ns, 3, images.V1, withRollingUpdate("0", "1"), withProgressDeadline(15), withoutPrepull())
 	create(t, d)
 	waitForDeploymentComplete(t, d)
 	before := observeWorkload(t, d)

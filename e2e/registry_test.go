@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -59,15 +62,76 @@ func pulls(ctx context.Context, ns, image string) (map[string]string, error) {
 }
 
 // TestRealPullInPlace rolls a Deployment whose images come from the
-// registry to a version no node has: each pod is updated in place (the same
-// pod, its container restarted once, serving the new version) after its
-// kubelet pulled the new image, and the rollout reports complete only then.
+// registry to a version no node has, without pulling ahead: each pod is
+// updated in place (the same pod, its container restarted once, serving the
+// new version) after its kubelet pulled the new image, and the rollout
+// reports complete only then.
 func TestRealPullInPlace(t *testing.T) {
 	t.Parallel()
+	ns, v2, after := realPullRollout(t, "pulled", withoutPrepull())
+	eventually(t, answerTimeout, "a Pulled event of the new image for every pod", func(ctx context.Context) error {
+		got, err := pulls(ctx, ns, v2)
+		if err != nil {
+			return err
+		}
+		for _, a := range after {
+			if _, ok := got[a.Name]; !ok {
+				return fmt.Errorf("pod %s has none (pulls seen: %v)", a.Name, got)
+			}
+		}
+		t.Logf("pulls of %s: %v", v2, got)
+		return nil
+	})
+}
+
+// TestRealPullAhead: pulling ahead (the default), the same rollout has each
+// node pull the new image with a prepull pod before its pods restart: the
+// pods themselves pull nothing, every node that runs one pulled once, and
+// no prepull pod is left when the rollout completes.
+func TestRealPullAhead(t *testing.T) {
+	t.Parallel()
+	ns, v2, after := realPullRollout(t, "ahead")
+	eventually(t, answerTimeout, "the prepull pods gone", func(ctx context.Context) error {
+		left, err := prepullPods(ctx, ns)
+		if err != nil || len(left) == 0 {
+			return err
+		}
+		return fmt.Errorf("prepull pods left: %v", left)
+	})
+	nodes := map[string]bool{}
+	for _, a := range after {
+		nodes[a.Node] = true
+	}
+	eventually(t, answerTimeout, "a Pulled event of the new image on every node, from prepull pods only", func(ctx context.Context) error {
+		got, err := pulls(ctx, ns, v2)
+		if err != nil {
+			return err
+		}
+		prepulled := 0
+		for name := range got {
+			if !strings.Contains(name, "-prepull-") {
+				return permanent(fmt.Errorf("pod %s pulled %s itself (pulls: %v)", name, v2, got))
+			}
+			prepulled++
+		}
+		if prepulled < len(nodes) {
+			return fmt.Errorf("%d prepull pods pulled, want one per node of %v (pulls: %v)", prepulled, nodes, got)
+		}
+		t.Logf("pulls of %s: %v", v2, got)
+		return nil
+	})
+}
+
+// realPullRollout creates a Deployment of 3 pods, maxUnavailable 1, whose
+// v1 comes from the registry, rolls it to a v2 no node has, and checks that
+// every pod was updated in place and serves v2. It returns the namespace,
+// v2's reference and the pods after.
+func realPullRollout(t *testing.T, name string, opts ...deployOption) (string, string, []podView) {
+	t.Helper()
 	ns := newNamespace(t, optedIn)
 	v1 := pushImage(t, ns+"-v1", "v1")
 	v2 := pushImage(t, ns+"-v2", "v2")
-	d := newDeployment("pulled", ns, 3, v1, withRollingUpdate("0", "1"))
+	d := newDeployment(name, ns, 3, v1, append([]deployOption{withRollingUpdate("0", "1")}, opts...)...)
 	// As users write it: a tag, so IfNotPresent.
 	d.Spec.Template.Spec.Containers[0].ImagePullPolicy = ""
 	create(t, d)
@@ -85,7 +149,7 @@ func TestRealPullInPlace(t *testing.T) {
 	waitForDeploymentComplete(t, d)
 	after := observeWorkload(t, d)
 	logPods(t, "after", after)
-	spans := r.stop()
+	t.Logf("out of Ready: %v", r.stop())
 	wantNoChurn(t, c)
 	if len(after) != len(before) {
 		t.Fatalf("%d pods after, %d before", len(after), len(before))
@@ -99,17 +163,91 @@ func TestRealPullInPlace(t *testing.T) {
 			t.Errorf("pod %s: Ready %t, %d restarts, image %s, serves %q; want Ready, %d restarts, %s, v2", a.Name, a.Ready, a.Restarts, a.Image, a.Version, b.Restarts+1, v2)
 		}
 	}
-	eventually(t, answerTimeout, "a Pulled event of the new image for every pod", func(ctx context.Context) error {
-		got, err := pulls(ctx, ns, v2)
-		if err != nil {
+	return ns, v2, after
+}
+
+// TestMisspeltTagHaltsBeforeAnyPod: a tag the registry does not have halts
+// the rollout before any pod is taken down: every pod stays Ready on v1
+// throughout, the rollout record and a Warning event say which node cannot
+// pull what, the prepull pod shows the kubelet's error; the tag fixed, the
+// rollout completes in place and the prepull pods are gone.
+func TestMisspeltTagHaltsBeforeAnyPod(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	v1 := pushImage(t, ns+"-v1", "v1")
+	d := newDeployment("typo", ns, 3, v1, withRollingUpdate("0", "1"))
+	d.Spec.Template.Spec.Containers[0].ImagePullPolicy = ""
+	create(t, d)
+	waitForDeploymentComplete(t, d)
+	before := observeWorkload(t, d)
+
+	c := watchChurn(t, ns)
+	r := watchReadiness(t, ns)
+	typo := v1[:strings.LastIndex(v1, ":")] + ":" + ns + "-v2-typo"
+	editTemplate(t, d, func(tpl *corev1.PodTemplateSpec) { tpl.Spec.Containers[0].Image = typo })
+	eventually(t, podTimeout, "the rollout to halt on the pull", func(ctx context.Context) error {
+		cur := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
 			return err
 		}
-		for _, a := range after {
-			if _, ok := got[a.Name]; !ok {
-				return fmt.Errorf("pod %s has none (pulls seen: %v)", a.Name, got)
-			}
+		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "cannot pull the new images") || !strings.Contains(record, "not found") {
+			return fmt.Errorf("the rollout record %q tells no pull failure yet", record)
 		}
-		t.Logf("pulls of %s: %v; out of Ready: %v", v2, got, spans)
 		return nil
 	})
+	wantEvents(t, ns, "InPlaceRolloutHalted", 1)
+	// Past the bound of a refusal without progress (30 s): the halt holds
+	// on, every pod still serving.
+	time.Sleep(40 * time.Second)
+	left, err := prepullPods(t.Context(), ns)
+	if err != nil || len(left) == 0 {
+		t.Errorf("prepull pods %v, %v: want the one that cannot pull, for users to see", left, err)
+	}
+	halted := observeWorkload(t, d)
+	logPods(t, "halted", halted)
+	for i, p := range halted {
+		if !p.Ready || p.UID != before[i].UID || p.Version != "v1" {
+			t.Errorf("pod %s: Ready %t, UID %s -> %s, serves %q; want it untouched on v1", p.Name, p.Ready, before[i].UID, p.UID, p.Version)
+		}
+	}
+	if spans := r.stop(); len(spans) > 0 {
+		t.Errorf("pods out of Ready while the rollout was halted: %v", spans)
+	}
+
+	v2 := pushImage(t, ns+"-v2", "v2")
+	editTemplate(t, d, func(tpl *corev1.PodTemplateSpec) { tpl.Spec.Containers[0].Image = v2 })
+	waitForDeploymentComplete(t, d)
+	after := observeWorkload(t, d)
+	logPods(t, "after", after)
+	for i, a := range after {
+		if a.UID != before[i].UID || !a.Ready || a.Version != "v2" {
+			t.Errorf("pod %s: UID %s -> %s, Ready %t, serves %q; want the same pod serving v2", a.Name, before[i].UID, a.UID, a.Ready, a.Version)
+		}
+	}
+	wantNoChurn(t, c)
+	eventually(t, answerTimeout, "the prepull pods gone", func(ctx context.Context) error {
+		left, err := prepullPods(ctx, ns)
+		if err != nil || len(left) == 0 {
+			return err
+		}
+		return fmt.Errorf("prepull pods left: %v", left)
+	})
+}
+
+// prepullPods names the namespace's prepull pods, with their first
+// container's waiting reason.
+func prepullPods(ctx context.Context, ns string) ([]string, error) {
+	list := &corev1.PodList{}
+	if err := k8s.List(ctx, list, client.InNamespace(ns), client.HasLabels{"inplace.dev/prepull-for"}); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range list.Items {
+		reason := string(p.Status.Phase)
+		if len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].State.Waiting != nil {
+			reason = p.Status.ContainerStatuses[0].State.Waiting.Reason
+		}
+		out = append(out, p.Name+" "+reason)
+	}
+	return out, nil
 }

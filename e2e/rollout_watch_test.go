@@ -273,7 +273,7 @@ func watchPodTimeline(t *testing.T, obj client.Object, target string, before []p
 		defer close(finished)
 		for ev := range w.ResultChan() {
 			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok || !strings.HasPrefix(pod.Name, obj.GetName()+"-") {
+			if !ok || !strings.HasPrefix(pod.Name, obj.GetName()+"-") || isPrepull(pod) {
 				continue
 			}
 			now := time.Now()

@@ -477,6 +477,9 @@ func watchReadiness(t *testing.T, ns string) readinessWatch {
 	var spans []readinessSpan
 	open := map[types.UID]*readinessSpan{}
 	stopWatch := onPodEvents(t, ns, func(pod *corev1.Pod) {
+		if isPrepull(pod) {
+			return
+		}
 		now := time.Now()
 		ready := podReady(pod)
 		if s := open[pod.UID]; s != nil && ready {

@@ -58,6 +58,15 @@ func withProgressDeadline(seconds int32) deployOption {
 	return func(d *appsv1.Deployment) { d.Spec.ProgressDeadlineSeconds = ptr.To(seconds) }
 }
 
+// withoutPrepull turns pulling ahead off for the Deployment
+// (inplace.dev/prepull: "false"): each pod pulls its new images as it
+// updates.
+func withoutPrepull() deployOption {
+	return func(d *appsv1.Deployment) {
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, "inplace.dev/prepull", "false")
+	}
+}
+
 type dsOption func(*appsv1.DaemonSet)
 
 // newDaemonSet builds (does not create) a DaemonSet of the test application
@@ -255,8 +264,8 @@ func watchChurn(t *testing.T, ns string) *churn {
 		defer close(done)
 		for ev := range w.ResultChan() {
 			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
+			if !ok || isPrepull(pod) {
+				continue // a prepull pod is none of the workload's
 			}
 			mu.Lock()
 			switch {
@@ -277,6 +286,13 @@ func watchChurn(t *testing.T, ns string) *churn {
 		defer mu.Unlock()
 		return slices.Clone(created), slices.Clone(deleted)
 	}}
+}
+
+// isPrepull reports whether the pod is one of the manager's prepull pods,
+// which pull a rollout's images on a node and run nothing.
+func isPrepull(pod *corev1.Pod) bool {
+	_, ok := pod.Labels["inplace.dev/prepull-for"]
+	return ok
 }
 
 // wantNoChurn fails the test when the churn watch saw a pod created or

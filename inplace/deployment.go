@@ -226,7 +226,9 @@ func (v DeploymentView) Movable(pod *corev1.Pod, kubeletVersion string) (movable
 //     in place: refused, the manager moves it.
 //   - A pod mid-update, or one of the new ReplicaSet just moved (recent,
 //     a delete decided by the old ReplicaSet's controller on a view from
-//     before the move): refused.
+//     before the move): refused; also where the new ReplicaSet has more
+//     pods than its replicas but the Deployment does not (a pod moved
+//     ahead of its scale-up).
 //
 // Every other delete passes: a scale-down (the Deployment's live pods above
 // its replicas, or the new ReplicaSet's above its own), failed pods, a
@@ -240,10 +242,15 @@ func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion st
 		return false, ""
 	}
 	if owner == v.New {
-		if v.New.Status.Replicas > ptr.Deref(v.New.Spec.Replicas, 1) {
-			return false, "" // scaled down
+		moving := Updating(pod) || recent
+		if v.New.Status.Replicas > ptr.Deref(v.New.Spec.Replicas, 1) && (v.scaledDown() || !moving) {
+			// Scaled down. Above its replicas while the Deployment is not,
+			// a pod moving is one moved ahead of the new ReplicaSet's
+			// scale-up (an earlier target's ReplicaSet held the room):
+			// refused until the Deployment controller scales it up.
+			return false, ""
 		}
-		return Updating(pod) || recent, ""
+		return moving, ""
 	}
 	if v.scaledDown() {
 		return false, "" // scaled down
@@ -255,18 +262,22 @@ func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion st
 }
 
 // RefuseDeploymentCreate decides, for the ReplicaSet controller's create of
-// a pod of the Deployment's new ReplicaSet, whether inplace refuses it: the
-// create would take the Deployment above its replicas (a surge), and the
-// manager moves old pods in place (moving is true when an old pod is
-// movable, or one was just moved or is being moved), which stand in for the
-// new pods as the Deployment controller takes the old ReplicaSets down. A
+// a pod of the Deployment, whether inplace refuses it: the create would
+// take the Deployment above its replicas (a surge), and the manager moves
+// old pods in place (moving is true when an old pod is movable, or one was
+// just moved or is being moved), which stand in for the new pods as the
+// Deployment controller takes the old ReplicaSets down. An old
+// ReplicaSet's create is refused on the same terms: it is an earlier
+// target's, scaled up while the manager held its moves (pulling ahead, an
+// image that could not be pulled) and not yet scaled down by the
+// Deployment controller, which does so once it sees the new template. A
 // create that adds capacity (a scale-up, a lost pod replaced) passes.
 func RefuseDeploymentCreate(v DeploymentView, pod *corev1.Pod, moving bool) bool {
 	if !v.InPlace() || !moving {
 		return false
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil || ref.UID != v.New.UID {
+	if ref == nil || v.Owner(pod) == nil {
 		return false
 	}
 	return v.full()

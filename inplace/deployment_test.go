@@ -405,6 +405,12 @@ func TestRefuseDeploymentDelete(t *testing.T) {
 		"the new ReplicaSet above its replicas, a recent pod: passes, a scale-down": {
 			r: at(3, 3, 1, 2), pod: newPod(), recent: true,
 		},
+		"the new ReplicaSet above its replicas, the Deployment not (a pod moved ahead of its scale-up), mid-update: refused": {
+			r: at(3, 3, 0, 1), pod: newPod(midUpdate), wantRefuse: true,
+		},
+		"the new ReplicaSet above its replicas, the Deployment not, a pod neither recent nor updating: passes": {
+			r: at(3, 3, 0, 1), pod: newPod(),
+		},
 		"no new ReplicaSet yet: passes": {
 			r: at(4, 4, 0, 0, func(r *rollout) { r.skipNewRS = true }), pod: oldPod(),
 		},
@@ -479,8 +485,11 @@ func TestRefuseDeploymentCreate(t *testing.T) {
 		"a scale-up during the rollout (4 live of 6): passes": {
 			r: at(4, 4, 2, 0, func(r *rollout) { r.d.Spec.Replicas = ptr.To(int32(6)) }), pod: ofNew, movable: true,
 		},
-		"a pod of an old ReplicaSet (a lost pod replaced): passes": {
-			r: at(4, 4, 1, 0), pod: ofOld, movable: true,
+		"a pod of an old ReplicaSet (a lost pod replaced, 3 live of 4): passes": {
+			r: at(4, 3, 1, 0), pod: ofOld, movable: true,
+		},
+		"a pod of an old ReplicaSet while the Deployment has its replicas (an earlier target's, held): refused": {
+			r: at(4, 4, 1, 0), pod: ofOld, movable: true, want: true,
 		},
 		"no new ReplicaSet in the view: passes": {
 			r: at(4, 4, 1, 0, func(r *rollout) { r.skipNewRS = true }), pod: ofNew, movable: true,

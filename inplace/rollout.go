@@ -3,6 +3,7 @@ package inplace
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +23,28 @@ type Rollout struct {
 	// Since is when the first pod's update began.
 	Since metav1.Time `json:"since"`
 	// Failure says why the rollout halted, when it did: the pods whose
-	// update cannot complete.
+	// update cannot complete, or the node that cannot pull the new images.
 	Failure string `json:"failure,omitempty"`
+	// Pulling is set while a pod's update waits for its node to pull the
+	// new images ahead (PrepullPod): since when.
+	Pulling *metav1.Time `json:"pulling,omitempty"`
+	// PullFailed: a node cannot pull them; the rollout halts before any
+	// pod is taken down.
+	PullFailed bool `json:"pullFailed,omitempty"`
+}
+
+// PullHold bounds how long a refused replacement waits for a pull ahead
+// that neither completes nor fails: the prepull pod's deadline, and the
+// time the engine takes to see it pass.
+const PullHold = time.Duration(PrepullDeadline)*time.Second + 30*time.Second
+
+// HoldsForPull reports whether the rollout to target waits for its nodes to
+// pull the new images ahead, so that a refused replacement keeps its promise
+// without a pod being updated: while the pull runs (within PullHold), and
+// for as long as a node cannot pull (the rollout halted on purpose, before
+// any pod is taken down).
+func (r *Rollout) HoldsForPull(target string, now time.Time) bool {
+	return r != nil && r.Revision == target && r.Pulling != nil && (r.PullFailed || now.Sub(r.Pulling.Time) < PullHold)
 }
 
 // RolloutOf returns the rollout recorded in a workload's annotations, or nil.

@@ -522,6 +522,13 @@ func (v *podValidator) promise(ctx context.Context, pod *corev1.Pod, vd *verdict
 		return true, key, first, window // the engine bounds an update by its deadlines
 	}
 	now := v.clock.Now()
+	if record, _ := inplace.RolloutOf(vd.workload.GetAnnotations()); record.HoldsForPull(vd.target, now) {
+		// The engine waits for the pod's node, or another, to pull the
+		// new images ahead, or halted the rollout before any pod is taken
+		// down because one cannot.
+		v.promises.forget(key)
+		return true, key, first, window
+	}
 	updating, last, atTarget, err := v.progress(ctx, pod.Namespace, vd)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "Reading the rollout's progress; refusing as if it showed some", "pod", klog.KObj(pod))

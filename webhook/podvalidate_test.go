@@ -823,6 +823,24 @@ type promiseFixture struct {
 	// deleted is true when the replacement is a delete (the victim exists).
 	deleted bool
 	message string
+	// workload is the workload's name and an empty object of its kind;
+	// target the revision its rollout goes to.
+	workload func() (string, client.Object)
+	target   string
+}
+
+// record writes a rollout record on the fixture's workload.
+func (f promiseFixture) record(t *testing.T, c client.Client, r *inplace.Rollout) {
+	t.Helper()
+	name, obj := f.workload()
+	get(t, c, name, obj)
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[inplace.AnnotationRollout] = r.Encode()
+	obj.SetAnnotations(a)
+	replace(t, c, obj)
 }
 
 func promiseFixtures() []promiseFixture {
@@ -847,6 +865,7 @@ func promiseFixtures() []promiseFixture {
 			create(t, c, builder.ControllerRevision(sts, "StatefulSet", "3", 3, &sts.Spec.Template))
 		},
 		deleted: true, message: refusedWeb2,
+		workload: func() (string, client.Object) { return "web", &appsv1.StatefulSet{} }, target: "web-2",
 	}, {
 		kind: "DaemonSet",
 		cluster: func(minReady int32) []client.Object {
@@ -864,6 +883,7 @@ func promiseFixtures() []promiseFixture {
 			create(t, c, builder.ControllerRevision(ds, "DaemonSet", "h3", 3, &ds.Spec.Template))
 		},
 		deleted: true, message: refusedAgentX,
+		workload: func() (string, client.Object) { return "agent", &appsv1.DaemonSet{} }, target: "h2",
 	}, {
 		kind: "Deployment",
 		cluster: func(minReady int32) []client.Object {
@@ -881,6 +901,7 @@ func promiseFixtures() []promiseFixture {
 			create(t, c, builder.ReplicaSet(d, "h3").Replicas(1, 0).Created(rsCreated.Add(2*time.Hour)).Obj())
 		},
 		deleted: true, message: refusedApiA,
+		workload: func() (string, client.Object) { return "api", &appsv1.Deployment{} }, target: "h2",
 	}, {
 		kind: "Deployment",
 		cluster: func(minReady int32) []client.Object {
@@ -902,7 +923,8 @@ func promiseFixtures() []promiseFixture {
 			d.Spec.Template.Spec.Containers[0].Image = "nginx:1.29"
 			return newRSPod(builder.ReplicaSet(d, "h3").Obj())
 		},
-		message: refusedApiNew,
+		message:  refusedApiNew,
+		workload: func() (string, client.Object) { return "api", &appsv1.Deployment{} }, target: "h2",
 	}}
 }
 
@@ -979,6 +1001,17 @@ func testPodValidatorKeepsItsPromise(t *testing.T, start time.Time) {
 			replace(t, c, f.arrived(name))
 		}
 	}
+	// pulling records the engine waiting for a pull ahead, since now, to
+	// the fixture's target or another revision.
+	pulling := func(failed, otherRevision bool) func(t *testing.T, f promiseFixture, c client.Client, now time.Time) {
+		return func(t *testing.T, f promiseFixture, c client.Client, now time.Time) {
+			r := &inplace.Rollout{Revision: f.target, Since: metav1.NewTime(now), Pulling: ptr.To(metav1.NewTime(now)), PullFailed: failed}
+			if otherRevision {
+				r.Revision = "another"
+			}
+			f.record(t, c, r)
+		}
+	}
 	retargeted := false
 	retarget := func(t *testing.T, f promiseFixture, c client.Client, _ time.Time) {
 		f.retarget(t, c)
@@ -991,6 +1024,29 @@ func testPodValidatorKeepsItsPromise(t *testing.T, start time.Time) {
 		// halted; wantRecreated how many pods are told.
 		wantHalted, wantRecreated int
 	}{
+		"the engine pulling ahead (its record): refused while the pull runs, within PullHold; then 30 s more": {
+			steps: []step{
+				{at: 0, change: pulling(false, false), wantRefused: true},
+				{at: 5 * time.Minute, wantRefused: true},
+				{at: inplace.PullHold - time.Second, wantRefused: true},
+				{at: inplace.PullHold, wantRefused: true},
+				{at: inplace.PullHold + 30*time.Second},
+			},
+			wantHalted: 1, wantRecreated: 1,
+		},
+		"a node that cannot pull ahead (its record): refused as long as it is recorded": {
+			steps: []step{
+				{at: 0, change: pulling(true, false), wantRefused: true},
+				{at: time.Hour, wantRefused: true},
+			},
+		},
+		"a pull recorded for another revision is no progress": {
+			steps: []step{
+				{at: 0, change: pulling(true, true), wantRefused: true},
+				{at: 30 * time.Second},
+			},
+			wantHalted: 1, wantRecreated: 1,
+		},
 		"no progress: refused for 30 s from the first refusal, then passing, the workload told once": {
 			steps: []step{
 				{at: 0, wantRefused: true},

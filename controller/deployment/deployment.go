@@ -274,14 +274,25 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 	if int(ptr.Deref(v.New.Spec.Replicas, 1)) != active[v.New.UID] {
 		plan.Complete = false
 	}
-	excess := 0
+	// A pod moves when its old ReplicaSet was scaled down (excess) and the
+	// new one up (room). An earlier target's ReplicaSet short of the pods
+	// it was scaled up to (stale: the rollout went past it while the
+	// manager held the moves, pulling ahead or halted on a pull) holds the
+	// room the new one would get: the Deployment controller cannot scale
+	// it down while an old ReplicaSet has more available pods than it
+	// wants (it refuses to "scale down" to more), so the excess moves
+	// into the new ReplicaSet ahead of its scale-up; the pod webhook keeps
+	// its ReplicaSet from deleting it meanwhile.
+	excess, stale := 0, 0
 	for _, rs := range v.ReplicaSets {
 		if rs != v.New {
-			excess += max(active[rs.UID]-int(ptr.Deref(rs.Spec.Replicas, 1)), 0)
+			spec := int(ptr.Deref(rs.Spec.Replicas, 1))
+			excess += max(active[rs.UID]-spec, 0)
+			stale += max(spec-active[rs.UID], 0)
 		}
 	}
 	room := int(ptr.Deref(v.New.Spec.Replicas, 1)) - active[v.New.UID]
-	budget := min(excess, room) - moving
+	budget := min(excess, room+stale) - moving
 	// Settled updates to a ReplicaSet gone past move on first (not Ready,
 	// the ReplicaSet controller's first choice); the rest of them settle.
 	for _, pod := range settled {

@@ -35,6 +35,10 @@ type planFixture struct {
 	// defaultStrategy leaves maxSurge and maxUnavailable to the API's
 	// defaults (25%); else both are 1.
 	defaultStrategy bool
+	// staleSpec, when set, adds an earlier target's ReplicaSet ("stale",
+	// image v9) with those replicas and no pod: one the Deployment
+	// controller scaled up for a revision it then went past.
+	staleSpec int32
 }
 
 func (f planFixture) build() *workload {
@@ -54,8 +58,12 @@ func (f planFixture) build() *workload {
 		r.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}
 		return r
 	}
-	old, next := rs("old", "app:v1", f.oldSpec, 1), rs("new", "app:v2", f.newSpec, 2)
-	w := &workload{view: inplace.NewDeploymentView(d, []*appsv1.ReplicaSet{old, next}),
+	old, next := rs("old", "app:v1", f.oldSpec, 1), rs("new", "app:v2", f.newSpec, 3)
+	all := []*appsv1.ReplicaSet{old, next}
+	if f.staleSpec > 0 {
+		all = append(all, rs("stale", "app:v9", f.staleSpec, 2))
+	}
+	w := &workload{view: inplace.NewDeploymentView(d, all),
 		kubeletVersion: func(context.Context, string) string { return "v1.37.2" }}
 	add := func(owner *appsv1.ReplicaSet, letters string) {
 		for _, c := range letters {
@@ -114,6 +122,12 @@ func TestPlan(t *testing.T) {
 		},
 		"scaled down, but no room yet (its scale-up comes in the next sync)": {
 			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 0, oldPods: "oooo"},
+		},
+		"no room, but an earlier target's ReplicaSet wants a pod it never got (the rollout retargeted while held): one moves": {
+			fixture: planFixture{replicas: 3, oldSpec: 2, newSpec: 0, oldPods: "ooo", staleSpec: 1}, wantStart: []string{"web-old-0"},
+		},
+		"an earlier target's ReplicaSet wanting a pod, nothing scaled down: nothing moves": {
+			fixture: planFixture{replicas: 3, oldSpec: 3, newSpec: 0, oldPods: "ooo", staleSpec: 1},
 		},
 		"a pod not Ready moves first": {
 			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 1, oldPods: "ooxo"}, wantStart: []string{"web-old-2"},

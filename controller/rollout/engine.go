@@ -211,21 +211,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		errs = append(errs, err.Error())
 	}
-	pullFailed := false
+	held := false
+	var pulls []string
 	if r.prepullOn(obj) && !plan.Complete {
-		var pulls []string
-		starts, pulls, err = r.pullAhead(ctx, obj, t, eligible, starts)
+		starts, held, pulls, err = r.pullAhead(ctx, obj, t, eligible, starts)
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
 		failures = append(failures, pulls...)
-		pullFailed = len(pulls) > 0
 	} else {
 		r.clearPrepulls(ctx, obj)
 	}
-	if len(starts) > 0 || pullFailed {
+	if len(starts) > 0 || held {
 		rollout = r.recordStart(ctx, obj, rollout, rev.Name)
 	}
+	rollout = r.recordPulling(ctx, obj, rollout, held, len(pulls) > 0)
 	for _, s := range starts {
 		if err := r.updater.begin(ctx, s.pod, s.from, s.diff, t); err != nil {
 			errs = append(errs, err.Error())

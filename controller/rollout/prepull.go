@@ -107,18 +107,18 @@ func (r *Reconciler) prepullOn(obj client.Object) bool {
 // node that cannot pull them as the rollout's failure, which holds every
 // start: the pods keep serving the old images. A pod that is not Ready
 // starts whatever its node holds: it serves nothing to protect. all are the
-// eligible candidates in the plan's order.
-func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target, all, chosen []start) ([]start, []string, error) {
+// eligible candidates in the plan's order. held says whether a chosen start
+// waits for a pull.
+func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target, all, chosen []start) (keep []start, held bool, failures []string, err error) {
 	key := client.ObjectKeyFromObject(obj).String()
 	list := &corev1.PodList{}
 	if err := r.Prepull.Pods.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{inplace.LabelPrepullFor: string(obj.GetUID())}); err != nil {
-		return nil, nil, err
+		return nil, false, nil, err
 	}
 	gvk, err := apiutil.GVKForObject(obj, r.Client.Scheme())
 	if err != nil {
-		return nil, nil, err
+		return nil, false, nil, err
 	}
-	var failures []string
 	pulling := 0
 	byNode := map[string]*corev1.Pod{}
 	for i := range list.Items {
@@ -179,7 +179,7 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPrepullSkipped, "Prepull",
 				"Updating the pods on node %s without pulling ahead: the prepull pod was refused: %v", node, err)
 		default:
-			return nil, nil, fmt.Errorf("creating prepull pod %s/%s: %w", pod.Namespace, pod.Name, err)
+			return nil, false, nil, fmt.Errorf("creating prepull pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
 
@@ -189,21 +189,21 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 		if len(failures) > 1 {
 			failure = fmt.Sprintf("%s (and %d more nodes)", failure, len(failures)-1)
 		}
-		var down []start
 		for _, s := range chosen {
 			if !PodReady(s.pod) {
-				down = append(down, s)
+				keep = append(keep, s)
 			}
 		}
-		return down, []string{"pulling ahead: " + failure}, nil
+		return keep, true, []string{"pulling ahead: " + failure}, nil
 	}
-	var keep []start
 	for _, s := range chosen {
 		if !PodReady(s.pod) || len(newImages(s.pod, t.rev.Template, s.diff)) == 0 || r.Prepull.pulled.has(key, t.rev.Name, s.pod.Spec.NodeName) {
 			keep = append(keep, s)
+		} else {
+			held = true
 		}
 	}
-	return keep, nil, nil
+	return keep, held, nil, nil
 }
 
 // clearPrepulls deletes the prepull pods of a workload whose rollout is

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -67,6 +68,32 @@ func (r *Reconciler) recordStart(ctx context.Context, obj client.Object, rollout
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutStarted, "Rollout",
 		"Rolling out revision %s in place", revision)
 	return next
+}
+
+// recordPulling records on the rollout whether a pod's update waits for its
+// node to pull ahead, and whether a node cannot: the pod webhook keeps its
+// refusals of the workload controller's replacements while it does
+// (inplace.Rollout.HoldsForPull). A record that cannot be written leaves the
+// refusals to their usual bound.
+func (r *Reconciler) recordPulling(ctx context.Context, obj client.Object, rollout *inplace.Rollout, held, failed bool) *inplace.Rollout {
+	if rollout == nil || (rollout.Pulling != nil) == held && rollout.PullFailed == failed {
+		return rollout
+	}
+	next := *rollout
+	next.Pulling, next.PullFailed = nil, false
+	if held {
+		next.Pulling, next.PullFailed = ptr.To(metav1.NewTime(r.Clock.Now())), failed
+		if rollout.Pulling != nil {
+			next.Pulling = rollout.Pulling
+		}
+	}
+	if err := r.writeRecord(ctx, obj, &next); err != nil {
+		if ignoreConflict(err) != nil {
+			logf.FromContext(ctx).Error(err, "Cannot record the pull ahead on the rollout", "workload", klog.KObj(obj))
+		}
+		return rollout
+	}
+	return &next
 }
 
 // complete ends the record of a rollout whose every pod is updated. The

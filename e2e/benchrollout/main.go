@@ -3,7 +3,9 @@
 // (-kinds statefulset):
 //
 //   - inplace: in a namespace inplace manages, the manager updates the pods
-//     in place;
+//     in place, each node pulling the new image ahead (the default);
+//   - noprepull: the same, the workload turning pulling ahead off
+//     (inplace.dev/prepull: "false"): each pod pulls as it updates;
 //   - native:  in an unmanaged namespace, the StatefulSet controller's
 //     RollingUpdate deletes and recreates each pod;
 //   - floor:   in an unmanaged namespace, on OnDelete, this program patches
@@ -111,7 +113,7 @@ func main() {
 		for _, n := range kindSizes {
 			for run := 1; run <= *runs; run++ {
 				for _, mode := range strings.Split(*modes, ",") {
-					if !supported(kind, mode) || b.resources && mode != "inplace" && mode != "native" {
+					if !supported(kind, mode) || b.resources && mode != "inplace" && mode != "noprepull" && mode != "native" {
 						continue
 					}
 					r, err := b.run(context.Background(), kind, mode, n, run)
@@ -124,8 +126,8 @@ func main() {
 						flips += max(p.leftReady-1, 0)
 						left += min(p.leftReady, 1)
 					}
-					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  left Ready: %d  readiness flips: %d  short of Ready: %.1f pod-s  pods created %d, deleted %d\n",
-						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), left, flips, r.short.Seconds(), r.created, r.deleted)
+					fmt.Printf("%-11s %-8s %3d pods  run %d  %7.2fs  (%.2fs a pod)  left Ready: %d  readiness flips: %d  short of Ready: %.1f pod-s  pods created %d, deleted %d  prepull pods %d\n",
+						kind, mode, r.size, run, r.total.Seconds(), r.total.Seconds()/float64(r.size), left, flips, r.short.Seconds(), r.created, r.deleted, r.prepulls)
 					key := fmt.Sprintf("%s/%d", mode, n)
 					results[key] = append(results[key], r)
 					if !slices.Contains(ran, mode) {
@@ -175,8 +177,8 @@ func parseSizes(s string) ([]int, error) {
 
 func checkModes(s string) error {
 	for _, m := range strings.Split(s, ",") {
-		if m != "inplace" && m != "native" && m != "floor" && m != "kruise" {
-			return fmt.Errorf("-modes: unknown mode %q (want inplace, native, floor or kruise)", m)
+		if m != "inplace" && m != "noprepull" && m != "native" && m != "floor" && m != "kruise" {
+			return fmt.Errorf("-modes: unknown mode %q (want inplace, noprepull, native, floor or kruise)", m)
 		}
 	}
 	return nil
@@ -221,6 +223,8 @@ type result struct {
 	// size is the number of pods; created and deleted count the pods the
 	// rollout created and deleted.
 	size, created, deleted int
+	// prepulls counts the prepull pods the manager created (apart).
+	prepulls int
 	// pods are the pods' timelines, from the image change.
 	pods []timeline
 	// short is how far the workload fell short of its size in pods that
@@ -245,7 +249,7 @@ type timeline struct {
 func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (result, error) {
 	ns := fmt.Sprintf("bench-%s-%s-%d-%d-%d", kind[:3], mode, replicas, run, time.Now().Unix()%100000)
 	labels := map[string]string{"e2e.inplace.dev/bench": "true"}
-	if mode == "inplace" || mode == "kruise" {
+	if mode == "inplace" || mode == "noprepull" || mode == "kruise" {
 		labels["inplace.dev/enabled"] = "true"
 	}
 	if err := b.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
@@ -261,6 +265,10 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	w, err := b.workload(kind, mode, ns, int32(replicas))
 	if err != nil {
 		return result{}, err
+	}
+	if mode == "noprepull" {
+		// In place, each pod pulling its new image as it updates.
+		w.obj.SetAnnotations(map[string]string{"inplace.dev/prepull": "false"})
 	}
 	if err := b.client.Create(ctx, w.obj); err != nil {
 		return result{}, err
@@ -295,8 +303,8 @@ func (b *bench) run(ctx context.Context, kind, mode string, replicas, run int) (
 	end := time.Now()
 	total := end.Sub(start)
 	stopWatch()
-	created, deleted := rec.churn()
-	return result{total: total, size: size, created: created, deleted: deleted, pods: rec.timelines(start), short: rec.shortfall(start, end, size)}, nil
+	created, deleted, prepulls := rec.churn()
+	return result{total: total, size: size, created: created, deleted: deleted, prepulls: prepulls, pods: rec.timelines(start), short: rec.shortfall(start, end, size)}, nil
 }
 
 // workload is what one run rolls out: the object created, and how its
@@ -613,6 +621,8 @@ type recorder struct {
 	// known are the pods seen; created and deleted count the changes.
 	known            map[string]bool
 	created, deleted int
+	// prepulls counts the prepull pods the manager created.
+	prepulls int
 	// serving says, by UID, whether a pod is Ready and not being deleted,
 	// and nServing how many are; levels is that count from each time it
 	// changed.
@@ -662,11 +672,12 @@ func (r *recorder) shortfall(start, end time.Time, size int) time.Duration {
 	return short
 }
 
-// churn returns how many pods were created and deleted.
-func (r *recorder) churn() (created, deleted int) {
+// churn returns how many pods were created and deleted, and how many
+// prepull pods.
+func (r *recorder) churn() (created, deleted, prepulls int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.created, r.deleted
+	return r.created, r.deleted, r.prepulls
 }
 
 type podEvents struct {
@@ -711,6 +722,12 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 				if !ok {
 					continue
 				}
+				if _, prepull := pod.Labels["inplace.dev/prepull-for"]; prepull {
+					// The manager's pods that pull the new image on a
+					// node: counted apart, none of the workload's.
+					rec.countPrepull(ev.Type, pod)
+					continue
+				}
 				rec.count(ev.Type, pod)
 				if ev.Type != watch.Added && ev.Type != watch.Modified {
 					continue
@@ -720,6 +737,16 @@ func (b *bench) record(ctx context.Context, ns string) (*recorder, error) {
 		}
 	}()
 	return rec, nil
+}
+
+// countPrepull counts a prepull pod created.
+func (r *recorder) countPrepull(t watch.EventType, pod *corev1.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t == watch.Added && !r.known[string(pod.UID)] {
+		r.known[string(pod.UID)] = true
+		r.prepulls++
+	}
 }
 
 // count counts a pod created or deleted.
@@ -818,7 +845,7 @@ func condition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition 
 // breakdown of each mode.
 func report(out *os.File, results map[string][]result, sizes []int, modes []string) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor\tshort of Ready (median pod-s)\tpods created/deleted")
+	fmt.Fprintln(w, "\nmode\tpods\tmedian total\tper pod\tvs inplace\tinplace vs floor\tshort of Ready (median pod-s)\tpods created/deleted\tprepull pods")
 	for _, n := range sizes {
 		base := medianTotal(results[fmt.Sprintf("inplace/%d", n)])
 		floor := medianTotal(results[fmt.Sprintf("floor/%d", n)])
@@ -836,13 +863,13 @@ func report(out *os.File, results map[string][]result, sizes []int, modes []stri
 			if m == "inplace" && floor > 0 {
 				floorRatio = fmt.Sprintf("%.2fx", t.Seconds()/floor.Seconds())
 			}
-			created, deleted := 0, 0
+			created, deleted, prepulls := 0, 0, 0
 			var short []float64
 			for _, r := range rs {
-				created, deleted = created+r.created, deleted+r.deleted
+				created, deleted, prepulls = created+r.created, deleted+r.deleted, prepulls+r.prepulls
 				short = append(short, r.short.Seconds())
 			}
-			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%.1f\t%d/%d in %d runs\n", m, pods, t.Seconds(), t.Seconds()/float64(pods), vs, floorRatio, median(short), created, deleted, len(rs))
+			fmt.Fprintf(w, "%s\t%d\t%.2fs\t%.2fs\t%s\t%s\t%.1f\t%d/%d in %d runs\t%d\n", m, pods, t.Seconds(), t.Seconds()/float64(pods), vs, floorRatio, median(short), created, deleted, len(rs), prepulls)
 		}
 	}
 	w.Flush()

@@ -471,6 +471,9 @@ func (s *stress) watch(ctx context.Context) (*podWatch, error) {
 			if !ok || ev.Type == watch.Deleted {
 				continue
 			}
+			if _, prepull := pod.Labels["inplace.dev/prepull-for"]; prepull {
+				continue // a prepull pod is none of the workload's
+			}
 			now := time.Now()
 			mu.Lock()
 			t := tracks[pod.Name]

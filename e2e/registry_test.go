@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
@@ -28,16 +31,28 @@ import (
 // returns the image's reference.
 func pushImage(t *testing.T, tag, version string) string {
 	t.Helper()
-	root, err := repositoryRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, digest, err := e2ekit.PushImage(t.Context(), filepath.Join(root, "e2e/cluster/registry.sh"), tag, version)
+	return pushTo(t, e2ekit.Repository, tag, version)
+}
+
+// pushTo is pushImage to a repository of the registry.
+func pushTo(t *testing.T, repository, tag, version string) string {
+	t.Helper()
+	ref, digest, err := e2ekit.PushImage(t.Context(), registrySh(t), repository, tag, version)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("pushed %s (%s)", ref, digest)
 	return ref
+}
+
+// registrySh is the path of e2e/cluster/registry.sh.
+func registrySh(t *testing.T) string {
+	t.Helper()
+	root, err := repositoryRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "e2e/cluster/registry.sh")
 }
 
 // pulledRE is the kubelet's event of an image it pulled (not one it found
@@ -250,4 +265,85 @@ func prepullPods(ctx context.Context, ns string) ([]string, error) {
 		out = append(out, p.Name+" "+reason)
 	}
 	return out, nil
+}
+
+// TestPrivateImagePulledAhead: images of a private repository (basic auth)
+// are pulled ahead with the workload's own imagePullSecret, the pods then
+// updated in place; the same rollout without the secret's credentials (a
+// wrong password) halts on the pull before any pod is taken down.
+func TestPrivateImagePulledAhead(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, optedIn)
+	out, err := exec.CommandContext(t.Context(), registrySh(t), "auth").Output()
+	if err != nil {
+		t.Fatalf("registry.sh auth: %v", err)
+	}
+	user, password, _ := strings.Cut(strings.TrimSpace(string(out)), ":")
+	v1 := pushTo(t, e2ekit.PrivateRepository, ns+"-v1", "v1")
+	v2 := pushTo(t, e2ekit.PrivateRepository, ns+"-v2", "v2")
+	host := v1[:strings.Index(v1, "/")]
+	pullSecret := func(name, password string) {
+		auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+		config := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth)
+		create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(config)}})
+	}
+	pullSecret("registry", password)
+	d := newDeployment("private", ns, 3, v1, withRollingUpdate("0", "1"))
+	d.Spec.Template.Spec.Containers[0].ImagePullPolicy = ""
+	d.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}}
+	create(t, d)
+	waitForDeploymentComplete(t, d)
+	before := observeWorkload(t, d)
+
+	// The secret's password changed under the workload: the pull ahead is
+	// refused, and nothing is taken down.
+	r := watchReadiness(t, ns)
+	c := watchChurn(t, ns)
+	if err := k8s.Delete(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "registry", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	pullSecret("registry", "not-the-password")
+	editTemplate(t, d, func(tpl *corev1.PodTemplateSpec) { tpl.Spec.Containers[0].Image = v2 })
+	eventually(t, podTimeout, "the rollout to halt on the refused pull", func(ctx context.Context) error {
+		cur := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
+			return err
+		}
+		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "cannot pull the new images") {
+			return fmt.Errorf("the rollout record %q tells no pull failure yet", record)
+		}
+		return nil
+	})
+	if spans := r.stop(); len(spans) > 0 {
+		t.Errorf("pods out of Ready while the pull was refused: %v", spans)
+	}
+
+	// The password right again: the kubelet's next pull ahead succeeds, the
+	// rollout goes on by itself, in place.
+	if err := k8s.Delete(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "registry", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	pullSecret("registry", password)
+	waitForDeploymentComplete(t, d)
+	after := observeWorkload(t, d)
+	logPods(t, "after", after)
+	wantNoChurn(t, c)
+	for i, a := range after {
+		if a.UID != before[i].UID || !a.Ready || a.Version != "v2" || a.Restarts != before[i].Restarts+1 {
+			t.Errorf("pod %s: UID %s -> %s, Ready %t, serves %q, %d restarts; want the same pod serving v2, restarted once", a.Name, before[i].UID, a.UID, a.Ready, a.Version, a.Restarts)
+		}
+	}
+	got, err := pulls(t.Context(), ns, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range got {
+		if !strings.Contains(name, "-prepull-") {
+			t.Errorf("pod %s pulled %s itself (pulls: %v)", name, v2, got)
+		}
+	}
+	if len(got) == 0 {
+		t.Errorf("no pull of %s seen", v2)
+	}
 }

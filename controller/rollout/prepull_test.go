@@ -5,11 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -176,4 +179,41 @@ func keys(m map[string]*corev1.Pod) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestRecordPulling: the rollout record says since when a start waits for
+// a pull ahead, and whether one failed, which the pod webhook reads to keep
+// its refusals; the time stays that of the first wait, and clears with it.
+func TestRecordPulling(t *testing.T) {
+	sts := builder.StatefulSet("web", "apps").Obj()
+	clock := clocktesting.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(sts).Build()
+	r := &Reconciler{Client: c, Clock: clock}
+	read := func() *inplace.Rollout {
+		t.Helper()
+		got := &appsv1.StatefulSet{}
+		if err := c.Get(t.Context(), client.ObjectKeyFromObject(sts), got); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := inplace.RolloutOf(got.Annotations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	rec := &inplace.Rollout{Revision: "web-2"}
+	rec = r.recordPulling(t.Context(), sts, rec, true, false)
+	first := clock.Now()
+	if got := read(); !got.HoldsForPull("web-2", first) || got.PullFailed {
+		t.Fatalf("record %+v: want pulling since now, not failed", got)
+	}
+	clock.Step(time.Minute)
+	rec = r.recordPulling(t.Context(), sts, rec, true, true)
+	if got := read(); !got.Pulling.Time.Equal(first) || !got.PullFailed || !got.HoldsForPull("web-2", first.Add(time.Hour)) {
+		t.Fatalf("record %+v: want pulling since the first wait, failed, held for good", got)
+	}
+	r.recordPulling(t.Context(), sts, rec, false, false)
+	if got := read(); got.Pulling != nil || got.PullFailed || got.HoldsForPull("web-2", clock.Now()) {
+		t.Fatalf("record %+v: want the pull cleared", got)
+	}
 }

@@ -198,10 +198,10 @@ type bench struct {
 // after the run and makes them the run's from and to: no node has them.
 func (b *bench) pushImages(ctx context.Context, ns string) error {
 	var err error
-	if b.from, _, err = e2ekit.PushImage(ctx, b.push, ns+"-v1", "v1"); err != nil {
+	if b.from, _, err = e2ekit.PushImage(ctx, b.push, e2ekit.Repository, ns+"-v1", "v1"); err != nil {
 		return err
 	}
-	b.to, _, err = e2ekit.PushImage(ctx, b.push, ns+"-v2", "v2")
+	b.to, _, err = e2ekit.PushImage(ctx, b.push, e2ekit.Repository, ns+"-v2", "v2")
 	return err
 }
 

@@ -11,6 +11,7 @@
 #                       own drawn from that name (a fresh tag is a fresh
 #                       pull); prints the reference and the manifest digest
 #   registry.sh host    the registry's host:port
+#   registry.sh auth    the user:password of its private repositories
 #
 # It runs in its own network namespace ($REGISTRY_NETNS), on the nodes' LAN
 # (a veth into its bridge) at $REGISTRY_IP, and serves HTTPS only, with a
@@ -20,6 +21,9 @@
 # tens of megabytes takes seconds, as it does from a real registry; the
 # nodes' other traffic is not shaped. A cluster of one node has no LAN and
 # no registry.
+#
+# The repositories under private/ need basic auth ($REGISTRY_AUTH), as a
+# private registry's do: a pod pulls them with an imagePullSecret only.
 #
 # The images: the test application of images.sh on a base layer of
 # $REGISTRY_BASE_MB MiB shared by every image, plus a version layer of
@@ -39,13 +43,15 @@ REGISTRY_BASE_MB=${REGISTRY_BASE_MB:-40}
 REGISTRY_VERSION_MB=${REGISTRY_VERSION_MB:-30}
 REGISTRY_DIR=$STATE/registry
 REGISTRY_REPO=inplace-testapp
+REGISTRY_AUTH=${REGISTRY_AUTH:-e2e:inplace-e2e-pull}
+REGISTRY_AUTH_PREFIX=private/
 
 build_registry() {
 	(cd "$ROOT/hack/tools" && CGO_ENABLED=0 go build -o "$BIN/registry" ./cmd/registry)
 }
 
 serving() {
-	nsenter --net="$REGISTRY_NETNS_PATH" curl -fsS --max-time 2 --cacert "$PKI/ca.crt" "https://$REGISTRY_HOST/v2/" >/dev/null 2>&1
+	nsenter --net="$REGISTRY_NETNS_PATH" curl -fsS --max-time 2 --cacert "$PKI/ca.crt" -u "$REGISTRY_AUTH" "https://$REGISTRY_HOST/v2/" >/dev/null 2>&1
 }
 
 # shape: an htb class of $REGISTRY_RATE per node IP on the registry's end
@@ -91,7 +97,8 @@ up() {
 	if ! serving; then
 		mkdir -p "$REGISTRY_DIR"
 		start_daemon_in "$REGISTRY_NETNS_PATH" registry "$BIN/registry" serve -listen "$REGISTRY_HOST" \
-			-cert "$PKI/registry.crt" -key "$PKI/registry.key" -dir "$REGISTRY_DIR/blobs"
+			-cert "$PKI/registry.crt" -key "$PKI/registry.key" -dir "$REGISTRY_DIR/blobs" \
+			-auth "$REGISTRY_AUTH" -auth-prefix "$REGISTRY_AUTH_PREFIX"
 		wait_for "the registry at $REGISTRY_HOST" 20 serving
 		# Manifests live in the registry's memory: a new one has none.
 		rm -f "$REGISTRY_DIR/pushed"
@@ -114,7 +121,7 @@ push_version() {
 	[ -s "$IMAGES/testapp-$version.tar" ] || die "registry: no image tarball $IMAGES/testapp-$version.tar (images.sh build)"
 	nsenter --net="$REGISTRY_NETNS_PATH" "$BIN/registry" push -ca "$PKI/ca.crt" -tarball "$IMAGES/testapp-$version.tar" \
 		-tag "example.local/inplace-testapp:$version" -to "$REGISTRY_HOST/$to" \
-		-base-mb "$REGISTRY_BASE_MB" -version-mb "$mb"
+		-base-mb "$REGISTRY_BASE_MB" -version-mb "$mb" -auth "$REGISTRY_AUTH"
 }
 
 down() {
@@ -126,6 +133,7 @@ down() {
 case ${1:-} in
 up) up ;;
 down) down ;;
+auth) echo "$REGISTRY_AUTH" ;;
 push)
 	[ $# -ge 3 ] || die "usage: registry.sh push REPO:TAG VERSION [VERSION_MB]"
 	push_version "$2" "$3" "${4:-}"

@@ -46,13 +46,19 @@ func DeleteNamespace(c client.Client, ns string) {
 	})
 }
 
+// Repositories of the cluster's registry: the test application's, and the
+// same under private/, which needs basic auth (registry.sh auth).
+const (
+	Repository        = "inplace-testapp"
+	PrivateRepository = "private/inplace-testapp"
+)
+
 // PushImage pushes the test application's version (v1, v2, v3) to the
-// cluster's registry as inplace-testapp:tag with registry.sh, the script's
-// path, and returns the reference and the manifest digest it printed. The
-// image's version layer is drawn from the tag: under a fresh tag, no node
-// has it.
-func PushImage(ctx context.Context, registrySh, tag, version string) (ref, digest string, err error) {
-	out, err := exec.CommandContext(ctx, registrySh, "push", "inplace-testapp:"+tag, version).CombinedOutput()
+// cluster's registry as repository:tag with registry.sh, the script's path,
+// and returns the reference and the manifest digest it printed. The image's
+// version layer is drawn from the tag: under a fresh tag, no node has it.
+func PushImage(ctx context.Context, registrySh, repository, tag, version string) (ref, digest string, err error) {
+	out, err := exec.CommandContext(ctx, registrySh, "push", repository+":"+tag, version).CombinedOutput()
 	if err != nil {
 		return "", "", fmt.Errorf("pushing %s as %s: %v: %s", version, tag, err, out)
 	}

@@ -6,7 +6,7 @@
 // on top of a base of shared layers, plus a version layer of its own, each
 // of incompressible bytes of a given size.
 //
-//	registry serve -listen 10.250.0.250:5000 -cert registry.crt -key registry.key -dir blobs [-auth user:password]
+//	registry serve -listen 10.250.0.250:5000 -cert registry.crt -key registry.key -dir blobs [-auth user:password [-auth-prefix private/]]
 //	registry push -ca ca.crt -tarball testapp-v1.tar -tag example.local/inplace-testapp:v1 \
 //	    -to 10.250.0.250:5000/inplace-testapp:v1 -base-mb 40 -version-mb 30 [-auth user:password]
 //
@@ -49,7 +49,7 @@ import (
 )
 
 const usage = `usage:
-  registry serve -listen ADDR -cert FILE -key FILE -dir DIR [-auth USER:PASSWORD]
+  registry serve -listen ADDR -cert FILE -key FILE -dir DIR [-auth USER:PASSWORD [-auth-prefix PREFIX]]
   registry push -ca FILE -tarball FILE -tag REF -to REF [-base-mb N] [-version-mb N] [-auth USER:PASSWORD]`
 
 func main() {
@@ -79,6 +79,7 @@ func serve(args []string) error {
 	key := fs.String("key", "", "the server's key (PEM)")
 	dir := fs.String("dir", "", "the folder of the blobs")
 	auth := fs.String("auth", "", "user:password that every request must carry (basic auth); none if empty")
+	authPrefix := fs.String("auth-prefix", "", "with -auth, only the repositories under this prefix (private/: /v2/private/...) need it; every request when empty")
 	_ = fs.Parse(args)
 	switch {
 	case *listen == "":
@@ -98,7 +99,7 @@ func serve(args []string) error {
 		registry.Logger(log.New(io.Discard, "", 0)),
 	)
 	if *auth != "" {
-		h = basicAuth(h, *auth)
+		h = basicAuth(h, *auth, *authPrefix)
 	}
 	srv := &http.Server{
 		Addr:              *listen,
@@ -119,19 +120,26 @@ func serve(args []string) error {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	log.Printf("serving on https://%s, blobs in %s, auth %t", *listen, *dir, *auth != "")
+	log.Printf("serving on https://%s, blobs in %s, auth %t (prefix %q)", *listen, *dir, *auth != "", *authPrefix)
 	if err := srv.ListenAndServeTLS(*cert, *key); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// basicAuth refuses every request without the user and password, as a
-// registry that serves private images does (the challenge is what
-// containerd answers with the pod's pull secret).
-func basicAuth(next http.Handler, userPassword string) http.Handler {
+// basicAuth refuses every request without the user and password (to the
+// repositories under prefix, when set), as a registry that serves private
+// images does (the challenge is what containerd answers with the pod's pull
+// secret).
+func basicAuth(next http.Handler, userPassword, prefix string) http.Handler {
 	want := sha256.Sum256([]byte(userPassword))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The API's root (/v2/) challenges too: a client that pings it
+		// first (go-containerregistry) learns to send the credentials.
+		if prefix != "" && r.URL.Path != "/v2/" && !strings.HasPrefix(r.URL.Path, "/v2/"+prefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		user, password, ok := r.BasicAuth()
 		got := sha256.Sum256([]byte(user + ":" + password))
 		if !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {

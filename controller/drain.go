@@ -19,19 +19,21 @@ import (
 // must be longer.
 const drainTimeout = 10 * time.Second
 
-// ShutdownDrain runs on the elected replica and, when it stops, opens the
-// gates that its in-progress updates hold closed and that nobody else may
-// be there to open: with every replica gone (scaled to zero, uninstalled),
-// a pod left with its gate closed would never be Ready, and on OrderedReady
-// its StatefulSet controller would wait for it forever.
+// ShutdownDrain runs on every replica and, when it stops, opens the gates
+// that nobody else may be there to open: with every replica gone (scaled to
+// zero, uninstalled), a pod left with its gate closed would never be Ready,
+// and on OrderedReady its StatefulSet controller would wait for it forever.
 //
-// An update not patched yet is abandoned (its gate opens; the next leader,
-// if any, begins it again). A patched one gets its gate open when the
-// kubelet may count the pod Ready again: guarded at once (the API server
-// refuses a Ready True while a replaced container runs), unguarded once the
-// replaced containers are gone. Its state is left for the next leader to
-// finish. Another replica taking over meanwhile finds the gates open and
-// carries on.
+// Every replica opens the gates of new pods its webhook gated that no
+// keeper opened yet (a workload controller's pod created in the seconds
+// before the replicas stopped, its webhook still serving). The elected one
+// also opens the gates its in-progress updates hold closed: an update not
+// patched yet is abandoned (its gate opens; the next leader, if any, begins
+// it again). A patched one gets its gate open when the kubelet may count
+// the pod Ready again: guarded at once (the API server refuses a Ready True
+// while a replaced container runs), unguarded once the replaced containers
+// are gone. Its state is left for the next leader to finish. Another
+// replica taking over meanwhile finds the gates open and carries on.
 type ShutdownDrain struct {
 	// Reader lists pods live: the cache may be stopping.
 	Reader client.Reader
@@ -40,6 +42,9 @@ type ShutdownDrain struct {
 	Clock  clock.PassiveClock
 	// Scope's excluded namespaces are never touched.
 	Scope inplace.Scope
+	// Elected is closed once this replica is elected (the manager's
+	// Elected); nil is elected.
+	Elected <-chan struct{}
 }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then
@@ -52,9 +57,22 @@ func (d *ShutdownDrain) Start(ctx context.Context) error {
 	return nil
 }
 
-// NeedLeaderElection implements manager.LeaderElectionRunnable: only the
-// elected replica has updates in progress.
-func (d *ShutdownDrain) NeedLeaderElection() bool { return true }
+// NeedLeaderElection implements manager.LeaderElectionRunnable: every
+// replica drains the gates of new pods; only the elected one has updates in
+// progress (Elected).
+func (d *ShutdownDrain) NeedLeaderElection() bool { return false }
+
+func (d *ShutdownDrain) elected() bool {
+	if d.Elected == nil {
+		return true
+	}
+	select {
+	case <-d.Elected:
+		return true
+	default:
+		return false
+	}
+}
 
 // Drain opens the gates in-progress updates hold closed, as far as it is
 // safe.
@@ -68,12 +86,27 @@ func (d *ShutdownDrain) Drain(ctx context.Context) {
 		log.Error(err, "Cannot list the managed pods to open their gates")
 		return
 	}
-	guarded := rollout.IsGuarded(d.Guard)
+	guarded, elected := rollout.IsGuarded(d.Guard), d.elected()
 	opened := 0
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if d.Scope.Excluded[pod.Namespace] || inplace.ControlledByOther(pod) || !inplace.Updating(pod) || rollout.GateOpen(pod) || pod.DeletionTimestamp != nil {
+		if d.Scope.Excluded[pod.Namespace] || inplace.ControlledByOther(pod) || rollout.GateOpen(pod) || pod.DeletionTimestamp != nil {
 			continue
+		}
+		if !inplace.Updating(pod) {
+			// A new pod whose gate no keeper opened yet: opened as the
+			// keeper opens it.
+			if inplace.HasGate(pod) && inplace.GateCondition(pod) == nil {
+				if err := rollout.OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); err != nil {
+					log.Error(err, "Cannot open a gate", "pod", klog.KObj(pod))
+					continue
+				}
+				opened++
+			}
+			continue
+		}
+		if !elected {
+			continue // the elected replica's updates
 		}
 		state, err := inplace.StateOf(pod)
 		if err != nil {
@@ -88,5 +121,5 @@ func (d *ShutdownDrain) Drain(ctx context.Context) {
 		}
 		opened++
 	}
-	log.Info("Opened the gates of the updates in progress before stopping", "opened", opened)
+	log.Info("Opened the gates of new pods and updates in progress before stopping", "opened", opened, "elected", elected)
 }

@@ -235,8 +235,9 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 	}
 }
 
-// TestShutdownDrain: the elected replica, stopping, opens the gates its
-// updates hold closed, as far as it is safe.
+// TestShutdownDrain: a replica, stopping, opens the gates of new pods no
+// keeper opened yet; the elected one also the gates its updates hold
+// closed, as far as it is safe.
 func TestShutdownDrain(t *testing.T) { testclock.Run(t, testShutdownDrain) }
 
 func testShutdownDrain(t *testing.T, now time.Time) {
@@ -250,16 +251,23 @@ func testShutdownDrain(t *testing.T, now time.Time) {
 		`{"revision":"r2","since":null,"patchedAt":"`+now.Add(-5*time.Second).Format(time.RFC3339)+`","containers":{"app":{"containerID":"containerd://c1"}}}`).Obj()
 	running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c1",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	// fresh: created with the gate a moment before the replicas stopped,
+	// no keeper having opened it.
+	fresh := builder.Pod("fresh", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	elected, notElected := make(chan struct{}), make(chan struct{})
+	close(elected)
 	for _, tc := range []struct {
 		guarded  bool
+		elected  chan struct{}
 		wantOpen map[string]bool
 	}{
-		{guarded: true, wantOpen: map[string]bool{"unpatched": true, "old-still-running": true}},
-		{guarded: false, wantOpen: map[string]bool{"unpatched": true, "old-still-running": false}},
+		{guarded: true, elected: elected, wantOpen: map[string]bool{"unpatched": true, "old-still-running": true, "fresh": true}},
+		{guarded: false, elected: elected, wantOpen: map[string]bool{"unpatched": true, "old-still-running": false, "fresh": true}},
+		{guarded: true, elected: notElected, wantOpen: map[string]bool{"unpatched": false, "old-still-running": false, "fresh": true}},
 	} {
-		t.Run(fmt.Sprintf("guarded %v", tc.guarded), func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(unpatched.DeepCopy(), running.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
-			(&ShutdownDrain{Reader: c, Client: c, Guard: guard(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now)}).Drain(t.Context())
+		t.Run(fmt.Sprintf("guarded %v, elected %v", tc.guarded, tc.elected == elected), func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(unpatched.DeepCopy(), running.DeepCopy(), fresh.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
+			(&ShutdownDrain{Reader: c, Client: c, Guard: guard(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now), Elected: tc.elected}).Drain(t.Context())
 			for name, want := range tc.wantOpen {
 				got := &corev1.Pod{}
 				if err := c.Get(t.Context(), client.ObjectKey{Namespace: "apps", Name: name}, got); err != nil {

@@ -309,7 +309,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
-	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope}); err != nil {
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected()}); err != nil {
 		return err
 	}
 

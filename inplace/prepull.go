@@ -19,8 +19,10 @@ import (
 // pull is not spent out of service. A prepull pod does it: bound to the
 // node, with the workload's pull credentials (its pods' imagePullSecrets
 // and service account), one container per new image whose command is a
-// path that cannot exist in any container, so that the kubelet pulls the
-// image and then fails to start it: nothing of the image runs. The manager
+// path that cannot exist in any container and an environment read from a
+// ConfigMap that does not exist, so that the kubelet pulls the image and
+// then fails to configure the container: nothing of the image runs, nor is
+// the container even created. The manager
 // creates it, reads it, and deletes it; the workload owns it, so that its
 // deletion takes the pod along whatever the manager does.
 
@@ -30,6 +32,13 @@ import (
 // exec fails, so nothing of the image runs. The manager's admission policy
 // (inplace-manager-scope) lets it create pods with this command only.
 const PrepullCommand = "/proc/inplace-prepull"
+
+// PrepullConfigMap names a ConfigMap that a prepull pod's containers read a
+// key of: none is expected to exist, so that the kubelet, once it has the
+// image, fails to make the container's configuration
+// (CreateContainerConfigError) and never asks the runtime to create it,
+// which is quick; were it to exist, the command still runs nothing.
+const PrepullConfigMap = "inplace-prepull-runs-nothing"
 
 // PrepullDeadline bounds a prepull pod's life on its node
 // (activeDeadlineSeconds): one the manager lost track of ends there.
@@ -88,7 +97,10 @@ func PrepullPod(owner metav1.OwnerReference, revision, node string, from *corev1
 			Image:           c.Image,
 			ImagePullPolicy: c.ImagePullPolicy,
 			Command:         []string{PrepullCommand},
-			Resources:       corev1.ResourceRequirements{Requests: tiny, Limits: tiny},
+			Env: []corev1.EnvVar{{Name: "INPLACE_PREPULL", ValueFrom: &corev1.EnvVarSource{
+				ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: PrepullConfigMap}, Key: "none"},
+			}}},
+			Resources: corev1.ResourceRequirements{Requests: tiny, Limits: tiny},
 			SecurityContext: &corev1.SecurityContext{
 				AllowPrivilegeEscalation: ptr.To(false),
 				ReadOnlyRootFilesystem:   ptr.To(true),

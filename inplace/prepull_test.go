@@ -22,7 +22,8 @@ func TestPrepullPod(t *testing.T) {
 		t.Errorf("credentials %q %v, token mounted %t: want the workload's, no token", pod.Spec.ServiceAccountName, pod.Spec.ImagePullSecrets, *pod.Spec.AutomountServiceAccountToken)
 	}
 	c := pod.Spec.Containers[0]
-	if c.Image != "registry.example/app:v2" || c.ImagePullPolicy != corev1.PullAlways || len(c.Command) != 1 || c.Command[0] != PrepullCommand || len(c.Env) != 0 {
+	if c.Image != "registry.example/app:v2" || c.ImagePullPolicy != corev1.PullAlways || len(c.Command) != 1 || c.Command[0] != PrepullCommand ||
+		len(c.Env) != 1 || c.Env[0].ValueFrom.ConfigMapKeyRef.Name != PrepullConfigMap {
 		t.Errorf("container %+v: want the image and pull policy, the command that runs nothing, nothing else", c)
 	}
 	if sc := pod.Spec.SecurityContext; !*sc.RunAsNonRoot || *sc.RunAsUser == 0 || *c.SecurityContext.AllowPrivilegeEscalation || len(c.SecurityContext.Capabilities.Drop) != 1 {
@@ -55,12 +56,13 @@ func TestPrepullState(t *testing.T) {
 		statuses []corev1.ContainerStatus
 		want     string
 	}{
-		"no status yet":                 {nil, PrepullPulling},
-		"pulling":                       {[]corev1.ContainerStatus{waiting("ContainerCreating", "")}, PrepullPulling},
-		"a tag that does not exist":     {[]corev1.ContainerStatus{waiting("ErrImagePull", "not found")}, PrepullFailed},
-		"backing off a pull":            {[]corev1.ContainerStatus{waiting("ImagePullBackOff", "")}, PrepullFailed},
-		"pulled, its start refused":     {[]corev1.ContainerStatus{terminated}, PrepullPulled},
-		"pulled, its start backing off": {[]corev1.ContainerStatus{waiting("RunContainerError", "exec: no such file")}, PrepullPulled},
+		"no status yet":                     {nil, PrepullPulling},
+		"pulling":                           {[]corev1.ContainerStatus{waiting("ContainerCreating", "")}, PrepullPulling},
+		"a tag that does not exist":         {[]corev1.ContainerStatus{waiting("ErrImagePull", "not found")}, PrepullFailed},
+		"backing off a pull":                {[]corev1.ContainerStatus{waiting("ImagePullBackOff", "")}, PrepullFailed},
+		"pulled, its start refused":         {[]corev1.ContainerStatus{terminated}, PrepullPulled},
+		"pulled, its start backing off":     {[]corev1.ContainerStatus{waiting("RunContainerError", "exec: no such file")}, PrepullPulled},
+		"pulled, its configuration refused": {[]corev1.ContainerStatus{waiting("CreateContainerConfigError", `configmap "inplace-prepull-runs-nothing" not found`)}, PrepullPulled},
 	} {
 		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}, Status: corev1.PodStatus{ContainerStatuses: tc.statuses}}
 		if got, detail := PrepullState(pod); got != tc.want {

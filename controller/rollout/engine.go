@@ -143,6 +143,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			r.told.forget(key)
 			if r.Prepull != nil {
 				r.Prepull.pulled.forget(key)
+				r.Prepull.failing.forget(key)
 			}
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)

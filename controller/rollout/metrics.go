@@ -13,6 +13,13 @@ const (
 	resultFailure = "failure"
 )
 
+// Results of a pull ahead on a node.
+const (
+	prepullPulled  = "pulled"
+	prepullFailed  = "failed"
+	prepullSkipped = "skipped"
+)
+
 var (
 	updatesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "inplace_updates_total",
@@ -40,6 +47,11 @@ var (
 		Help: "Workload controllers told to retry a replacement the pod webhook refused, which would now pass, by workload kind and reason (Passes, NoEngine, PromiseBroken).",
 	}, []string{"kind", "reason"})
 
+	prepullsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "inplace_prepulls_total",
+		Help: "Nodes that pulled a rollout's new images ahead, by workload kind and result (pulled; failed: a pull the kubelet reported failing, which halts the rollout; skipped: the prepull pod refused, rejected or past its deadline, the node going without).",
+	}, []string{"kind", "result"})
+
 	rolloutsInProgress = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "inplace_rollouts_in_progress",
 		Help: "Workloads whose pods inplace is updating in place (a rollout recorded on the workload), by kind.",
@@ -47,7 +59,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, deletesRefused, controllersWoken, rolloutsInProgress)
+	metrics.Registry.MustRegister(updatesTotal, updateDuration, fallbacksTotal, deletesRefused, controllersWoken, prepullsTotal, rolloutsInProgress)
 }
 
 // activeSet tracks the workloads of a kind with an in-place rollout

@@ -37,7 +37,13 @@ type Prepull struct {
 	Pods client.Reader
 
 	pulled pulledNodes
+	// failing remembers the failures counted, one per node and revision.
+	failing memo
 }
+
+// pullAheadFailure begins the failure of a rollout whose nodes cannot pull
+// its images ahead.
+const pullAheadFailure = "pulling ahead: "
 
 // pulledNodes remembers, per workload, the nodes that pulled its target
 // revision's images (or that cannot pull ahead: those go without), since
@@ -131,14 +137,19 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 		switch state, detail := inplace.PrepullState(pod); {
 		case state == inplace.PrepullPulled:
 			r.Prepull.pulled.add(key, t.rev.Name, node)
+			prepullsTotal.WithLabelValues(t.kind, prepullPulled).Inc()
 			r.deletePrepull(ctx, pod)
 		case state == inplace.PrepullFailed:
 			byNode[node] = pod
+			if r.Prepull.failing.first(key, node, t.rev.Name) {
+				prepullsTotal.WithLabelValues(t.kind, prepullFailed).Inc()
+			}
 			failures = append(failures, fmt.Sprintf("node %s cannot pull the new images: %s", node, detail))
 		case pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil:
 			// The kubelet refused the pod (a node full of pods), or its
 			// deadline passed: this node goes without pulling ahead.
 			r.Prepull.pulled.add(key, t.rev.Name, node)
+			prepullsTotal.WithLabelValues(t.kind, prepullSkipped).Inc()
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonPrepullSkipped, "Prepull",
 				"Updating the pods on node %s without pulling ahead: %s", node, prepullEnded(pod))
 			r.deletePrepull(ctx, pod)
@@ -176,6 +187,7 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 			// A quota, a pod security level or another admission control
 			// refuses the pod: the node goes without.
 			r.Prepull.pulled.add(key, t.rev.Name, node)
+			prepullsTotal.WithLabelValues(t.kind, prepullSkipped).Inc()
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonPrepullSkipped, "Prepull",
 				"Updating the pods on node %s without pulling ahead: the prepull pod was refused: %v", node, err)
 		default:
@@ -194,7 +206,7 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 				keep = append(keep, s)
 			}
 		}
-		return keep, true, []string{"pulling ahead: " + failure}, nil
+		return keep, true, []string{pullAheadFailure + failure}, nil
 	}
 	for _, s := range chosen {
 		if !PodReady(s.pod) || len(newImages(s.pod, t.rev.Template, s.diff)) == 0 || r.Prepull.pulled.has(key, t.rev.Name, s.pod.Spec.NodeName) {
@@ -212,7 +224,9 @@ func (r *Reconciler) clearPrepulls(ctx context.Context, obj client.Object) {
 	if r.Prepull == nil || r.Prepull.Pods == nil {
 		return
 	}
-	r.Prepull.pulled.forget(client.ObjectKeyFromObject(obj).String())
+	key := client.ObjectKeyFromObject(obj).String()
+	r.Prepull.pulled.forget(key)
+	r.Prepull.failing.forget(key)
 	list := &corev1.PodList{}
 	if err := r.Prepull.Pods.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{inplace.LabelPrepullFor: string(obj.GetUID())}); err != nil {
 		return

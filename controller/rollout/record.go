@@ -135,8 +135,14 @@ func (r *Reconciler) reportFailures(ctx context.Context, obj client.Object, roll
 		return
 	}
 	if failure != "" {
+		where := "before any pod is taken down"
+		for _, f := range failures {
+			if !strings.HasPrefix(f, pullAheadFailure) {
+				where = "at maxUnavailable"
+			}
+		}
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
-			"The in-place rollout is halted at maxUnavailable: %s", failure)
+			"The in-place rollout is halted %s: %s", where, failure)
 	}
 }
 

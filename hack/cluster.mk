@@ -43,7 +43,8 @@ e2e-kruise: ## The OpenKruise suite: cluster up, manager installed, Kruise insta
 	@E2E_KRUISE=1 E2E_KEEP_CLUSTER='$(E2E_KEEP_CLUSTER)' E2E_RUN='$(E2E_RUN)' $(CLUSTER_REPO_ROOT)/e2e/run.sh
 
 # BENCH_REPLICAS, BENCH_RUNS, BENCH_MODES: the StatefulSet sizes, the runs
-# of each, and the modes (e2e/benchrollout), alternated within each run.
+# of each, and the modes (e2e/benchrollout: inplace, noprepull, native,
+# floor, kruise), alternated within each run.
 # With kruise among the modes, OpenKruise is installed first (make kruise).
 BENCH_REPLICAS ?= 3,30
 BENCH_RUNS ?= 3

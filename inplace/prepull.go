@@ -158,3 +158,30 @@ func PrepullState(pod *corev1.Pod) (state, detail string) {
 	}
 	return PrepullPulling, ""
 }
+
+// OnNode reports whether the node has every container's image already, by
+// what its kubelet reports (status.images: the largest images, up to 50 by
+// default): those whose pull policy lets the kubelet use an image it has
+// (IfNotPresent; Never), not Always, which asks the registry every time.
+// An image the report leaves out counts as missing: pulling ahead then costs
+// a pull that finds the image present.
+func OnNode(node *corev1.Node, containers []corev1.Container) bool {
+	have := map[string]bool{}
+	for _, img := range node.Status.Images {
+		for _, name := range img.Names {
+			if n, err := NormalizeImage(name); err == nil {
+				have[n] = true
+			}
+		}
+	}
+	for _, c := range containers {
+		if c.ImagePullPolicy == corev1.PullNever {
+			continue
+		}
+		n, err := NormalizeImage(c.Image)
+		if c.ImagePullPolicy != corev1.PullIfNotPresent || err != nil || !have[n] {
+			return false
+		}
+	}
+	return true
+}

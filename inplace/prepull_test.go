@@ -70,3 +70,28 @@ func TestPrepullState(t *testing.T) {
 		}
 	}
 }
+
+func TestOnNode(t *testing.T) {
+	node := &corev1.Node{Status: corev1.NodeStatus{Images: []corev1.ContainerImage{
+		{Names: []string{"docker.io/library/nginx@sha256:0123456789012345678901234567890123456789012345678901234567890123", "docker.io/library/nginx:1.28"}},
+		{Names: []string{"registry.example/app:v2"}},
+	}}}
+	c := func(image string, policy corev1.PullPolicy) corev1.Container {
+		return corev1.Container{Name: "c", Image: image, ImagePullPolicy: policy}
+	}
+	for name, tc := range map[string]struct {
+		containers []corev1.Container
+		want       bool
+	}{
+		"reported, as the kubelet names it":          {[]corev1.Container{c("nginx:1.28", corev1.PullIfNotPresent)}, true},
+		"reported, every one":                        {[]corev1.Container{c("nginx:1.28", corev1.PullIfNotPresent), c("registry.example/app:v2", corev1.PullIfNotPresent)}, true},
+		"one not reported":                           {[]corev1.Container{c("nginx:1.28", corev1.PullIfNotPresent), c("registry.example/app:v3", corev1.PullIfNotPresent)}, false},
+		"reported, but Always asks the registry":     {[]corev1.Container{c("registry.example/app:v2", corev1.PullAlways)}, false},
+		"Never pulls":                                {[]corev1.Container{c("registry.example/app:v9", corev1.PullNever)}, true},
+		"a reference that does not parse is missing": {[]corev1.Container{c("Registry.Example/App:v2", corev1.PullIfNotPresent)}, false},
+	} {
+		if got := OnNode(node, tc.containers); got != tc.want {
+			t.Errorf("%s: OnNode = %t, want %t", name, got, tc.want)
+		}
+	}
+}

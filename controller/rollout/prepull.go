@@ -175,6 +175,12 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 		if len(containers) == 0 {
 			continue
 		}
+		if r.onNode(ctx, node, containers) {
+			// Its kubelet reports the images (a rollback, an image
+			// shared with another workload): nothing to pull.
+			r.Prepull.pulled.add(key, t.rev.Name, node)
+			continue
+		}
 		pod := inplace.PrepullPod(*metav1.NewControllerRef(obj, gvk), t.rev.Name, node, &s.pod.Spec, containers)
 		pod.Namespace = obj.GetNamespace()
 		pod.OwnerReferences[0].Controller, pod.OwnerReferences[0].BlockOwnerDeletion = nil, nil
@@ -216,6 +222,19 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 		}
 	}
 	return keep, held, nil, nil
+}
+
+// onNode reads the node live and reports whether its kubelet reports every
+// container's image (inplace.OnNode). A node that cannot be read pulls.
+func (r *Reconciler) onNode(ctx context.Context, name string, containers []corev1.Container) bool {
+	if r.APIReader == nil {
+		return false
+	}
+	node := &corev1.Node{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+		return false
+	}
+	return inplace.OnNode(node, containers)
 }
 
 // clearPrepulls deletes the prepull pods of a workload whose rollout is

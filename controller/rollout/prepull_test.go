@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -215,5 +216,23 @@ func TestRecordPulling(t *testing.T) {
 	r.recordPulling(t.Context(), sts, rec, false, false)
 	if got := read(); got.Pulling != nil || got.PullFailed || got.HoldsForPull("web-2", clock.Now()) {
 		t.Fatalf("record %+v: want the pull cleared", got)
+	}
+}
+
+// TestPullAheadSkipsNodesThatHaveTheImages: a node whose kubelet reports the
+// new image (a rollback) pulls nothing ahead: its pods start at once.
+func TestPullAheadSkipsNodesThatHaveTheImages(t *testing.T) {
+	f := newPrepullFixture(t, interceptor.Funcs{})
+	f.t.rev.Template.Spec.Containers[0].ImagePullPolicy = corev1.PullIfNotPresent
+	has := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"},
+		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"docker.io/library/nginx:1.28"}}}}}
+	lacks := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}
+	f.r.APIReader = fake.NewClientBuilder().WithScheme(scheme).WithObjects(has, lacks).Build()
+	kept, failures := f.pass(t)
+	if !slices.Equal(kept, []string{"web-0", "web-3"}) || len(failures) > 0 {
+		t.Fatalf("kept %v, failures %v: want web-0 at once (node-a has the image) and web-3", kept, failures)
+	}
+	if pods := f.prepulls(t); len(pods) != 1 || pods["node-b"] == nil {
+		t.Errorf("prepull pods on %v: want node-b's alone", keys(pods))
 	}
 }

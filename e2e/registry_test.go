@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -200,16 +199,7 @@ func TestMisspeltTagHaltsBeforeAnyPod(t *testing.T) {
 	r := watchReadiness(t, ns)
 	typo := v1[:strings.LastIndex(v1, ":")] + ":" + ns + "-v2-typo"
 	editTemplate(t, d, func(tpl *corev1.PodTemplateSpec) { tpl.Spec.Containers[0].Image = typo })
-	eventually(t, podTimeout, "the rollout to halt on the pull", func(ctx context.Context) error {
-		cur := &appsv1.Deployment{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
-			return err
-		}
-		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "cannot pull the new images") || !strings.Contains(record, "not found") {
-			return fmt.Errorf("the rollout record %q tells no pull failure yet", record)
-		}
-		return nil
-	})
+	waitForRecordedFailure(t, d, "cannot pull the new images", "not found")
 	wantEvents(t, ns, "InPlaceRolloutHalted", 1)
 	// Past the bound of a refusal without progress (30 s): the halt holds
 	// on, every pod still serving.
@@ -305,16 +295,7 @@ func TestPrivateImagePulledAhead(t *testing.T) {
 	}
 	pullSecret("registry", "not-the-password")
 	editTemplate(t, d, func(tpl *corev1.PodTemplateSpec) { tpl.Spec.Containers[0].Image = v2 })
-	eventually(t, podTimeout, "the rollout to halt on the refused pull", func(ctx context.Context) error {
-		cur := &appsv1.Deployment{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), cur); err != nil {
-			return err
-		}
-		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "cannot pull the new images") {
-			return fmt.Errorf("the rollout record %q tells no pull failure yet", record)
-		}
-		return nil
-	})
+	waitForRecordedFailure(t, d, "cannot pull the new images")
 	if spans := r.stop(); len(spans) > 0 {
 		t.Errorf("pods out of Ready while the pull was refused: %v", spans)
 	}

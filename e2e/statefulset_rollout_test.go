@@ -254,16 +254,7 @@ func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
 	before := observe(t, sts)
 
 	setImage(t, sts, appContainer, images.Bad)
-	eventually(t, podTimeout, "the rollout to halt with its failure on the StatefulSet", func(ctx context.Context) error {
-		cur := &appsv1.StatefulSet{}
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(sts), cur); err != nil {
-			return err
-		}
-		if record := cur.Annotations[annotationRollout]; !strings.Contains(record, "CrashLoopBackOff") {
-			return fmt.Errorf("the rollout record %q tells no failure yet", record)
-		}
-		return nil
-	})
+	waitForRecordedFailure(t, sts, "CrashLoopBackOff")
 	wantEvents(t, ns, "InPlaceUpdateFailed", 1)
 	wantEvents(t, ns, "InPlaceRolloutHalted", 1)
 	halted := observe(t, sts)
@@ -409,6 +400,25 @@ func wantPartition(t *testing.T, sts *appsv1.StatefulSet, want int32) {
 	if got != want {
 		t.Errorf("partition %d, want the user's %d", got, want)
 	}
+}
+
+// waitForRecordedFailure waits for the workload's rollout record to tell its
+// rollout halted, its failure saying each of what.
+func waitForRecordedFailure(t *testing.T, obj client.Object, what ...string) {
+	t.Helper()
+	eventually(t, podTimeout, "the rollout to halt with its failure on "+describeObject(obj), func(ctx context.Context) error {
+		cur := obj.DeepCopyObject().(client.Object)
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), cur); err != nil {
+			return err
+		}
+		record := cur.GetAnnotations()[annotationRollout]
+		for _, w := range what {
+			if !strings.Contains(record, w) {
+				return fmt.Errorf("the rollout record %q does not say %q yet", record, w)
+			}
+		}
+		return nil
+	})
 }
 
 // wantEvents waits for at least n events of the reason in the namespace.

@@ -117,8 +117,8 @@ func (r *Reconciler) prepullOn(obj client.Object) bool {
 // waits for a pull.
 func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target, all, chosen []start) (keep []start, held bool, failures []string, err error) {
 	key := client.ObjectKeyFromObject(obj).String()
-	list := &corev1.PodList{}
-	if err := r.Prepull.Pods.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{inplace.LabelPrepullFor: string(obj.GetUID())}); err != nil {
+	list, err := r.prepullPods(ctx, obj)
+	if err != nil {
 		return nil, false, nil, err
 	}
 	gvk, err := apiutil.GVKForObject(obj, r.Client.Scheme())
@@ -181,9 +181,9 @@ func (r *Reconciler) pullAhead(ctx context.Context, obj client.Object, t *target
 			r.Prepull.pulled.add(key, t.rev.Name, node)
 			continue
 		}
-		pod := inplace.PrepullPod(*metav1.NewControllerRef(obj, gvk), t.rev.Name, node, &s.pod.Spec, containers)
+		owner := metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: obj.GetName(), UID: obj.GetUID()}
+		pod := inplace.PrepullPod(owner, t.rev.Name, node, &s.pod.Spec, containers)
 		pod.Namespace = obj.GetNamespace()
-		pod.OwnerReferences[0].Controller, pod.OwnerReferences[0].BlockOwnerDeletion = nil, nil
 		switch err := r.Client.Create(ctx, pod); {
 		case err == nil, apierrors.IsAlreadyExists(err):
 			logf.FromContext(ctx).V(1).Info("Pulling ahead", "node", node, "revision", t.rev.Name, "pod", klog.KObj(pod))
@@ -246,13 +246,20 @@ func (r *Reconciler) clearPrepulls(ctx context.Context, obj client.Object) {
 	key := client.ObjectKeyFromObject(obj).String()
 	r.Prepull.pulled.forget(key)
 	r.Prepull.failing.forget(key)
-	list := &corev1.PodList{}
-	if err := r.Prepull.Pods.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{inplace.LabelPrepullFor: string(obj.GetUID())}); err != nil {
+	list, err := r.prepullPods(ctx, obj)
+	if err != nil {
 		return
 	}
 	for i := range list.Items {
 		r.deletePrepull(ctx, &list.Items[i])
 	}
+}
+
+// prepullPods lists the workload's prepull pods.
+func (r *Reconciler) prepullPods(ctx context.Context, obj client.Object) (*corev1.PodList, error) {
+	list := &corev1.PodList{}
+	err := r.Prepull.Pods.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{inplace.LabelPrepullFor: string(obj.GetUID())})
+	return list, err
 }
 
 // deletePrepull deletes a prepull pod at once: it runs nothing. A failed

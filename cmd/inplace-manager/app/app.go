@@ -334,7 +334,10 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 
 // prepullCache is a cache of the prepull pods alone (the manager's cache
 // holds the gated pods only), added to mgr: the rollout engine reads them
-// and watches their progress.
+// and watches their progress. It runs on every replica, elected or not: the
+// engine's controllers warm their sources up before they are elected, and
+// a source that never syncs stops the replica (controller-runtime runs a
+// cache built with ByObject as needing election, unless told).
 func prepullCache(mgr manager.Manager) (cache.Cache, error) {
 	selector, err := labels.Parse(inplace.LabelPrepullFor)
 	if err != nil {
@@ -350,8 +353,14 @@ func prepullCache(mgr manager.Manager) (cache.Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the prepull pods' cache: %w", err)
 	}
-	return c, mgr.Add(c)
+	return c, mgr.Add(everyReplica{c})
 }
+
+// everyReplica runs a cache on every replica of the manager.
+type everyReplica struct{ cache.Cache }
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 // tlsHardening sets TLS 1.2 as the floor and turns HTTP/2 off on the
 // webhook server (the API server speaks HTTP/1.1 to webhooks; HTTP/2 only

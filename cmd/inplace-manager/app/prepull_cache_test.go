@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/inplace-dev/inplace/internal/testenv"
+)
+
+// TestPrepullCacheRunsOnAStandby: on a replica that another holds the
+// leader election lease against, the prepull pods' cache runs and syncs.
+// The rollout engine's controllers warm their sources up there before they
+// are elected; a cache left for the leader alone never syncs, and the
+// replica stopped after the sync timeout, again and again.
+func TestPrepullCacheRunsOnAStandby(t *testing.T) {
+	env, err := testenv.New(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},
+		&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionID, Namespace: "inplace-system"},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To(int32(3600)),
+				AcquireTime: &now, RenewTime: &now},
+		},
+	} {
+		if err := c.Create(t.Context(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		LeaderElection:          true,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: "inplace-system",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prepulls, err := prepullCache(mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the manager stopped with %v", err)
+		}
+	})
+
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if !prepulls.WaitForCacheSync(wait) {
+		t.Fatal("the prepull pods' cache did not sync on a replica not elected")
+	}
+	select {
+	case <-mgr.Elected():
+		t.Fatal("elected, with the lease held by another replica: the test proves nothing")
+	default:
+	}
+}

@@ -208,23 +208,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err.Error())
 		}
 	}
+	// A pass that cannot judge its starts (a template or the prepull pods
+	// unread, a prepull pod not created) starts nothing and leaves the
+	// record as it is: clearing its pull state would end the webhook's
+	// hold on the workload controller's replacements while a node still
+	// pulls, or cannot.
 	starts, eligible, err := r.starts(ctx, plan, t)
 	if err != nil {
-		errs = append(errs, err.Error())
+		return result, errors.New(strings.Join(append(errs, err.Error()), "; "))
 	}
 	held := false
 	var pulls []string
 	if r.prepullOn(obj) && !plan.Complete {
 		starts, held, pulls, err = r.pullAhead(ctx, obj, t, eligible, starts)
 		if err != nil {
-			errs = append(errs, err.Error())
+			return result, errors.New(strings.Join(append(errs, err.Error()), "; "))
 		}
 		failures = append(failures, pulls...)
 	} else {
 		r.clearPrepulls(ctx, obj)
 	}
 	if len(starts) > 0 || held {
-		rollout = r.recordStart(ctx, obj, rollout, rev.Name)
+		var stale bool
+		if rollout, stale = r.recordStart(ctx, obj, rollout, rev.Name); stale {
+			if len(errs) > 0 {
+				return result, errors.New(strings.Join(errs, "; "))
+			}
+			return sooner(result, staleRetry), nil
+		}
 	}
 	rollout = r.recordPulling(ctx, obj, rollout, held, len(pulls) > 0)
 	for _, s := range starts {
@@ -358,6 +369,12 @@ func (r *Reconciler) handBack(ctx context.Context, obj client.Object, w Workload
 	return nil
 }
 
+// staleRetry is when a pass that lost a write to a newer version of its
+// workload is tried again, should the newer version's event not have
+// brought the workload back by then.
+const staleRetry = time.Second
+
+// sooner returns r, requeued after at the latest.
 func sooner(r ctrl.Result, after time.Duration) ctrl.Result {
 	if after > 0 && (r.RequeueAfter == 0 || after < r.RequeueAfter) {
 		r.RequeueAfter = after

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -26,10 +27,11 @@ import (
 // would say is told in events only.
 
 // writeRecord sets the workload's rollout record, or removes it (nil), in a
-// write conditional on the resourceVersion obj was read at.
+// write conditional on the resourceVersion obj was read at. obj is left as
+// it was when the write fails.
 func (r *Reconciler) writeRecord(ctx context.Context, obj client.Object, rollout *inplace.Rollout) error {
 	base := obj.DeepCopyObject().(client.Object)
-	annotations := obj.GetAnnotations()
+	annotations := maps.Clone(obj.GetAnnotations())
 	if rollout == nil {
 		delete(annotations, inplace.AnnotationRollout)
 	} else {
@@ -39,35 +41,42 @@ func (r *Reconciler) writeRecord(ctx context.Context, obj client.Object, rollout
 		annotations[inplace.AnnotationRollout] = rollout.Encode()
 	}
 	obj.SetAnnotations(annotations)
-	return r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	err := r.Client.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	if err != nil {
+		obj.SetAnnotations(base.GetAnnotations())
+	}
+	return err
 }
 
 // recordStart records the rollout on the workload when its first pod's
 // update begins, or when the target changed, and tells it in an event. It
 // returns the rollout as it stands: a record that could not be written
 // (refused by another admission control) is told once in a Warning event,
-// and the rollout goes on without it.
-func (r *Reconciler) recordStart(ctx context.Context, obj client.Object, rollout *inplace.Rollout, revision string) *inplace.Rollout {
+// and the rollout goes on without it. stale says the write lost to a newer
+// version of the workload: no pod begins on a pass that read an older one
+// (the newer one brings the workload back), or the rollout would go on
+// unrecorded, its completion untold.
+func (r *Reconciler) recordStart(ctx context.Context, obj client.Object, rollout *inplace.Rollout, revision string) (_ *inplace.Rollout, stale bool) {
 	if rollout != nil && rollout.Revision == revision {
-		return rollout
+		return rollout, false
 	}
 	key := client.ObjectKeyFromObject(obj).String()
 	next := &inplace.Rollout{Revision: revision, Since: metav1.NewTime(r.Clock.Now())}
 	if err := r.writeRecord(ctx, obj, next); err != nil {
 		if ignoreConflict(err) == nil {
-			return rollout
+			return rollout, true
 		}
 		if r.told.first(key, "unrecorded", revision) {
 			logf.FromContext(ctx).Error(err, "Cannot write the rollout record; rolling out without it", "workload", klog.KObj(obj))
 			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, ReasonInPlaceRolloutHalted, "Rollout",
 				"Rolling out revision %s in place without its record: the write of %s was refused: %v", revision, inplace.AnnotationRollout, err)
 		}
-		return rollout
+		return rollout, false
 	}
 	r.active.set(key, true)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutStarted, "Rollout",
 		"Rolling out revision %s in place", revision)
-	return next
+	return next, false
 }
 
 // recordPulling records on the rollout whether a pod's update waits for its

@@ -228,7 +228,8 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 		return plan
 	}
 	active := map[types.UID]int{}
-	moving := 0
+	moving, unstarted := 0, 0
+	target := v.New.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 	var movable, settled []*corev1.Pod
 	plan.Complete = true
 	for _, pod := range w.pods {
@@ -259,6 +260,9 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 			// rollout has gone past: moved on once settled, as the budget
 			// allows, as any old pod.
 			state, _ := inplace.StateOf(pod)
+			if state != nil && state.Revision != target {
+				unstarted++
+			}
 			if state == nil || !inplace.CheckProgress(pod, state).Settled() {
 				moving++
 				plan.Updating = append(plan.Updating, pod)
@@ -266,6 +270,7 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 				settled = append(settled, pod)
 			}
 		default:
+			unstarted++
 			if ok, _ := v.Movable(pod, w.kubeletVersion(context.Background(), pod.Spec.NodeName)); ok {
 				movable = append(movable, pod)
 			}
@@ -318,5 +323,6 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 	})
 	plan.Candidates = movable
 	plan.Budget = budget
+	plan.Unstarted = &unstarted
 	return plan
 }

@@ -110,45 +110,53 @@ func TestPlan(t *testing.T) {
 		wantStart    []string
 		wantUpdating []string
 		wantComplete bool
+		// wantUnstarted: the pods neither moved nor begun.
+		wantUnstarted int
 	}{
 		"the rollout begins: no old ReplicaSet scaled down yet, nothing moves": {
-			fixture: planFixture{replicas: 4, oldSpec: 4, newSpec: 1, oldPods: "oooo"},
+			fixture: planFixture{replicas: 4, oldSpec: 4, newSpec: 1, oldPods: "oooo"}, wantUnstarted: 4,
 		},
 		"the old ReplicaSet scaled down by one, the new one has room: one pod moves": {
-			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 1, oldPods: "oooo"}, wantStart: []string{"web-old-0"},
+			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 1, oldPods: "oooo"}, wantStart: []string{"web-old-0"}, wantUnstarted: 4,
 		},
 		"scaled down by two, room for one: one moves": {
-			fixture: planFixture{replicas: 4, oldSpec: 2, newSpec: 1, oldPods: "oooo"}, wantStart: []string{"web-old-0"},
+			fixture: planFixture{replicas: 4, oldSpec: 2, newSpec: 1, oldPods: "oooo"}, wantStart: []string{"web-old-0"}, wantUnstarted: 4,
 		},
 		"scaled down, but no room yet (its scale-up comes in the next sync)": {
-			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 0, oldPods: "oooo"},
+			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 0, oldPods: "oooo"}, wantUnstarted: 4,
 		},
 		"no room, but an earlier target's ReplicaSet wants a pod it never got (the rollout retargeted while held): one moves": {
-			fixture: planFixture{replicas: 3, oldSpec: 2, newSpec: 0, oldPods: "ooo", staleSpec: 1}, wantStart: []string{"web-old-0"},
+			fixture: planFixture{replicas: 3, oldSpec: 2, newSpec: 0, oldPods: "ooo", staleSpec: 1}, wantStart: []string{"web-old-0"}, wantUnstarted: 3,
 		},
 		"an earlier target's ReplicaSet wanting a pod, nothing scaled down: nothing moves": {
-			fixture: planFixture{replicas: 3, oldSpec: 3, newSpec: 0, oldPods: "ooo", staleSpec: 1},
+			fixture: planFixture{replicas: 3, oldSpec: 3, newSpec: 0, oldPods: "ooo", staleSpec: 1}, wantUnstarted: 3,
 		},
 		"a pod not Ready moves first": {
-			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 1, oldPods: "ooxo"}, wantStart: []string{"web-old-2"},
+			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 1, oldPods: "ooxo"}, wantStart: []string{"web-old-2"}, wantUnstarted: 4,
 		},
 		"a pod begun counts against the budget and is advanced": {
-			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 2, oldPods: "booo"}, wantUpdating: []string{"web-old-0"},
+			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 2, oldPods: "booo"}, wantUpdating: []string{"web-old-0"}, wantUnstarted: 3,
 		},
 		"a pod moved mid-update is advanced, the next waits for the next scale-down": {
-			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 2, oldPods: "ooo", newPods: "m"}, wantUpdating: []string{"web-new-3"},
+			fixture: planFixture{replicas: 4, oldSpec: 3, newSpec: 2, oldPods: "ooo", newPods: "m"}, wantUpdating: []string{"web-new-3"}, wantUnstarted: 3,
 		},
 		"a pod without the gate is not moved: its ReplicaSet's delete passes": {
-			fixture: planFixture{replicas: 2, oldSpec: 1, newSpec: 1, oldPods: "go"}, wantStart: []string{"web-old-1"},
+			fixture: planFixture{replicas: 2, oldSpec: 1, newSpec: 1, oldPods: "go"}, wantStart: []string{"web-old-1"}, wantUnstarted: 2,
 		},
 		"the default 25% of 2 replicas comes to maxUnavailable 0: nothing moves, the rollout is native": {
-			fixture: planFixture{replicas: 2, oldSpec: 1, newSpec: 2, oldPods: "oo", defaultStrategy: true},
+			fixture: planFixture{replicas: 2, oldSpec: 1, newSpec: 2, oldPods: "oo", defaultStrategy: true}, wantUnstarted: 2,
 		},
 		"every pod moved and Ready: complete": {
 			fixture: planFixture{replicas: 3, oldSpec: 0, newSpec: 3, newPods: "ooo"}, wantComplete: true,
 		},
 		"every pod moved, one not Ready: not complete": {
 			fixture: planFixture{replicas: 3, oldSpec: 0, newSpec: 3, newPods: "oox"},
+		},
+		"the last pod moved, its update in progress: none unstarted (the record goes before it turns Ready)": {
+			fixture: planFixture{replicas: 3, oldSpec: 0, newSpec: 3, newPods: "oom"}, wantUpdating: []string{"web-new-2"},
+		},
+		"the last pod begun, not moved yet: none unstarted": {
+			fixture: planFixture{replicas: 3, oldSpec: 0, newSpec: 3, oldPods: "b", newPods: "oo"}, wantUpdating: []string{"web-old-0"},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -161,6 +169,9 @@ func TestPlan(t *testing.T) {
 			}
 			if plan.Complete != tc.wantComplete {
 				t.Errorf("complete = %v, want %v", plan.Complete, tc.wantComplete)
+			}
+			if plan.Unstarted == nil || *plan.Unstarted != tc.wantUnstarted {
+				t.Errorf("unstarted = %v, want %d", ptr.Deref(plan.Unstarted, -1), tc.wantUnstarted)
 			}
 		})
 	}

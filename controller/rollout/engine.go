@@ -153,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		logf.FromContext(ctx).Error(err, "Replacing a malformed rollout record", "workload", klog.KObj(obj))
 		rollout = &inplace.Rollout{}
 	}
-	r.active.set(key, rollout != nil)
+	r.active.set(key, rollout != nil || r.ended(key) != nil)
 
 	readers := Readers{Cache: r.Client, Live: r.APIReader, KubeletVersion: r.KubeletVersion}
 	reason := r.handedBack(ctx, obj)
@@ -238,17 +238,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	rollout = r.recordPulling(ctx, obj, rollout, held, len(pulls) > 0)
+	began := 0
 	for _, s := range starts {
 		if err := r.updater.begin(ctx, s.pod, s.from, s.diff, t); err != nil {
 			errs = append(errs, err.Error())
 			failures = append(failures, fmt.Sprintf("pod %s: cannot begin its update: %v", s.pod.Name, err))
+		} else {
+			began++
 		}
+	}
+	if plan.Unstarted != nil && *plan.Unstarted == began && !plan.Complete && len(failures) == 0 && rollout != nil && rollout.Revision == rev.Name {
+		rollout = r.endRecord(ctx, obj, rollout)
 	}
 	switch {
 	case plan.Complete && rollout != nil:
 		r.complete(ctx, obj, rollout, rev.Name)
+	case plan.Complete:
+		r.completeEnded(obj, rev.Name)
 	case rollout != nil:
 		r.reportFailures(ctx, obj, rollout, failures)
+	case len(failures) > 0:
+		// A last pod failed after the record went: it is written again.
+		if ended := r.ended(key); ended != nil && ended.Revision == rev.Name {
+			r.reportFailures(ctx, obj, ended, failures)
+		}
 	}
 	if len(errs) > 0 {
 		return result, errors.New(strings.Join(errs, "; "))

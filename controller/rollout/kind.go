@@ -100,6 +100,14 @@ type Plan struct {
 	// RecheckIn, when set, is when to look again with no event to say so (a
 	// pod becoming available after minReadySeconds).
 	RecheckIn time.Duration
+	// Unstarted, set by a kind whose workload's generation follows its
+	// annotations (a Deployment), counts the pods neither at the target nor
+	// begun toward it. Once none is left, the rollout record goes before
+	// the last pods turn Ready (Reconciler.endRecord): removed after, it
+	// would bump the generation of a workload its controller has just
+	// reported complete, and kubectl, kstatus and Argo CD would see it
+	// progressing again.
+	Unstarted *int
 }
 
 // Preparer is a Kind with something to do before a pass: the StatefulSet

@@ -124,6 +124,56 @@ func (r *Reconciler) complete(ctx context.Context, obj client.Object, rollout *i
 	}
 }
 
+// endRecord removes the record of a rollout whose last pods have begun,
+// ahead of its completion (Plan.Unstarted), and keeps it in memory for the
+// completion event (completeEnded) and for a failure of those pods, which
+// writes it again (reportFailures). It returns the record as it stands.
+func (r *Reconciler) endRecord(ctx context.Context, obj client.Object, rollout *inplace.Rollout) *inplace.Rollout {
+	if err := r.writeRecord(ctx, obj, nil); err != nil {
+		if ignoreConflict(err) != nil {
+			logf.FromContext(ctx).Error(err, "Cannot remove the rollout record", "workload", klog.KObj(obj))
+		}
+		return rollout
+	}
+	r.told.first(client.ObjectKeyFromObject(obj).String(), topicEnded, rollout.Encode())
+	return nil
+}
+
+// topicEnded is the memo's topic of a record ended ahead of its rollout's
+// completion: its encoding.
+const topicEnded = "ended"
+
+// ended returns the record endRecord removed from the workload while its
+// last pods update, or nil.
+func (r *Reconciler) ended(key string) *inplace.Rollout {
+	v, ok := r.told.value(key, topicEnded)
+	if !ok {
+		return nil
+	}
+	rollout, err := inplace.RolloutOf(map[string]string{inplace.AnnotationRollout: v})
+	if err != nil {
+		return nil
+	}
+	return rollout
+}
+
+// completeEnded tells the completion of a rollout whose record ended ahead
+// of it, once: a manager restarted meanwhile has forgotten it, and tells
+// nothing.
+func (r *Reconciler) completeEnded(obj client.Object, revision string) {
+	key := client.ObjectKeyFromObject(obj).String()
+	rollout := r.ended(key)
+	if rollout == nil {
+		return
+	}
+	r.active.set(key, false)
+	r.told.forget(key)
+	if rollout.Revision == revision {
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutCompleted, "Rollout",
+			"Rolled out revision %s in place in %v", rollout.Revision, r.Clock.Since(rollout.Since.Time).Round(time.Millisecond))
+	}
+}
+
 // reportFailures makes a halted rollout visible on the workload: the reason
 // in the rollout record, and a Warning event when it changes. Where the
 // record cannot be written, the event still tells it, once per reason.
@@ -178,6 +228,14 @@ func (m *memo) first(key, topic, value string) bool {
 	}
 	m.told[key][topic] = value
 	return true
+}
+
+// value returns what is remembered of the workload's topic.
+func (m *memo) value(key, topic string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.told[key][topic]
+	return v, ok
 }
 
 // forget drops what was remembered of a workload.

@@ -113,10 +113,37 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	if err := managersStayedUp(); err != nil && code == 0 {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		code = 1
+	}
 	if err := cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: cleaning up: %v\n", err)
 	}
 	return code
+}
+
+// managersStayedUp fails the run when a manager container exited by
+// itself during the tests (the tests delete manager pods, they never make
+// one exit): a replica that stops on an error and restarts, again and
+// again, still serves most requests, and the tests would not see it.
+func managersStayedUp() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pods := &corev1.PodList{}
+	if err := k8s.List(ctx, pods, client.InNamespace(managerNamespace), client.MatchingLabels{"app.kubernetes.io/name": managerDeployment}); err != nil {
+		return fmt.Errorf("listing the manager's pods: %w", err)
+	}
+	var errs []error
+	for _, p := range pods.Items {
+		for _, c := range p.Status.ContainerStatuses {
+			if last := c.LastTerminationState.Terminated; c.RestartCount > 0 && last != nil && last.ExitCode != 137 && last.ExitCode != 143 {
+				errs = append(errs, fmt.Errorf("manager pod %s: container %s restarted %d times, last exited %d (%s) at %s: %s",
+					p.Name, c.Name, c.RestartCount, last.ExitCode, last.Reason, last.FinishedAt.Format(time.TimeOnly), last.Message))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func setUp(ctx context.Context) (cleanup func() error, err error) {

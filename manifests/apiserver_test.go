@@ -35,7 +35,7 @@ func TestAPIServerAcceptsEveryRendering(t *testing.T) {
 	if err := testenv.ExtractCertManagerCRDs(crds); err != nil {
 		t.Fatal(err)
 	}
-	_, c := startAPIServer(t, func(env *envtest.Environment) {
+	_, c := testenv.Start(t, app.Scheme(), func(env *envtest.Environment) {
 		env.CRDDirectoryPaths = append(env.CRDDirectoryPaths, crds)
 	})
 	// Namespaced objects are dry-run into it: it must exist.
@@ -122,34 +122,6 @@ func TestChartRefusesBadValues(t *testing.T) {
 			t.Errorf("the manager's args have no %s", flag)
 		}
 	}
-}
-
-// startAPIServer starts envtest's kube-apiserver and etcd, as configure
-// leaves the environment, stops them when the test ends, and returns the
-// environment and an admin client with the manager's scheme.
-func startAPIServer(t *testing.T, configure func(*envtest.Environment)) (*envtest.Environment, client.Client) {
-	t.Helper()
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if configure != nil {
-		configure(env)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Error("stopping the API server:", err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env, c
 }
 
 // tool returns the path of a pinned tool: $ENV, else .cache/bin/name.

@@ -98,7 +98,7 @@ func TestManagerGuardOwnerReferencesPermissionEnforcement(t *testing.T) {
 // are in force.
 func startGuarded(t *testing.T, configure func(*envtest.Environment)) clients {
 	t.Helper()
-	env, admin := startAPIServer(t, configure)
+	env, admin := testenv.Start(t, app.Scheme(), configure)
 	ctx := t.Context()
 	cs := clients{admin: admin}
 	for _, file := range []string{"base/namespace.yaml", "base/rbac.yaml", "components/builtin-certs/rbac.yaml", "base/manager-guard.yaml"} {

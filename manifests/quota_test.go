@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
 	"github.com/inplace-dev/inplace/internal/testenv"
 )
 
@@ -49,7 +50,7 @@ func TestCriticalPodsAdmittedWhereTheyAreLimited(t *testing.T) {
 	if err := os.WriteFile(config, []byte(gkeCriticalPods), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, c := startAPIServer(t, func(env *envtest.Environment) {
+	_, c := testenv.Start(t, app.Scheme(), func(env *envtest.Environment) {
 		env.ControlPlane.GetAPIServer().Configure().Set("admission-control-config-file", config)
 	})
 

@@ -17,10 +17,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -115,6 +118,34 @@ func New(withWebhooks bool) (*envtest.Environment, error) {
 		env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{Webhooks}}
 	}
 	return env, nil
+}
+
+// Start starts envtest's kube-apiserver and etcd, with Kruise's CRDs and
+// as configure (when set) leaves the environment, stops them when the test
+// ends, and returns the environment and an admin client with scheme.
+func Start(t testing.TB, scheme *k8sruntime.Scheme, configure func(*envtest.Environment)) (*envtest.Environment, client.Client) {
+	t.Helper()
+	env, err := New(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if configure != nil {
+		configure(env)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting the API server: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Error("stopping the API server:", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, c
 }
 
 // WaitForWebhookServer dials the environment's webhook port over TLS until it

@@ -29,19 +29,8 @@ import (
 // (401), a service account not bound to the ClusterRole
 // inplace-metrics-reader too (403), and one bound to it reads the metrics.
 func TestMetricsNeedAuthorisation(t *testing.T) {
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{Scheme: app.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, c := testenv.Start(t, app.Scheme(), nil)
+	cfg := env.Config
 
 	// The roles of manifests/base/rbac.yaml that matter here.
 	for _, obj := range []client.Object{

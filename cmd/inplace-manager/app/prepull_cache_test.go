@@ -22,19 +22,8 @@ import (
 // are elected; a cache left for the leader alone never syncs, and the
 // replica stopped after the sync timeout, again and again.
 func TestPrepullCacheRunsOnAStandby(t *testing.T) {
-	env, err := testenv.New(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, c := testenv.Start(t, Scheme(), nil)
+	cfg := env.Config
 	now := metav1.NewMicroTime(time.Now())
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},

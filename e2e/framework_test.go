@@ -130,12 +130,12 @@ func run(m *testing.M) int {
 func managersStayedUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pods := &corev1.PodList{}
-	if err := k8s.List(ctx, pods, client.InNamespace(managerNamespace), client.MatchingLabels{"app.kubernetes.io/name": managerDeployment}); err != nil {
-		return fmt.Errorf("listing the manager's pods: %w", err)
+	pods, err := managerPods(ctx, &appsv1.Deployment{})
+	if err != nil {
+		return err
 	}
 	var errs []error
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		for _, c := range p.Status.ContainerStatuses {
 			if last := c.LastTerminationState.Terminated; c.RestartCount > 0 && last != nil && last.ExitCode != 137 && last.ExitCode != 143 {
 				errs = append(errs, fmt.Errorf("manager pod %s: container %s restarted %d times, last exited %d (%s) at %s: %s",

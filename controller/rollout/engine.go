@@ -215,14 +215,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// pulls, or cannot.
 	starts, eligible, err := r.starts(ctx, plan, t)
 	if err != nil {
-		return result, errors.New(strings.Join(append(errs, err.Error()), "; "))
+		return result, passError(append(errs, err.Error()))
 	}
 	held := false
 	var pulls []string
 	if r.prepullOn(obj) && !plan.Complete {
 		starts, held, pulls, err = r.pullAhead(ctx, obj, t, eligible, starts)
 		if err != nil {
-			return result, errors.New(strings.Join(append(errs, err.Error()), "; "))
+			return result, passError(append(errs, err.Error()))
 		}
 		failures = append(failures, pulls...)
 	} else {
@@ -231,8 +231,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(starts) > 0 || held {
 		var stale bool
 		if rollout, stale = r.recordStart(ctx, obj, rollout, rev.Name); stale {
-			if len(errs) > 0 {
-				return result, errors.New(strings.Join(errs, "; "))
+			if err := passError(errs); err != nil {
+				return result, err
 			}
 			return sooner(result, staleRetry), nil
 		}
@@ -263,10 +263,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			r.reportFailures(ctx, obj, ended, failures)
 		}
 	}
-	if len(errs) > 0 {
-		return result, errors.New(strings.Join(errs, "; "))
+	return result, passError(errs)
+}
+
+// passError is the error of a pass from its steps' errors, nil without
+// any: one pod's error does not stop the others, and the pass is retried
+// with back-off.
+func passError(errs []string) error {
+	if len(errs) == 0 {
+		return nil
 	}
-	return result, nil
+	return errors.New(strings.Join(errs, "; "))
 }
 
 // start is a pod the pass begins to update.

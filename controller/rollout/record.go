@@ -115,6 +115,12 @@ func (r *Reconciler) complete(ctx context.Context, obj client.Object, rollout *i
 		}
 		return
 	}
+	r.tellCompleted(obj, rollout, revision)
+}
+
+// tellCompleted forgets a workload's ended rollout and tells its completion,
+// when the rollout was to the revision its pods run now.
+func (r *Reconciler) tellCompleted(obj client.Object, rollout *inplace.Rollout, revision string) {
 	key := client.ObjectKeyFromObject(obj).String()
 	r.active.set(key, false)
 	r.told.forget(key)
@@ -161,16 +167,8 @@ func (r *Reconciler) ended(key string) *inplace.Rollout {
 // of it, once: a manager restarted meanwhile has forgotten it, and tells
 // nothing.
 func (r *Reconciler) completeEnded(obj client.Object, revision string) {
-	key := client.ObjectKeyFromObject(obj).String()
-	rollout := r.ended(key)
-	if rollout == nil {
-		return
-	}
-	r.active.set(key, false)
-	r.told.forget(key)
-	if rollout.Revision == revision {
-		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, ReasonInPlaceRolloutCompleted, "Rollout",
-			"Rolled out revision %s in place in %v", rollout.Revision, r.Clock.Since(rollout.Since.Time).Round(time.Millisecond))
+	if rollout := r.ended(client.ObjectKeyFromObject(obj).String()); rollout != nil {
+		r.tellCompleted(obj, rollout, revision)
 	}
 }
 

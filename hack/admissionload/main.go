@@ -57,6 +57,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/inplace-dev/inplace/cmd/inplace-manager/app"
+	"github.com/inplace-dev/inplace/hack/internal/bench"
 	"github.com/inplace-dev/inplace/internal/testenv"
 )
 
@@ -133,7 +134,7 @@ func measure(o options) error {
 	if err := os.MkdirAll(certDir, 0o755); err != nil {
 		return err
 	}
-	pool, err := testCA(certDir, "inplace-webhook."+managerNS+".svc")
+	pool, err := bench.TestCA(certDir, "inplace-webhook."+managerNS+".svc")
 	if err != nil {
 		return err
 	}
@@ -183,12 +184,12 @@ func measure(o options) error {
 	if err != nil {
 		return err
 	}
-	defer mgr.stop()
+	defer mgr.Stop()
 	floor, err := startFloor(o, certDir, pool)
 	if err != nil {
 		return err
 	}
-	defer floor.stop()
+	defer floor.Stop()
 
 	// Each server answers each request once as it should before the load.
 	floorWant := func(scenario) answer { return answer{allowed: true} }
@@ -200,15 +201,15 @@ func measure(o options) error {
 		}{{mgr, mgrWant}, {floor, floorWant}} {
 			got, body, err := once(ctx, t.srv, sc)
 			if err != nil {
-				return fmt.Errorf("%s, %s: %w", t.srv.name, sc.name, err)
+				return fmt.Errorf("%s, %s: %w", t.srv.Name, sc.name, err)
 			}
 			if got != t.want(sc) {
-				return fmt.Errorf("%s answers %s with %s, want %s: %s", t.srv.name, sc.name, got, t.want(sc), body)
+				return fmt.Errorf("%s answers %s with %s, want %s: %s", t.srv.Name, sc.name, got, t.want(sc), body)
 			}
 		}
 	}
 
-	apiserver := childNamed("kube-apiserver")
+	apiserver := bench.ChildNamed("kube-apiserver")
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
 	header(w, o, scens)
@@ -232,7 +233,7 @@ func measure(o options) error {
 				if i == 1 {
 					srv, want = mgr, mgrWant
 				}
-				progress(fmt.Sprintf("%d/s: round %d of %d, %s", rate, round+1, o.rounds, srv.name))
+				progress(fmt.Sprintf("%d/s: round %d of %d, %s", rate, round+1, o.rounds, srv.Name))
 				seg, err := measured(ctx, srv, mgr, apiserver, func() segment { return drive(ctx, srv, scens, want, seq, rate) })
 				if err != nil {
 					return err
@@ -257,21 +258,21 @@ func measure(o options) error {
 // measured runs one segment and records around it the server's CPU, the
 // API server's and the manager's requests to it.
 func measured(ctx context.Context, srv, mgr *server, apiserver int, run func() segment) (segment, error) {
-	cpu0, api0, load0 := cpu(srv.cmd.Process.Pid), cpu(apiserver), cpu(os.Getpid())
+	cpu0, api0, load0 := bench.CPU(srv.Pid()), bench.CPU(apiserver), bench.CPU(os.Getpid())
 	req0, err := apiRequests(mgr.metrics)
 	if err != nil {
 		return segment{}, fmt.Errorf("reading the manager's metrics: %w", err)
 	}
 	seg := run()
-	seg.cpu, seg.apiserverCPU, seg.loadCPU = cpu(srv.cmd.Process.Pid)-cpu0, cpu(apiserver)-api0, cpu(os.Getpid())-load0
+	seg.cpu, seg.apiserverCPU, seg.loadCPU = bench.CPU(srv.Pid())-cpu0, bench.CPU(apiserver)-api0, bench.CPU(os.Getpid())-load0
 	req1, err := apiRequests(mgr.metrics)
 	if err != nil {
 		return segment{}, fmt.Errorf("reading the manager's metrics: %w", err)
 	}
 	seg.apiRequests = req1 - req0
 	select {
-	case err := <-srv.exited:
-		return segment{}, fmt.Errorf("%s exited under load: %v", srv.name, err)
+	case err := <-srv.Exited:
+		return segment{}, fmt.Errorf("%s exited under load: %v", srv.Name, err)
 	default:
 	}
 	return seg, ctx.Err()
@@ -290,7 +291,7 @@ func (s *segment) add(o segment) {
 func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*server, error) {
 	ports := make([]int, 3)
 	for i := range ports {
-		p, err := freePort()
+		p, err := bench.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -316,15 +317,16 @@ func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*
 	// loads it as it loads its in-cluster configuration (ctrl.GetConfig),
 	// with no client-side rate limit; --kubeconfig would give its live reads
 	// client-go's default of 5 requests a second.
-	s, err := start("manager", filepath.Join(o.workDir, "manager.log"), []string{"KUBECONFIG=" + kubeconfig}, args...)
+	p, err := bench.Start("manager", filepath.Join(o.workDir, "manager.log"), []string{"KUBECONFIG=" + kubeconfig}, args...)
 	if err != nil {
 		return nil, err
 	}
+	s := &server{Process: p}
 	s.url = "https://127.0.0.1:" + strconv.Itoa(ports[0])
 	s.metrics = "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics"
 	s.client = newClient(pool, o.timeout)
 	readyz := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/readyz"
-	err = s.waitReady(60*time.Second, func() error {
+	err = s.WaitReady(60*time.Second, func() error {
 		resp, err := http.Get(readyz)
 		if err != nil {
 			return err
@@ -337,25 +339,26 @@ func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*
 		return nil
 	})
 	if err != nil {
-		s.stop()
+		s.Stop()
 		return nil, err
 	}
 	return s, nil
 }
 
 func startFloor(o options, certDir string, pool *x509.CertPool) (*server, error) {
-	port, err := freePort()
+	port, err := bench.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	progress("starting the floor")
-	s, err := start("floor", filepath.Join(o.workDir, "floor.log"), nil, "serve-floor", "-cert-dir", certDir, "-port", strconv.Itoa(port))
+	p, err := bench.Start("floor", filepath.Join(o.workDir, "floor.log"), nil, "serve-floor", "-cert-dir", certDir, "-port", strconv.Itoa(port))
 	if err != nil {
 		return nil, err
 	}
+	s := &server{Process: p}
 	s.url = "https://127.0.0.1:" + strconv.Itoa(port)
 	s.client = newClient(pool, o.timeout)
-	err = s.waitReady(30*time.Second, func() error {
+	err = s.WaitReady(30*time.Second, func() error {
 		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
 		if err != nil {
 			return err
@@ -363,7 +366,7 @@ func startFloor(o options, certDir string, pool *x509.CertPool) (*server, error)
 		return conn.Close()
 	})
 	if err != nil {
-		s.stop()
+		s.Stop()
 		return nil, err
 	}
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -82,21 +83,44 @@ func ValidateUserAnnotations(annotations map[string]string, path *field.Path) fi
 	var errs field.ErrorList
 	if v, ok := annotations[AnnotationUpdatePolicy]; ok {
 		if _, err := UpdatePolicyOf(annotations); err != nil {
-			errs = append(errs, field.NotSupported(path.Key(AnnotationUpdatePolicy), v, policyStrings()))
+			errs = append(errs, field.NotSupported(path.Key(AnnotationUpdatePolicy), Shorten(v), policyStrings()))
 		}
 	}
 	if v, ok := annotations[AnnotationGracePeriod]; ok {
 		if _, err := GracePeriodOf(annotations); err != nil {
-			errs = append(errs, field.Invalid(path.Key(AnnotationGracePeriod), v,
+			errs = append(errs, field.Invalid(path.Key(AnnotationGracePeriod), Shorten(v),
 				fmt.Sprintf("must be a whole number of seconds from 0 to %d", MaxGracePeriodSeconds)))
 		}
 	}
 	if v, ok := annotations[AnnotationPrepull]; ok {
 		if _, err := PrepullOf(annotations, false); err != nil {
-			errs = append(errs, field.NotSupported(path.Key(AnnotationPrepull), v, []string{"true", "false"}))
+			errs = append(errs, field.NotSupported(path.Key(AnnotationPrepull), Shorten(v), []string{"true", "false"}))
 		}
 	}
 	return errs
+}
+
+// ShownValueBytes bounds a bad value quoted back in an error or a warning:
+// longer than any valid value of ours, short enough that a 200 kB mistake
+// does not come back as a 200 kB error.
+const ShownValueBytes = 64
+
+// Shorten returns v as an error quotes it back: whole when it is short,
+// else its first ShownValueBytes bytes (cut at a character) and how long it
+// was.
+func Shorten(v string) string { return shortenTo(v, ShownValueBytes) }
+
+// shortenTo returns v whole when it has at most n bytes, else its first n
+// bytes (cut at a character) and how long it was.
+func shortenTo(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", v[:cut], len(v))
 }
 
 func policyStrings() []string {
@@ -134,9 +158,18 @@ func ValidateManagerAnnotations(from, to map[string]string, path *field.Path) fi
 
 // knownManagerAnnotations are the manager-owned annotations of this version.
 var knownManagerAnnotations = map[string]bool{
-	AnnotationHold:        true,
-	AnnotationRollout:     true,
-	AnnotationUpdateState: true,
+	AnnotationHold:            true,
+	AnnotationRollout:         true,
+	AnnotationUpdateState:     true,
+	AnnotationWokenAt:         true,
+	AnnotationPrepullRevision: true,
+}
+
+// IsKnownAnnotation reports whether key is an inplace.dev annotation of this
+// version, a user's or the manager's; any other key in inplace's domain is a
+// typo or a name of another version.
+func IsKnownAnnotation(key string) bool {
+	return userAnnotations[key] || knownManagerAnnotations[key]
 }
 
 func sortErrors(errs field.ErrorList) {

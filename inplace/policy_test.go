@@ -3,6 +3,7 @@ package inplace
 import (
 	"k8s.io/utils/ptr"
 
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -167,6 +168,23 @@ func TestValidateManagerAnnotations(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, errorStrings(ValidateManagerAnnotations(tc.from, tc.to, path))); diff != "" {
 				t.Errorf("errors (-want,+got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestShorten(t *testing.T) {
+	cases := map[string]struct{ in, want string }{
+		"short, whole":      {in: "InPlace", want: "InPlace"},
+		"at the bound":      {in: strings.Repeat("x", ShownValueBytes), want: strings.Repeat("x", ShownValueBytes)},
+		"long, cut":         {in: strings.Repeat("x", 200000), want: strings.Repeat("x", ShownValueBytes) + "... (200000 bytes)"},
+		"cut at a rune":     {in: strings.Repeat("x", ShownValueBytes-1) + "é" + "y", want: strings.Repeat("x", ShownValueBytes-1) + "... (66 bytes)"},
+		"empty stays empty": {in: "", want: ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := Shorten(tc.in); got != tc.want {
+				t.Errorf("Shorten = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -1,7 +1,11 @@
 package inplace
 
 import (
+	"fmt"
+
 	"github.com/distribution/reference"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // NormalizeImage returns the canonical form of an image reference, the form
@@ -37,4 +41,28 @@ func SameImage(a, b string) bool {
 		return false
 	}
 	return na == nb
+}
+
+// ValidateImages returns, for each container of the template (init
+// containers first, as the pod spec lists them) whose image reference does
+// not parse, an error naming its field and why. The API server stores such a
+// reference (it checks for whitespace only), but the kubelet parses it as
+// NormalizeImage does and refuses it (InvalidImageName): no pod can run it,
+// in place or recreated. path is the template's.
+func ValidateImages(path *field.Path, t *corev1.PodTemplateSpec) field.ErrorList {
+	if t == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	check := func(list string, containers []corev1.Container) {
+		for i, c := range containers {
+			if _, err := NormalizeImage(c.Image); err != nil {
+				errs = append(errs, field.Invalid(path.Child("spec", list).Index(i).Child("image"), Shorten(c.Image),
+					fmt.Sprintf("not an image reference the kubelet can pull (%s)", shortenTo(err.Error(), 2*ShownValueBytes))))
+			}
+		}
+	}
+	check("initContainers", t.Spec.InitContainers)
+	check("containers", t.Spec.Containers)
+	return errs
 }

@@ -1,6 +1,14 @@
 package inplace
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
 
 func TestNormalizeImage(t *testing.T) {
 	const digest = "sha256:0123456789012345678901234567890123456789012345678901234567890123"
@@ -55,6 +63,52 @@ func TestSameImage(t *testing.T) {
 			}
 			if got := SameImage(tc.b, tc.a); got != tc.want {
 				t.Errorf("SameImage(%q, %q) = %v, want %v (not symmetric)", tc.b, tc.a, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateImages(t *testing.T) {
+	template := func(init []string, containers ...string) *corev1.PodTemplateSpec {
+		t := &corev1.PodTemplateSpec{}
+		for i, image := range init {
+			t.Spec.InitContainers = append(t.Spec.InitContainers, corev1.Container{Name: fmt.Sprintf("init%d", i), Image: image})
+		}
+		for i, image := range containers {
+			t.Spec.Containers = append(t.Spec.Containers, corev1.Container{Name: fmt.Sprintf("c%d", i), Image: image})
+		}
+		return t
+	}
+	cases := map[string]struct {
+		template *corev1.PodTemplateSpec
+		want     []string
+	}{
+		"valid references": {template: template([]string{"busybox"}, "nginx:1.27", "localhost:5000/a/b@sha256:0123456789012345678901234567890123456789012345678901234567890123")},
+		"no template":      {},
+		"upper case, a short digest, no name, an empty image": {
+			template: template([]string{":tag"}, "UPPER:tag", "a@sha256:short", ""),
+			want: []string{
+				`spec.template.spec.initContainers[0].image: Invalid value: ":tag": not an image reference the kubelet can pull (invalid reference format)`,
+				`spec.template.spec.containers[0].image: Invalid value: "UPPER:tag": not an image reference the kubelet can pull (invalid reference format: repository name (library/UPPER) must be lowercase)`,
+				`spec.template.spec.containers[1].image: Invalid value: "a@sha256:short": not an image reference the kubelet can pull (invalid reference format)`,
+				`spec.template.spec.containers[2].image: Invalid value: "": not an image reference the kubelet can pull (invalid reference format)`,
+			},
+		},
+		"a huge reference is quoted back shortened": {
+			template: template(nil, strings.Repeat("A", 1000)),
+			want: []string{`spec.template.spec.containers[0].image: Invalid value: "` + strings.Repeat("A", ShownValueBytes) +
+				`... (1000 bytes)": not an image reference the kubelet can pull (invalid reference format: repository name (library/` +
+				strings.Repeat("A", 2*ShownValueBytes-len("invalid reference format: repository name (library/")) + `... (1070 bytes))`},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, e := range ValidateImages(field.NewPath("spec", "template"), tc.template) {
+				got = append(got, e.Error())
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ValidateImages (-want,+got):\n%s", diff)
 			}
 		})
 	}

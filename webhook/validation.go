@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -54,8 +56,34 @@ func (v *validator) validate(ctx context.Context, c workloadChange) (admission.W
 	// Warn when a rollout begins that inplace will not take over; not on
 	// every re-apply of an unchanged template.
 	templateChanged := c.from == nil || !apiequality.Semantic.DeepEqual(c.fromTemplate, c.toTemplate)
-	if policyErr == nil && policy != inplace.Recreate && templateChanged {
-		return warnHandedBack(c.handedBack), nil
+	if !templateChanged {
+		return nil, nil
 	}
-	return nil, nil
+	warnings := warnImages(inplace.ValidateImages(templatePath, c.toTemplate))
+	if policyErr == nil && policy != inplace.Recreate {
+		warnings = append(warnings, warnHandedBack(c.handedBack)...)
+	}
+	return warnings, nil
+}
+
+// shownImageErrors bounds the image references one warning names: a
+// template of hundreds of containers gets one warning of a few lines.
+const shownImageErrors = 3
+
+// warnImages tells, in one warning, the image references of a template that
+// no kubelet can pull. They are not refused: the API server and the native
+// controllers accept them too, and the pods say InvalidImageName.
+func warnImages(errs field.ErrorList) admission.Warnings {
+	if len(errs) == 0 {
+		return nil
+	}
+	shown := make([]string, 0, shownImageErrors)
+	for _, e := range errs[:min(len(errs), shownImageErrors)] {
+		shown = append(shown, e.Error())
+	}
+	msg := "inplace: its pods will not start (InvalidImageName): " + strings.Join(shown, "; ")
+	if more := len(errs) - len(shown); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	return admission.Warnings{msg}
 }

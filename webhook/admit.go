@@ -105,9 +105,14 @@ func (a *admitter) begin(ctx context.Context, obj client.Object, newObject func(
 		}
 	}
 	for _, k := range keepManagerAnnotations(stored, obj) {
-		if req.Operation == admissionv1.Create {
+		_, had := stored[k]
+		switch {
+		case !had && !inplace.IsKnownAnnotation(k):
+			warn(ctx, fmt.Sprintf("inplace: removed the annotation %s: inplace has no such annotation; users write %s, %s and %s",
+				k, inplace.AnnotationUpdatePolicy, inplace.AnnotationGracePeriod, inplace.AnnotationPrepull))
+		case req.Operation == admissionv1.Create:
 			warn(ctx, fmt.Sprintf("inplace: removed the annotation %s: it is the inplace manager's record and is written by the manager only", k))
-		} else {
+		default:
 			warn(ctx, fmt.Sprintf("inplace: kept the stored value of the annotation %s: it is the inplace manager's record and is written by the manager only", k))
 		}
 	}

@@ -439,6 +439,8 @@ func TestWebhookInAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("bad input", badInput)
+
 	t.Run("with the webhook server stopped, every write succeeds and pods are created without the gate", func(t *testing.T) {
 		stop()
 		stopped = true

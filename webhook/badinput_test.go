@@ -130,7 +130,7 @@ func badAnnotations(t *testing.T) {
 	})
 
 	for _, key := range []string{inplace.AnnotationWokenAt, inplace.AnnotationHold} {
-		t.Run("the manager's "+key+" written by a user is removed, with a warning", func(t *testing.T) {
+		t.Run("the manager's "+strings.TrimPrefix(key, inplace.Prefix)+" written by a user is removed, with a warning", func(t *testing.T) {
 			warned := &warnings{}
 			sts := builder.StatefulSet("forged-"+strings.TrimPrefix(key, inplace.Prefix), "bad").Annotation(key, "{}").Obj()
 			if err := clientWarnedTo(t, warned).Create(t.Context(), sts); err != nil {

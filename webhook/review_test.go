@@ -89,12 +89,12 @@ func TestBadAdmissionReviews(t *testing.T) {
 		"a Deployment sent to the StatefulSet handlers": {
 			body:     review("admission.k8s.io/v1", deployment),
 			paths:    []string{PathMutateStatefulSet, PathValidateStatefulSet},
-			wantCode: http.StatusBadRequest, wantMessage: "Deployment",
+			wantCode: http.StatusBadRequest, wantMessage: "unable to decode apps/v1, Kind=Deployment into *v1.StatefulSet",
 		},
-		"a StatefulSet of apps/v1beta2": {
+		"a StatefulSet of apps v1beta2": {
 			body:     review("admission.k8s.io/v1", v1beta2),
 			paths:    []string{PathMutateStatefulSet, PathValidateStatefulSet},
-			wantCode: http.StatusBadRequest, wantMessage: "v1beta2",
+			wantCode: http.StatusBadRequest, wantMessage: "unable to decode apps/v1beta2, Kind=StatefulSet into *v1.StatefulSet",
 		},
 		"an object nested 100,000 deep": {
 			body:     reviewRaw("admission.k8s.io/v1", strings.Repeat("[", 100_000)+strings.Repeat("]", 100_000)),

@@ -40,8 +40,8 @@ test: test-assets $(BIN)/kustomize $(BIN)/helm ## Run the unit, fuzz-seed and in
 	$(MAKE) --no-print-directory test-manifests
 
 .PHONY: test-manifests
-test-manifests: $(BIN)/kustomize $(BIN)/helm ## Test the manifests' checks, and run them: no wildcard or cluster-wide Secrets in any role, the chart equal to kustomize.
-	cd hack/tools && KUSTOMIZE=$(BIN)/kustomize HELM=$(BIN)/helm go test -count=1 ./cmd/manifestcheck
+test-manifests: $(BIN)/kustomize $(BIN)/helm $(BIN)/promtool ## Test the manifests' checks, and run them: no wildcard or cluster-wide Secrets in any role, the chart equal to kustomize, the alerts and the dashboard (promtool check and test rules, every metric one the manager exports).
+	cd hack/tools && KUSTOMIZE=$(BIN)/kustomize HELM=$(BIN)/helm PROMTOOL=$(BIN)/promtool go test -count=1 ./cmd/manifestcheck
 
 # The source snapshots of OpenKruise and cert-manager (neither is served by
 # the Go module proxy) and their build script, beside the repository.
@@ -135,10 +135,10 @@ deploy: $(BIN)/kustomize ## Install the manager on the cluster of the current ku
 ##@ Tools
 
 .PHONY: tools
-tools: $(BIN)/kustomize $(BIN)/helm $(BIN)/staticcheck ## Build the pinned kustomize, helm and staticcheck into .cache/bin.
+tools: $(BIN)/kustomize $(BIN)/helm $(BIN)/staticcheck $(BIN)/promtool ## Build the pinned kustomize, helm, staticcheck and promtool into .cache/bin.
 
 # Each tool at the version hack/tools/go.mod pins; rebuilt when the pin moves.
-TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat helm=helm.sh/helm/v4/cmd/helm
+TOOL_PACKAGES := staticcheck=honnef.co/go/tools/cmd/staticcheck kustomize=sigs.k8s.io/kustomize/kustomize/v5 benchstat=golang.org/x/perf/cmd/benchstat helm=helm.sh/helm/v4/cmd/helm promtool=github.com/prometheus/prometheus/cmd/promtool
 $(BIN)/%: hack/tools/go.mod hack/tools/go.sum
 	@pkg=$(patsubst $*=%,%,$(filter $*=%,$(TOOL_PACKAGES))); test -n "$$pkg" || { echo "no pinned tool $*"; exit 1; }; \
 		mkdir -p $(BIN) && cd hack/tools && echo "building $* ($$pkg)" && go build -o $(BIN)/$* $$pkg

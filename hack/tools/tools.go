@@ -5,6 +5,7 @@
 package tools
 
 import (
+	_ "github.com/prometheus/prometheus/cmd/promtool"
 	_ "golang.org/x/perf/cmd/benchstat"
 	_ "helm.sh/helm/v4/cmd/helm"
 	_ "honnef.co/go/tools/cmd/staticcheck"

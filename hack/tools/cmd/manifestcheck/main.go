@@ -15,7 +15,10 @@
 //     ClusterRole, and in Roles of the manager's namespace only.
 //   - image: the manager's image is the release of VERSION, not :latest.
 //
-// make verify runs it; make test runs its tests, which run the same checks.
+// make verify runs it; make test runs its tests, which run the same checks,
+// and check the chart's alerts and Grafana dashboard, off by default
+// (monitoring_test.go: promtool check and test rules, every query PromQL,
+// every metric one the manager exports).
 package main
 
 import (

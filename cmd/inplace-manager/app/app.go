@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ import (
 	"github.com/inplace-dev/inplace/controller/statefulset"
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/nodes"
+	"github.com/inplace-dev/inplace/internal/podcache"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
 
@@ -89,6 +91,10 @@ func Main(args []string) int {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&cl.zap)))
 	log := ctrl.Log.WithName("setup")
 	log.Info("inplace-manager", "version", Version)
+	if soft := GoMemoryLimit(o.MemoryLimit); soft > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(soft)
+		log.Info("Go memory limit set below the container's", "limit", o.MemoryLimit, "goMemoryLimit", soft)
+	}
 
 	cfg, err := restConfig(cl.kubeconfig)
 	if err != nil {
@@ -168,7 +174,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	byObject := map[client.Object]cache.ByObject{
 		// Only the pods the webhook gated: the controllers act on
 		// nothing else, and a cluster's other pods stay out of memory.
-		&corev1.Pod{}: {Label: labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"})},
+		// Of those, only what the manager reads: their volumes,
+		// environment, probes and the like are most of their size.
+		&corev1.Pod{}: {
+			Label:     labels.SelectorFromSet(labels.Set{inplace.LabelManaged: "true"}),
+			Transform: podcache.Transform,
+		},
 		// Only the leader election lease: whether the rollout engine
 		// runs (the pod-delete webhook refuses nothing otherwise).
 		&coordinationv1.Lease{}: {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/controller/rollout"
 	"github.com/inplace-dev/inplace/inplace"
@@ -25,6 +27,11 @@ type Options struct {
 	// POD_NAMESPACE environment variable): excluded, and home of the leader
 	// election lease.
 	Namespace string
+
+	// MemoryLimit is the container's memory limit in bytes, 0 for none
+	// (--memory-limit, or $MEMORY_LIMIT): the Go runtime's soft limit is
+	// set below it (GoMemoryLimit).
+	MemoryLimit int64
 
 	// WorkloadControllers are the users whose pod deletes may be refused
 	// when the manager updates the pod in place instead
@@ -101,6 +108,11 @@ func (o *Options) Bind(fs *flag.FlagSet) {
 			o.WorkloadControllers = users
 			return nil
 		})
+	fs.Func("memory-limit", "the container's memory limit, a quantity (default: $MEMORY_LIMIT, which the manifests set from the pod's limits.memory); the Go runtime collects harder from 80% of it, unless $GOMEMLIMIT is set", func(s string) error {
+		n, err := parseMemoryLimit(s)
+		o.MemoryLimit = n
+		return err
+	})
 	fs.StringVar(&o.Namespace, "namespace", "", "the manager's own namespace (default: $POD_NAMESPACE, or the service account's namespace)")
 	o.CertMode = certs.ModeBuiltin
 	fs.Func("cert-mode", fmt.Sprintf("where the webhook's serving certificate comes from: %q (default: the manager makes a CA and a certificate in the Secret %s, renews them and injects the CA into its webhook configurations), %q (cert-manager's Certificate %s, mounted at --cert-dir) or %q (a Secret you provide, mounted at --cert-dir)",
@@ -135,6 +147,13 @@ func (o *Options) Complete() error {
 		}
 	}
 	var errs []error
+	if v := os.Getenv("MEMORY_LIMIT"); o.MemoryLimit == 0 && v != "" {
+		n, err := parseMemoryLimit(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--memory-limit: $MEMORY_LIMIT: %w", err))
+		}
+		o.MemoryLimit = n
+	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--namespace: required outside a pod: the manager's own namespace is always excluded, and holds its leader election lease"))
 	} else if msgs := validateNamespaceName(o.Namespace); msgs != "" {
@@ -252,4 +271,28 @@ func parseNamespaces(s string) ([]string, error) {
 		names = append(names, n)
 	}
 	return names, nil
+}
+
+// parseMemoryLimit reads a memory limit: a quantity of bytes ("256Mi", or
+// the plain number a resourceFieldRef gives).
+func parseMemoryLimit(s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a quantity of bytes: %w", s, err)
+	}
+	n, ok := q.AsInt64()
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("%q is not a whole number of bytes", s)
+	}
+	return n, nil
+}
+
+// GoMemoryLimit is the Go runtime's soft memory limit for a container
+// limited to limit bytes: 80% of it. The runtime counts its heap, stacks
+// and metadata; the container's usage also counts the binary's pages and
+// what the kernel keeps for the process, tens of MiB, so a soft limit at
+// the container's own would let a cold start's peak reach it and be
+// killed. 0 when there is no limit.
+func GoMemoryLimit(limit int64) int64 {
+	return limit / 5 * 4
 }

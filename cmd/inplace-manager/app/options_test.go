@@ -15,10 +15,11 @@ import (
 
 func TestOptions(t *testing.T) {
 	cases := map[string]struct {
-		args    []string
-		env     string
-		wantErr string // a substring of the parse or Complete error
-		check   func(t *testing.T, o Options)
+		args      []string
+		env       string
+		memoryEnv string // $MEMORY_LIMIT
+		wantErr   string // a substring of the parse or Complete error
+		check     func(t *testing.T, o Options)
 	}{
 		"defaults": {
 			args: []string{"--namespace=inplace-system"},
@@ -44,6 +45,44 @@ func TestOptions(t *testing.T) {
 					t.Errorf("namespace = %q", o.Namespace)
 				}
 			},
+		},
+		"no memory limit by default": {
+			args: []string{"--namespace=x"},
+			check: func(t *testing.T, o Options) {
+				if o.MemoryLimit != 0 || GoMemoryLimit(o.MemoryLimit) != 0 {
+					t.Errorf("memory limit = %d", o.MemoryLimit)
+				}
+			},
+		},
+		"a memory limit, and the Go runtime's below it": {
+			args: []string{"--namespace=x", "--memory-limit=256Mi"},
+			check: func(t *testing.T, o Options) {
+				if o.MemoryLimit != 256<<20 || GoMemoryLimit(o.MemoryLimit) != 256<<20/5*4 {
+					t.Errorf("memory limit = %d, Go's %d", o.MemoryLimit, GoMemoryLimit(o.MemoryLimit))
+				}
+			},
+		},
+		"the memory limit from MEMORY_LIMIT, as a resourceFieldRef gives it": {
+			args:      []string{"--namespace=x"},
+			memoryEnv: "268435456",
+			check: func(t *testing.T, o Options) {
+				if o.MemoryLimit != 256<<20 {
+					t.Errorf("memory limit = %d", o.MemoryLimit)
+				}
+			},
+		},
+		"a bad MEMORY_LIMIT names the flag and the variable": {
+			args:      []string{"--namespace=x"},
+			memoryEnv: "256 MiB",
+			wantErr:   `--memory-limit: $MEMORY_LIMIT: "256 MiB" is not a quantity of bytes`,
+		},
+		"a memory limit that is not a quantity": {
+			args:    []string{"--namespace=x", "--memory-limit=lots"},
+			wantErr: `invalid value "lots" for flag -memory-limit: "lots" is not a quantity of bytes`,
+		},
+		"a fraction of a byte": {
+			args:    []string{"--namespace=x", "--memory-limit=0.5"},
+			wantErr: `"0.5" is not a whole number of bytes`,
 		},
 		"an unknown policy names the flag and the values": {
 			args:    []string{"--policy=all"},
@@ -130,6 +169,7 @@ func TestOptions(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("POD_NAMESPACE", tc.env)
+			t.Setenv("MEMORY_LIMIT", tc.memoryEnv)
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
 			var o Options

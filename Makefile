@@ -78,8 +78,10 @@ bench: $(BIN)/benchstat ## Benchmark the mutating handlers against an empty hand
 ADMISSION_RATES ?= 100,500,1000
 ADMISSION_DURATION ?= 30s
 
-# make bench-memory: the counts of managed pods measured (see hack/memscale).
+# make bench-memory: the counts of managed pods measured, and the manager's
+# memory limit at each (see hack/memscale).
 MEMORY_MANAGED ?= 10000,30000
+MEMORY_LIMITS ?= 256Mi,512Mi
 
 .PHONY: bench-admission
 bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-manager and to an empty webhook, side by side (ADMISSION_RATES=100,500,1000 ADMISSION_DURATION=30s); the report goes to .cache/bench-admission.txt.
@@ -88,10 +90,10 @@ bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-man
 	$(BIN)/admissionload -rates $(ADMISSION_RATES) -duration $(ADMISSION_DURATION) -out $(ROOT)/.cache/bench-admission.txt
 
 .PHONY: bench-memory
-bench-memory: ## Measure inplace-manager's memory beside an empty manager at MEMORY_MANAGED managed pods (default 10000,30000) with 20000 unmanaged ones, in a real kube-apiserver; the report goes to .cache/bench-memory.txt.
+bench-memory: ## Measure inplace-manager's memory beside an empty manager at MEMORY_MANAGED managed pods (default 10000,30000; MEMORY_LIMITS its memory limit at each) with 20000 unmanaged ones, in a real kube-apiserver; the report goes to .cache/bench-memory.txt.
 	hack/build-kube.sh etcd kube-apiserver
 	go build -o $(BIN)/memscale ./hack/memscale
-	$(BIN)/memscale -managed $(MEMORY_MANAGED)
+	$(BIN)/memscale -managed $(MEMORY_MANAGED) -memory-limit $(MEMORY_LIMITS)
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.

@@ -11,11 +11,17 @@
 //     the other, a controller-runtime manager that caches nothing (the
 //     floor: what any such process costs) and inplace-manager itself
 //     (app.Main, as cmd/inplace-manager runs it), elected leader, so its
-//     controllers start too; each as its own process, with the GOMEMLIMIT
-//     of the chart's default memory limit;
+//     controllers start too; each as its own process, the manager told its
+//     container's memory limit (-memory-limit, one for each scale) as the
+//     manifests tell it;
 //   - samples each process's resident set from its start: the time until
-//     /readyz answers (the manager's caches synced), the peak (VmHWM, the
-//     cold start), and the resident set settled, -settle after it is ready;
+//     /readyz answers (the informers the webhook reads synced), the peak
+//     (VmHWM, the cold start), and the resident set settled, -settle after
+//     it is ready: an idle process collects garbage only when the runtime
+//     forces it, every two minutes, so a shorter wait reads the cold
+//     start's heap; then its live heap, after a collection it is told to
+//     make (the figure that does not depend on when the runtime last
+//     collected);
 //   - prints them side by side; the report is also written to -out.
 //
 // make bench-memory runs it.
@@ -23,16 +29,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	_ "net/http/pprof" // for serveManager
+	_ "net/http/pprof" // for serveLive
 	"os"
+	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -66,7 +77,7 @@ type options struct {
 	managed   []int
 	unmanaged int
 	settle    time.Duration
-	memLimit  string
+	memLimits []string
 	out       string
 	workDir   string
 }
@@ -76,8 +87,8 @@ func run(args []string) int {
 	var o options
 	managed := fs.String("managed", "10000,30000", "comma-separated counts of managed pods, in increasing order: one measure at each")
 	fs.IntVar(&o.unmanaged, "unmanaged", 20000, "pods of unmanaged workloads beside the managed ones")
-	fs.DurationVar(&o.settle, "settle", 60*time.Second, "how long after it is ready a process's resident set is read as settled")
-	fs.StringVar(&o.memLimit, "gomemlimit", "256MiB", `GOMEMLIMIT of the processes measured (the chart sets it to the memory limit, 256Mi by default); "off" for none`)
+	fs.DurationVar(&o.settle, "settle", 150*time.Second, "how long after it is ready a process's resident set is read as settled (past the Go runtime's forced collection, every two minutes, and the scavenger's return of what it freed)")
+	memLimits := fs.String("memory-limit", "256Mi,512Mi", `the manager's --memory-limit at each -managed count (the last for the rest), as the manifests set it from the container's; "" for none`)
 	fs.StringVar(&o.out, "out", filepath.Join(testenv.Root, ".cache", "bench-memory.txt"), "file the report is also written to")
 	fs.StringVar(&o.workDir, "work-dir", filepath.Join(testenv.Root, ".cache", "memscale"), "directory of the processes' logs, certificates and kubeconfig")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +102,7 @@ func run(args []string) int {
 		}
 		o.managed = append(o.managed, n)
 	}
+	o.memLimits = strings.Split(*memLimits, ",")
 	if o.unmanaged < 0 || o.settle < 5*time.Second {
 		fmt.Fprintln(os.Stderr, "memscale: -unmanaged must be 0 or more, -settle 5s or more")
 		return 2
@@ -104,13 +116,32 @@ func run(args []string) int {
 
 // sample is one process's measure at one scale.
 type sample struct {
-	ready         time.Duration
-	peak, settled int64
+	// ready: until /readyz answered; synced: until the last controller
+	// started its workers, its sources synced (the manager only; to the
+	// second, its log's precision).
+	ready, synced time.Duration
+	// live: the live heap, after a collection forced once settled.
+	peak, settled, live int64
+}
+
+// liveHeap asks a process measured for its live heap.
+func liveHeap(url string) (int64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(b), 10, 64)
 }
 
 func measure(o options) error {
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	ctx, cancel := context.WithCancel(context.Background())
+	// Interrupted, it still stops what it started.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	certDir := filepath.Join(o.workDir, "certs")
 	if err := os.MkdirAll(certDir, 0o755); err != nil {
@@ -159,19 +190,21 @@ func measure(o options) error {
 	}
 	type row struct {
 		managed      int
+		limit        string
 		floor, inplc sample
 	}
 	var rows []row
-	for _, n := range o.managed {
+	for i, n := range o.managed {
+		limit := o.memLimits[min(i, len(o.memLimits)-1)]
 		progress(fmt.Sprintf("writing managed pods with their workloads, up to %d", n))
 		if err := f.grow(ctx, true, n); err != nil {
 			return fmt.Errorf("writing the fixture: %w", err)
 		}
-		r := row{managed: f.managed * podsPerWorkload}
-		if r.floor, err = o.run("floor", kubeconfigPath, certDir); err != nil {
+		r := row{managed: f.managed * podsPerWorkload, limit: limit}
+		if r.floor, err = o.run(ctx, "floor", limit, kubeconfigPath, certDir); err != nil {
 			return err
 		}
-		if r.inplc, err = o.run("manager", kubeconfigPath, certDir); err != nil {
+		if r.inplc, err = o.run(ctx, "manager", limit, kubeconfigPath, certDir); err != nil {
 			return err
 		}
 		rows = append(rows, r)
@@ -179,13 +212,15 @@ func measure(o options) error {
 
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
-	fmt.Fprintf(w, "\nmemscale: %d unmanaged pods beside the managed; %d nodes; %d pods a workload; GOMEMLIMIT %s; settled %v after ready\n\n",
-		f.unmanaged*podsPerWorkload, nodeCount, podsPerWorkload, o.memLimit, o.settle)
+	fmt.Fprintf(w, "\nmemscale: %d unmanaged pods beside the managed; %d nodes; %d pods a workload; settled %v after ready\n\n",
+		f.unmanaged*podsPerWorkload, nodeCount, podsPerWorkload, o.settle)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "managed pods\tfloor settled\tfloor peak\tmanager ready in\tmanager settled\tmanager peak\tpeak / settled\tsettled - floor")
+	fmt.Fprintln(tw, "managed pods\tmemory limit\tfloor settled\tfloor live heap\tmanager ready in\tcontrollers synced in\tmanager settled\tmanager peak\tmanager live heap\tpeak / settled\tsettled / floor\tlive heap a managed pod")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f s\t%s\t%s\t%.2fx\t%s\n", r.managed, mib(r.floor.settled), mib(r.floor.peak),
-			r.inplc.ready.Seconds(), mib(r.inplc.settled), mib(r.inplc.peak), float64(r.inplc.peak)/float64(r.inplc.settled), mib(r.inplc.settled-r.floor.settled))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.1f s\t%.0f s\t%s\t%s\t%s\t%.2fx\t%.2fx\t%.1f KiB\n", r.managed, r.limit, mib(r.floor.settled), mib(r.floor.live),
+			r.inplc.ready.Seconds(), r.inplc.synced.Seconds(), mib(r.inplc.settled), mib(r.inplc.peak), mib(r.inplc.live),
+			float64(r.inplc.peak)/float64(r.inplc.settled), float64(r.inplc.settled)/float64(r.floor.settled),
+			float64(r.inplc.live-r.floor.live)/float64(r.managed)/1024)
 	}
 	_ = tw.Flush()
 	if err := os.WriteFile(o.out, []byte(report.String()), 0o644); err != nil {
@@ -197,8 +232,8 @@ func measure(o options) error {
 
 // run starts the named process, waits for it to be ready and settled, and
 // returns what its memory did.
-func (o options) run(name, kubeconfig, certDir string) (sample, error) {
-	ports := make([]int, 3)
+func (o options) run(ctx context.Context, name, memLimit, kubeconfig, certDir string) (sample, error) {
+	ports := make([]int, 4)
 	for i := range ports {
 		p, err := bench.FreePort()
 		if err != nil {
@@ -207,6 +242,7 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 		ports[i] = p
 	}
 	health := "127.0.0.1:" + strconv.Itoa(ports[2])
+	live := "127.0.0.1:" + strconv.Itoa(ports[3])
 	args := []string{"serve-floor", "--health-probe-bind-address=" + health}
 	if name == "manager" {
 		args = []string{"serve-manager", "--namespace=" + managerNS, "--cert-mode=secret", "--cert-dir=" + certDir,
@@ -214,11 +250,8 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 			"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(ports[1]), "--metrics-secure=false",
 			"--health-probe-bind-address=" + health, "--graceful-shutdown-timeout=5s"}
 	}
-	env := []string{"KUBECONFIG=" + kubeconfig}
-	if o.memLimit != "off" {
-		env = append(env, "GOMEMLIMIT="+o.memLimit)
-	}
-	progress("starting " + name)
+	env := []string{"KUBECONFIG=" + kubeconfig, "MEMORY_LIMIT=" + memLimit, "MEMSCALE_ADDR=" + live}
+	progress(fmt.Sprintf("starting %s (its profiles at http://%s/debug/pprof/)", name, live))
 	p, err := bench.Start(name, filepath.Join(o.workDir, name+".log"), env, args...)
 	if err != nil {
 		return sample{}, err
@@ -226,6 +259,9 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 	defer p.Stop()
 	began := time.Now()
 	err = p.WaitReady(10*time.Minute, func() error {
+		if ctx.Err() != nil {
+			return nil // told below
+		}
 		resp, err := http.Get("http://" + health + "/readyz")
 		if err != nil {
 			return err
@@ -237,6 +273,9 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = ctx.Err()
+	}
 	if err != nil {
 		return sample{}, err
 	}
@@ -247,6 +286,8 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 		select {
 		case exit := <-p.Exited:
 			return sample{}, fmt.Errorf("%s exited: %v", name, exit)
+		case <-ctx.Done():
+			return sample{}, ctx.Err()
 		case <-time.After(time.Second):
 		}
 		m, err := bench.MemoryOf(p.Pid())
@@ -261,18 +302,65 @@ func (o options) run(name, kubeconfig, certDir string) (sample, error) {
 	}
 	slices.Sort(last)
 	s.settled = last[len(last)/2]
-	progress(fmt.Sprintf("%s: ready in %.1f s, settled %s, peak %s", name, s.ready.Seconds(), mib(s.settled), mib(s.peak)))
+	if s.live, err = liveHeap("http://" + live + "/live"); err != nil {
+		return sample{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if name == "manager" {
+		if s.synced, err = workersStarted(filepath.Join(o.workDir, name+".log"), began); err != nil {
+			return sample{}, err
+		}
+	}
+	progress(fmt.Sprintf("%s: ready in %.1f s, controllers synced in %v, settled %s, peak %s, live heap %s", name, s.ready.Seconds(), s.synced, mib(s.settled), mib(s.peak), mib(s.live)))
 	return s, nil
 }
 
-// serveManager runs inplace-manager itself, and serves the Go runtime's
-// profiles on $MEMSCALE_PPROF when set (an address: go tool pprof
-// http://<address>/debug/pprof/heap while it runs).
-func serveManager(args []string) int {
-	if addr := os.Getenv("MEMSCALE_PPROF"); addr != "" {
-		go func() { _ = http.ListenAndServe(addr, nil) }()
+// workersStarted reads the manager's log for the last of its controllers
+// to start its workers (controller-runtime does once the controller's
+// sources have synced) and returns how long after began that was.
+func workersStarted(log string, began time.Time) (time.Duration, error) {
+	b, err := os.ReadFile(log)
+	if err != nil {
+		return 0, err
 	}
+	var last time.Time
+	for _, line := range strings.Split(string(b), "\n") {
+		var entry struct {
+			Msg string `json:"msg"`
+			TS  string `json:"ts"`
+		}
+		if !strings.Contains(line, `"Starting workers"`) || json.Unmarshal([]byte(line), &entry) != nil {
+			continue
+		}
+		if ts, err := time.Parse(time.RFC3339, entry.TS); err == nil && ts.After(last) {
+			last = ts
+		}
+	}
+	if last.IsZero() {
+		return 0, fmt.Errorf("%s: no controller started its workers", log)
+	}
+	return max(0, last.Sub(began.Truncate(time.Second))), nil
+}
+
+// serveManager runs inplace-manager itself, and the measure's own
+// endpoint (serveLive).
+func serveManager(args []string) int {
+	go serveLive()
 	return app.Main(args)
+}
+
+// serveLive serves, on $MEMSCALE_ADDR, /live: the live heap in bytes after
+// a collection, and the Go runtime's profiles (go tool pprof
+// http://<address>/debug/pprof/heap while the process runs).
+func serveLive() {
+	http.HandleFunc("/live", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(m)
+		fmt.Fprint(w, m[0].Value.Uint64())
+	})
+	if err := http.ListenAndServe(os.Getenv("MEMSCALE_ADDR"), nil); err != nil {
+		fmt.Fprintln(os.Stderr, "memscale:", err)
+	}
 }
 
 // serveFloor runs a controller-runtime manager that caches nothing and runs
@@ -285,6 +373,7 @@ func serveFloor(args []string) int {
 		return 2
 	}
 	ctrl.SetLogger(zap.New())
+	go serveLive()
 	mgr, err := manager.New(ctrl.GetConfigOrDie(), manager.Options{
 		Scheme: app.Scheme(), HealthProbeBindAddress: *health, Metrics: metricsserver.Options{BindAddress: "0"},
 	})

@@ -169,6 +169,24 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	mgr, err := newManager(cfg, o, scheme, certificate)
+	if err != nil {
+		return err
+	}
+	if err := Setup(ctx, mgr, o, username); err != nil {
+		return err
+	}
+	if err := certificate.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	ctrl.Log.WithName("setup").Info("Starting the manager", "policy", o.Policy,
+		"excluded", o.Scope().ExcludedNames(), "namespace", o.Namespace, "user", username, "certMode", o.Certs().Mode)
+	return mgr.Start(ctx)
+}
+
+// newManager builds the manager for cfg and o: what it caches, its webhook,
+// metrics and probe servers, its leader election.
+func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate *certs.Source) (manager.Manager, error) {
 	// What the manager caches, and why so little:
 	// docs/design/2026-11-26-managed-pods-only.md.
 	byObject := map[client.Object]cache.ByObject{
@@ -224,17 +242,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		GracefulShutdownTimeout:       &o.GracefulShutdownPeriod,
 	})
 	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
+		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := Setup(ctx, mgr, o, username); err != nil {
-		return err
-	}
-	if err := certificate.SetupWithManager(ctx, mgr); err != nil {
-		return err
-	}
-	ctrl.Log.WithName("setup").Info("Starting the manager", "policy", o.Policy,
-		"excluded", o.Scope().ExcludedNames(), "namespace", o.Namespace, "user", username, "certMode", o.Certs().Mode)
-	return mgr.Start(ctx)
+	return mgr, nil
 }
 
 // Setup registers the webhook handlers, the controllers and the probes on
@@ -255,9 +265,12 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	}
 
 	// The pod webhook reads the workloads, their ReplicaSets and revisions,
-	// and nodes, on every replica, elected or not.
+	// nodes, and the managed pods (a Deployment's, to check its ReplicaSets'
+	// status), on every replica, elected or not: a standby would otherwise
+	// start the pods' informer on its first such request, and hold that
+	// request until it synced.
 	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &appsv1.Deployment{}, &appsv1.ReplicaSet{},
-		&appsv1.ControllerRevision{}, &corev1.Node{}} {
+		&appsv1.ControllerRevision{}, &corev1.Node{}, &corev1.Pod{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}

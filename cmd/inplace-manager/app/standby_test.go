@@ -1,0 +1,94 @@
+package app
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/inplace-dev/inplace/certs"
+	"github.com/inplace-dev/inplace/internal/testenv"
+)
+
+// TestStandbyReadsPodsFromASyncedCache: a replica that is not elected has,
+// once its cache synced, the managed pods' informer running and synced
+// before any request: the pod webhook lists a Deployment's pods from it. An
+// informer started by that first request would hold the request until it
+// synced. A read with a context already ended answers only from an
+// informer already synced.
+func TestStandbyReadsPodsFromASyncedCache(t *testing.T) {
+	env, c := testenv.Start(t, Scheme(), nil)
+	now := metav1.NewMicroTime(time.Now())
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},
+		&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionID, Namespace: "inplace-system"},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To(int32(3600)),
+				AcquireTime: &now, RenewTime: &now},
+		},
+	} {
+		if err := c.Create(t.Context(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fs, cl := newCommandLine()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	if err := fs.Parse([]string{"--namespace=inplace-system", "--cert-mode=secret", "--cert-dir=" + t.TempDir(),
+		"--webhook-host=127.0.0.1", "--webhook-port=" + strconv.Itoa(port), "--metrics-bind-address=0",
+		"--health-probe-bind-address=0", "--graceful-shutdown-timeout=1s"}); err != nil {
+		t.Fatal(err)
+	}
+	o := cl.options
+	if err := o.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	certificate, err := certs.New(o.Certs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := newManager(env.Config, o, Scheme(), certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := Setup(ctx, mgr, o, "system:serviceaccount:inplace-system:inplace-manager"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the manager stopped with %v", err)
+		}
+	})
+
+	wait, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if !mgr.GetCache().WaitForCacheSync(wait) {
+		t.Fatal("the cache did not sync")
+	}
+	ended, end := context.WithCancel(ctx)
+	end()
+	if err := mgr.GetCache().List(ended, &corev1.PodList{}); err != nil {
+		t.Errorf("listing pods from a standby's synced cache: %v; want the informer running and synced before any request", err)
+	}
+	select {
+	case <-mgr.Elected():
+		t.Fatal("elected, with the lease held by another replica: the test proves nothing")
+	default:
+	}
+}

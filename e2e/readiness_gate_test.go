@@ -3,12 +3,17 @@
 package e2e
 
 import (
+	"fmt"
 	"maps"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // The readiness gate on a real kubelet: the webhook injects it into the pods
@@ -211,4 +216,117 @@ func TestUnmanagedStatefulSetIsUntouched(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFailOpenUnderLoad stops every manager replica while a writer changes a
+// managed namespace at a fixed rate: the Deployment's and the StatefulSet's
+// annotations (the workload webhooks' writes) and the StatefulSet's scale (its
+// controller's pod creates and deletes, the pod webhooks'). No write is
+// refused, neither the writer's nor the controllers' (no FailedCreate or
+// FailedDelete); the Deployment's image change made meanwhile rolls out
+// natively. Once the manager is back, the StatefulSet's image change goes in
+// place.
+//
+// It stops the manager, so it must not run in parallel with other tests.
+func TestFailOpenUnderLoad(t *testing.T) {
+	const (
+		rate     = 10 // writes a second
+		duration = 20 * time.Second
+	)
+	ns := newNamespace(t, optedIn)
+	d := newDeployment("api", ns, 2, images.V1)
+	sts := newStatefulSet("web", ns, 2, images.V1, withParallelPods())
+	create(t, d)
+	create(t, sts)
+	waitForDeploymentComplete(t, d)
+	waitForStatefulSetReady(t, sts)
+	apiBefore := observeWorkload(t, d)
+
+	restore := stopManager(t)
+	down := time.Now()
+
+	type result struct {
+		what    string
+		latency time.Duration
+		err     error
+	}
+	results := make(chan result, rate*int(duration/time.Second)+1)
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / rate)
+	for i := 0; time.Since(down) < duration; i++ {
+		<-tick.C
+		if i == rate*5 { // 5 s in: a rollout begun while the manager is down
+			setTemplateImage(t, d, appContainer, images.V2)
+		}
+		var obj client.Object
+		var patch, what string
+		switch i % 4 {
+		case 0:
+			obj, what = d, "Deployment annotation"
+			patch = fmt.Sprintf(`{"metadata":{"annotations":{"e2e.inplace.dev/write":"%d"}}}`, i)
+		case 1:
+			obj, what = sts, "StatefulSet annotation"
+			patch = fmt.Sprintf(`{"metadata":{"annotations":{"e2e.inplace.dev/write":"%d"}}}`, i)
+		default: // the StatefulSet's pods created and deleted by its controller
+			obj, what = sts, "StatefulSet scale"
+			patch = fmt.Sprintf(`{"spec":{"replicas":%d}}`, 2+i/4%2)
+		}
+		target := obj.DeepCopyObject().(client.Object)
+		wg.Go(func() {
+			began := time.Now()
+			err := k8s.Patch(t.Context(), target, client.RawPatch(types.MergePatchType, []byte(patch)))
+			results <- result{what: what, latency: time.Since(began), err: err}
+		})
+	}
+	tick.Stop()
+	wg.Wait()
+	close(results)
+	var latencies []time.Duration
+	slow := map[string]int{} // writes that took a second or more, by what
+	for r := range results {
+		if r.err != nil {
+			t.Errorf("%s refused with the manager down: %v", r.what, r.err)
+		}
+		latencies = append(latencies, r.latency)
+		if r.latency >= time.Second {
+			slow[r.what]++
+		}
+	}
+	slices.Sort(latencies)
+	t.Logf("%d writes in %v with the manager down: p50 %v, p99 %v, max %v; a second or more: %v", len(latencies), duration,
+		latencies[len(latencies)/2], latencies[len(latencies)*99/100], latencies[len(latencies)-1], slow)
+
+	// The Deployment's change rolled natively: new pods, none gated.
+	scale(t, sts, 2)
+	waitForDeploymentComplete(t, d)
+	waitForStatefulSetReady(t, sts)
+	apiAfter := observeWorkload(t, d)
+	logPods(t, "the Deployment after its rollout with the manager down", apiAfter)
+	for _, p := range apiAfter {
+		if slices.ContainsFunc(apiBefore, func(b podView) bool { return b.UID == p.UID }) {
+			t.Errorf("pod %s kept its UID: the rollout made with the manager down went in place", p.Name)
+		}
+		if p.Gated || !p.Ready || p.Version != images.Serves(images.V2) {
+			t.Errorf("pod %s: gated %t, Ready %t, serves %q; want ungated, Ready, serving %q", p.Name, p.Gated, p.Ready, p.Version, images.Serves(images.V2))
+		}
+	}
+	events := &corev1.EventList{}
+	if err := k8s.List(t.Context(), events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		if (e.Reason == "FailedCreate" || e.Reason == "FailedDelete") && eventTime(&e).After(down) {
+			t.Errorf("%s %s/%s: %s: a controller's write was refused with the manager down", e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message)
+		}
+	}
+
+	// Back: the next change goes in place, on the pods created with the
+	// gate before the manager went down.
+	restore()
+	before := observe(t, sts)
+	setImage(t, sts, appContainer, images.V2)
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "the StatefulSet after its rollout with the manager back", after)
+	wantInPlace(t, before, after, images.V2, 1)
 }

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -274,6 +275,14 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
+	}
+	// The gates' metrics count the cached managed pods at each scrape.
+	podInformer, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{})
+	if err != nil {
+		return fmt.Errorf("informer for %T: %w", &corev1.Pod{}, err)
+	}
+	if s, ok := podInformer.(interface{ GetStore() toolscache.Store }); ok {
+		podcache.CountGates(s.GetStore())
 	}
 	nodeInfo := nodes.Nodes{Reader: mgr.GetCache()}
 	engine := &engineWatch{clock: clock.RealClock{}, started: time.Now(), elected: o.LeaderElect}

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/inplace-dev/inplace/certs"
 	"github.com/inplace-dev/inplace/internal/testenv"
@@ -22,7 +24,7 @@ import (
 // before any request: the pod webhook lists a Deployment's pods from it. An
 // informer started by that first request would hold the request until it
 // synced. A read with a context already ended answers only from an
-// informer already synced.
+// informer already synced. The gates' metrics count that informer's pods.
 func TestStandbyReadsPodsFromASyncedCache(t *testing.T) {
 	env, c := testenv.Start(t, Scheme(), nil)
 	now := metav1.NewMicroTime(time.Now())
@@ -85,6 +87,10 @@ func TestStandbyReadsPodsFromASyncedCache(t *testing.T) {
 	end()
 	if err := mgr.GetCache().List(ended, &corev1.PodList{}); err != nil {
 		t.Errorf("listing pods from a standby's synced cache: %v; want the informer running and synced before any request", err)
+	}
+	// The gates' metrics read that informer's pods, on every replica.
+	if n, err := testutil.GatherAndCount(metrics.Registry, "inplace_pods_gate_closed"); err != nil || n != 3 {
+		t.Errorf("inplace_pods_gate_closed: %d series (%v), want one for each of the 3 kinds", n, err)
 	}
 	select {
 	case <-mgr.Elected():

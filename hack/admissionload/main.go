@@ -40,7 +40,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -52,7 +51,6 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -167,16 +165,8 @@ func measure(o options) error {
 	go renewLease(ctx, c)
 
 	// The manager authenticates as its service account would.
-	user, err := env.AddUser(envtest.User{Name: "system:serviceaccount:" + managerNS + ":inplace-manager", Groups: []string{"system:masters"}}, nil)
+	kubeconfigPath, err := bench.ManagerKubeconfig(env, managerNS, o.workDir)
 	if err != nil {
-		return err
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(o.workDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
 
@@ -326,18 +316,7 @@ func startManager(o options, kubeconfig, certDir string, pool *x509.CertPool) (*
 	s.metrics = "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics"
 	s.client = newClient(pool, o.timeout)
 	readyz := "http://127.0.0.1:" + strconv.Itoa(ports[2]) + "/readyz"
-	err = s.WaitReady(60*time.Second, func() error {
-		resp, err := http.Get(readyz)
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", body)
-		}
-		return nil
-	})
+	err = s.WaitReady(60*time.Second, bench.Readyz(readyz))
 	if err != nil {
 		s.Stop()
 		return nil, err

@@ -49,7 +49,6 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -167,16 +166,8 @@ func measure(o options) error {
 		return err
 	}
 	// The manager authenticates as its service account would.
-	user, err := env.AddUser(envtest.User{Name: "system:serviceaccount:" + managerNS + ":inplace-manager", Groups: []string{"system:masters"}}, nil)
+	kubeconfigPath, err := bench.ManagerKubeconfig(env, managerNS, o.workDir)
 	if err != nil {
-		return err
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		return err
-	}
-	kubeconfigPath := filepath.Join(o.workDir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
 
@@ -258,20 +249,12 @@ func (o options) run(ctx context.Context, name, memLimit, kubeconfig, certDir st
 	}
 	defer p.Stop()
 	began := time.Now()
+	readyz := bench.Readyz("http://" + health + "/readyz")
 	err = p.WaitReady(10*time.Minute, func() error {
 		if ctx.Err() != nil {
 			return nil // told below
 		}
-		resp, err := http.Get("http://" + health + "/readyz")
-		if err != nil {
-			return err
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", body)
-		}
-		return nil
+		return readyz()
 	})
 	if err == nil {
 		err = ctx.Err()

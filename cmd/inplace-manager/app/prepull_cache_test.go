@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/inplace-dev/inplace/internal/testenv"
@@ -22,21 +23,8 @@ import (
 // are elected; a cache left for the leader alone never syncs, and the
 // replica stopped after the sync timeout, again and again.
 func TestPrepullCacheRunsOnAStandby(t *testing.T) {
-	env, c := testenv.Start(t, Scheme(), nil)
+	env := startStandbyCluster(t)
 	cfg := env.Config
-	now := metav1.NewMicroTime(time.Now())
-	for _, obj := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},
-		&coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionID, Namespace: "inplace-system"},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To(int32(3600)),
-				AcquireTime: &now, RenewTime: &now},
-		},
-	} {
-		if err := c.Create(t.Context(), obj); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
@@ -73,4 +61,25 @@ func TestPrepullCacheRunsOnAStandby(t *testing.T) {
 		t.Fatal("elected, with the lease held by another replica: the test proves nothing")
 	default:
 	}
+}
+
+// startStandbyCluster starts an API server whose leader election lease, in
+// inplace-system, another replica holds for an hour: a manager started
+// against it is a standby.
+func startStandbyCluster(t *testing.T) *envtest.Environment {
+	env, c := testenv.Start(t, Scheme(), nil)
+	now := metav1.NewMicroTime(time.Now())
+	for _, obj := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},
+		&coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionID, Namespace: "inplace-system"},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To(int32(3600)),
+				AcquireTime: &now, RenewTime: &now},
+		},
+	} {
+		if err := c.Create(t.Context(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
 }

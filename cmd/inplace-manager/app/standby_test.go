@@ -8,15 +8,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/inplace-dev/inplace/certs"
-	"github.com/inplace-dev/inplace/internal/testenv"
 )
 
 // TestStandbyReadsPodsFromASyncedCache: a replica that is not elected has,
@@ -26,20 +21,7 @@ import (
 // synced. A read with a context already ended answers only from an
 // informer already synced. The gates' metrics count that informer's pods.
 func TestStandbyReadsPodsFromASyncedCache(t *testing.T) {
-	env, c := testenv.Start(t, Scheme(), nil)
-	now := metav1.NewMicroTime(time.Now())
-	for _, obj := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "inplace-system"}},
-		&coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Name: LeaderElectionID, Namespace: "inplace-system"},
-			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To("another-replica"), LeaseDurationSeconds: ptr.To(int32(3600)),
-				AcquireTime: &now, RenewTime: &now},
-		},
-	} {
-		if err := c.Create(t.Context(), obj); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env := startStandbyCluster(t)
 
 	fs, cl := newCommandLine()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -13,8 +13,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // Process is a child process: this program run again.
@@ -233,4 +237,37 @@ func TestCA(dir, dnsName string) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool, nil
+}
+
+// ManagerKubeconfig adds to env the user the manager authenticates as, its
+// service account in namespace (with every permission: the measures are of
+// the manager's work, not of RBAC), and writes its kubeconfig into dir.
+func ManagerKubeconfig(env *envtest.Environment, namespace, dir string) (string, error) {
+	user, err := env.AddUser(envtest.User{Name: "system:serviceaccount:" + namespace + ":inplace-manager", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return "", err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	return path, os.WriteFile(path, kubeconfig, 0o600)
+}
+
+// Readyz returns a check, for WaitReady, that a process's /readyz at url
+// answers 200.
+func Readyz(url string) func() error {
+	return func() error {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", body)
+		}
+		return nil
+	}
 }

@@ -187,7 +187,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 
 // newManager builds the manager for cfg and o: what it caches, its webhook,
 // metrics and probe servers, its leader election.
-func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate *certs.Source) (manager.Manager, error) {
+// A test's options may follow (a second manager in one process needs
+// controller names it may repeat).
+func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate *certs.Source, testOptions ...func(*ctrl.Options)) (manager.Manager, error) {
 	// What the manager caches, and why so little:
 	// docs/design/2026-11-26-managed-pods-only.md.
 	byObject := map[client.Object]cache.ByObject{
@@ -219,7 +221,7 @@ func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 		metrics.TLSOpts = []func(*tls.Config){tlsHardening}
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	mgrOptions := ctrl.Options{
 		Scheme: scheme,
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
@@ -241,7 +243,11 @@ func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate
 		LeaderElectionNamespace:       o.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.GracefulShutdownPeriod,
-	})
+	}
+	for _, f := range testOptions {
+		f(&mgrOptions)
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOptions)
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}

@@ -86,6 +86,7 @@ func TestMetricsNeedAuthorisation(t *testing.T) {
 		}
 		select {
 		case err := <-done:
+			done <- err // for the cleanup's receive
 			t.Fatalf("the manager stopped: %v", err)
 		case <-time.After(200 * time.Millisecond):
 		}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/inplace-dev/inplace/certs"
@@ -43,7 +45,11 @@ func TestStandbyReadsPodsFromASyncedCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := newManager(env.Config, o, Scheme(), certificate)
+	// Another test of the package runs the manager's controllers, whose
+	// names controller-runtime keeps unique in a process.
+	mgr, err := newManager(env.Config, o, Scheme(), certificate, func(mo *ctrl.Options) {
+		mo.Controller.SkipNameValidation = ptr.To(true)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 // The names of DESIGN.md that the tests check, spelt out rather than imported
@@ -105,6 +107,9 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	// The kubeconfig flag of controller-runtime's config package, and -test.*.
 	flag.Parse()
+	// controller-runtime's client logs the API server's warnings (the
+	// webhooks' among them): a line each, not its complaint of no logger.
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	ctx, cancel := context.WithTimeout(context.Background(), managerTimeout+time.Minute)
 	defer cancel()
 	cleanup, err := setUp(ctx)

@@ -101,8 +101,8 @@ func (f *fixture) parallel(ctx context.Context, n int, do func(int) error) error
 			}
 		})
 	}
-	stop := time.NewTicker(10 * time.Second)
-	defer stop.Stop()
+	report := time.NewTicker(10 * time.Second)
+	defer report.Stop()
 	var err error
 send:
 	for i := range n {
@@ -112,7 +112,7 @@ send:
 				continue send
 			case err = <-errs:
 				break send
-			case <-stop.C:
+			case <-report.C:
 				progress(fmt.Sprintf("  %d writes so far", f.writes.Load()))
 			case <-ctx.Done():
 				err = ctx.Err()

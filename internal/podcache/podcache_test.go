@@ -113,6 +113,16 @@ func TestTransformKeepsWhatTheManagerReads(t *testing.T) {
 		t.Errorf("container status fields kept: %+v", cs)
 	}
 
+	// The informer may transform a pod twice (its reflector's store, then
+	// its queue): the second changes nothing.
+	again, err := podcache.Transform(trimmed.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(again, trimmed) {
+		t.Errorf("a second transform changed the pod:\nonce  %+v\ntwice %+v", trimmed, again)
+	}
+
 	// Anything else passes through untouched.
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}
 	if got, _ := podcache.Transform(node); got != node {

@@ -272,17 +272,17 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	}
 
 	// The pod webhook reads the workloads, their ReplicaSets and revisions,
-	// nodes, and the managed pods (a Deployment's, to check its ReplicaSets'
-	// status), on every replica, elected or not: a standby would otherwise
-	// start the pods' informer on its first such request, and hold that
-	// request until it synced.
+	// and nodes, on every replica, elected or not.
 	for _, obj := range []client.Object{&appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &appsv1.Deployment{}, &appsv1.ReplicaSet{},
-		&appsv1.ControllerRevision{}, &corev1.Node{}, &corev1.Pod{}} {
+		&appsv1.ControllerRevision{}, &corev1.Node{}} {
 		if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
 	}
-	// The gates' metrics count the cached managed pods at each scrape.
+	// And the managed pods (a Deployment's, to check its ReplicaSets'
+	// status): a standby would otherwise start their informer on its first
+	// such request, and hold that request until it synced. The gates'
+	// metrics count that informer's pods at each scrape.
 	podInformer, err := mgr.GetCache().GetInformer(ctx, &corev1.Pod{})
 	if err != nil {
 		return fmt.Errorf("informer for %T: %w", &corev1.Pod{}, err)

@@ -7,7 +7,10 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BIN := $(ROOT)/.cache/bin
 export PATH := /usr/local/go/bin:$(PATH)
 export GOTOOLCHAIN := local
-export KUBEBUILDER_ASSETS ?= $(BIN)
+# The integration tests' kube-apiserver and etcd: those of the release
+# KUBE_VERSION names (make test KUBE_VERSION=1.34; hack/cluster.mk), the
+# default one's when unset.
+export KUBEBUILDER_ASSETS ?= $(shell KUBE_VERSION='$(KUBE_VERSION)' $(ROOT)/hack/build-kube.sh --dir)
 
 # The release: the binary says it (--version), the manifests and the chart
 # name its image.

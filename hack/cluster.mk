@@ -18,6 +18,12 @@ CLUSTER_KUBECTL := nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)
 NODES ?=
 export NODES
 
+# KUBE_VERSION: the Kubernetes release the cluster runs, a minor pinned under
+# hack/kube (make e2e KUBE_VERSION=1.34); unset, the default one
+# (hack/kube/go.mod). A cluster up at another release is brought up again.
+KUBE_VERSION ?=
+export KUBE_VERSION
+
 ##@ End-to-end tests and demo
 
 # E2E_KEEP_CLUSTER: unset tears down a cluster that make e2e started and keeps
@@ -37,6 +43,14 @@ e2e-install: deploy-e2e $(BIN)/helm $(BIN)/kustomize ## Install and uninstall on
 # THIRDPARTY_DIR: the OpenKruise and cert-manager source snapshots and their
 # build script (default ../shared/thirdparty beside the repository).
 export THIRDPARTY_DIR ?= $(abspath $(CLUSTER_REPO_ROOT)/../shared/thirdparty)
+
+# KUBE_VERSIONS: the releases make e2e-versions runs the suite at, each a
+# minor pinned under hack/kube (hack/pin-kube.sh pins another).
+KUBE_VERSIONS ?= 1.30 1.31 1.32 1.33 1.34 1.35 1.36 1.37
+
+.PHONY: e2e-versions
+e2e-versions: ## Run the whole e2e suite once per Kubernetes release in KUBE_VERSIONS, each on a cluster brought up at that release and torn down after; a line per release (logs in .cache/e2e-versions).
+	@$(CLUSTER_REPO_ROOT)/e2e/versions.sh $(KUBE_VERSIONS)
 
 .PHONY: e2e-kruise
 e2e-kruise: ## The OpenKruise suite: cluster up, manager installed, Kruise installed, TestKruise* run, Kruise uninstalled, teardown as make e2e (E2E_KEEP_CLUSTER).

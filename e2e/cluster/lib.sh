@@ -11,6 +11,11 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CLUSTER_SCRIPTS=$ROOT/e2e/cluster
 BIN=${BIN_DIR:-$ROOT/.cache/bin}
+# The Kubernetes daemons' binaries: those of the release KUBE_VERSION names
+# (make e2e KUBE_VERSION=1.34), the default one's when unset. kubectl, the
+# tests and the manager are the same whatever the cluster's release.
+KUBE_BIN=$("$ROOT/hack/build-kube.sh" --dir)
+KUBE_RELEASE=$("$ROOT/hack/build-kube.sh" --version)
 # Resolved: the kernel lists mounts by their real path, and teardown finds
 # the daemons' mounts under $STATE by it (in a git worktree whose .cache is
 # a symlink to the main checkout's, they were left mounted).
@@ -37,6 +42,8 @@ PKI=$STATE/pki
 ADMIN_KUBECONFIG=$STATE/admin.kubeconfig
 CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 PIDS=$STATE/pids
+# The Kubernetes release the cluster was last brought up at.
+RELEASE_FILE=$STATE/kube-release
 LOGS=$STATE/logs
 
 # The daemons in start order; teardown stops them in reverse. Those of

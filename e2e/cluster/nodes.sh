@@ -276,7 +276,8 @@ hostnameOverride: $ND_NAME
 bindAddress: $ND_IP
 clusterCIDR: $CLUSTER_CIDR
 detectLocalMode: ClusterCIDR
-nodePortAddresses: [primary]
+# The node's own address (what "primary" says from 1.31 on; 1.30 wants CIDRs).
+nodePortAddresses: [$ND_IP/32]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 iptables:
@@ -316,7 +317,7 @@ node_wait_containerd() {
 node_start_kubelet() {
 	node_vars "$1"
 	KUBELET_START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}kubelet" "$BIN/kubelet" \
+	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}kubelet" "$KUBE_BIN/kubelet" \
 		--config="$ND_CONFIG/kubelet.yaml" \
 		--kubeconfig="$ND_DIR/kubelet.kubeconfig" \
 		--root-dir="$ND_DIR/kubelet" \
@@ -324,7 +325,7 @@ node_start_kubelet() {
 		--hostname-override="$ND_NAME" \
 		--node-ip="$ND_IP" \
 		--v=1
-	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}kube-proxy" "$BIN/kube-proxy" --config="$ND_CONFIG/kube-proxy.yaml"
+	start_daemon_in "$ND_NETNS_PATH" "${ND_PREFIX}kube-proxy" "$KUBE_BIN/kube-proxy" --config="$ND_CONFIG/kube-proxy.yaml"
 }
 
 # node_conditions prints "NAME READY HEARTBEAT" for every node the API

@@ -12,6 +12,10 @@
 # deleted). A node's name, IP, pod range and state folder depend only on its
 # number: make cluster-down then make cluster NODES=N restarts the same nodes.
 #
+# KUBE_VERSION: the Kubernetes release of the daemons (hack/build-kube.sh),
+# the default one when unset. A cluster up at another release is torn down
+# and brought up again from an empty etcd.
+#
 # Ready means, for every node: its daemons alive, the API server ready, the
 # node Ready with a heartbeat newer than its kubelet's start, its kube-proxy
 # synced, and a pod that actually ran on it and answered from every node's
@@ -133,7 +137,7 @@ start_control_plane() {
 		--quota-backend-bytes=2147483648 --log-level=warn
 	wait_for "etcd" 30 in_ns curl -fsS --max-time 1 http://127.0.0.1:2379/health
 
-	start_daemon kube-apiserver "$BIN/kube-apiserver" \
+	start_daemon kube-apiserver "$KUBE_BIN/kube-apiserver" \
 		--advertise-address="$NODE_IP" --bind-address="$NODE_IP" --secure-port=6443 \
 		--etcd-servers=http://127.0.0.1:2379 \
 		--service-cluster-ip-range="$SERVICE_CIDR" \
@@ -155,7 +159,7 @@ start_control_plane() {
 	wait_for "the API server" 60 bash -c "[ \"\$(nsenter --net=$NETNS_PATH curl -fsS --max-time 2 --cacert $PKI/ca.crt --cert $PKI/admin.crt --key $PKI/admin.key $APISERVER/readyz)\" = ok ]"
 	log "control plane ready ($(since "$t0"))"
 
-	start_daemon kube-controller-manager "$BIN/kube-controller-manager" \
+	start_daemon kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
 		--kubeconfig="$STATE/controller-manager.kubeconfig" \
 		--authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
 		--authorization-kubeconfig="$STATE/controller-manager.kubeconfig" \
@@ -169,7 +173,7 @@ start_control_plane() {
 		--node-monitor-period=1s \
 		--leader-elect=false \
 		--profiling=false
-	start_daemon kube-scheduler "$BIN/kube-scheduler" \
+	start_daemon kube-scheduler "$KUBE_BIN/kube-scheduler" \
 		--kubeconfig="$STATE/scheduler.kubeconfig" \
 		--authentication-kubeconfig="$STATE/scheduler.kubeconfig" \
 		--authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
@@ -316,11 +320,14 @@ main() {
 	lock_state
 	mkdir -p "$STATE"
 	install_packages
-	"$ROOT/hack/build-kube.sh"
+	"$ROOT/hack/build-kube.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
+	KUBE_VERSION= "$ROOT/hack/build-kube.sh" kubectl
 	"$here/images.sh" build
 
 	have=$(cluster_nodes)
-	if healthy "$have"; then
+	# A state folder from before releases were recorded is the default's.
+	ran=$(cat "$RELEASE_FILE" 2>/dev/null) || ran=$(KUBE_VERSION= "$ROOT/hack/build-kube.sh" --version)
+	if [ "$ran" = "$KUBE_RELEASE" ] && healthy "$have"; then
 		count=${want:-$have}
 		if [ "$count" -gt "$have" ]; then
 			"$here/images.sh" import
@@ -339,8 +346,18 @@ main() {
 	fi
 	count=${want:-$((have > 0 ? have : 1))}
 	if any_daemon_alive || any_netns; then
-		log "a previous cluster is running but not healthy: tearing it down first"
+		if [ "$ran" != "$KUBE_RELEASE" ]; then
+			log "the cluster runs Kubernetes $ran, $KUBE_RELEASE is wanted: tearing it down first"
+		else
+			log "a previous cluster is running but not healthy: tearing it down first"
+		fi
 		"$here/down.sh"
+	fi
+	if [ "$ran" != "$KUBE_RELEASE" ]; then
+		# What another release wrote (storage versions, fields it knows)
+		# is not for this one: the cluster starts from an empty etcd.
+		log "starting Kubernetes $KUBE_RELEASE from an empty etcd (the last cluster ran $ran)"
+		rm -rf "$STATE/etcd"
 	fi
 
 	save_host_state
@@ -356,6 +373,7 @@ main() {
 	done
 	echo "$count" >"$NODES_FILE"
 	setup_network 1 "$count"
+	echo "$KUBE_RELEASE" >"$RELEASE_FILE"
 	start_control_plane
 	prune_nodes "$count"
 	start_nodes 1 "$count"

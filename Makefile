@@ -7,10 +7,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BIN := $(ROOT)/.cache/bin
 export PATH := /usr/local/go/bin:$(PATH)
 export GOTOOLCHAIN := local
-# The integration tests' kube-apiserver and etcd: those of the release
-# KUBE_VERSION names (make test KUBE_VERSION=1.34; hack/cluster.mk), the
-# default one's when unset.
-export KUBEBUILDER_ASSETS ?= $(shell KUBE_VERSION='$(KUBE_VERSION)' $(ROOT)/hack/build-kube.sh --dir)
+export KUBEBUILDER_ASSETS ?= $(BIN)
 
 # The release: the binary says it (--version), the manifests and the chart
 # name its image.
@@ -52,7 +49,7 @@ THIRDPARTY_DIR ?= $(abspath $(ROOT)/../shared/thirdparty)
 
 .PHONY: test-assets
 test-assets: ## Build etcd, kube-apiserver and cert-manager's controller and CA injector for the integration tests (cached in .cache/bin).
-	hack/build-kube.sh etcd kube-apiserver
+	KUBE_VERSION= hack/build-kube.sh etcd kube-apiserver
 	$(THIRDPARTY_DIR)/build.sh cert-manager-controller $(BIN)
 	$(THIRDPARTY_DIR)/build.sh cert-manager-cainjector $(BIN)
 
@@ -88,13 +85,13 @@ MEMORY_LIMITS ?= 256Mi,512Mi
 
 .PHONY: bench-admission
 bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-manager and to an empty webhook, side by side (ADMISSION_RATES=100,500,1000 ADMISSION_DURATION=30s); the report goes to .cache/bench-admission.txt.
-	hack/build-kube.sh etcd kube-apiserver
+	KUBE_VERSION= hack/build-kube.sh etcd kube-apiserver
 	go build -o $(BIN)/admissionload ./hack/admissionload
 	$(BIN)/admissionload -rates $(ADMISSION_RATES) -duration $(ADMISSION_DURATION) -out $(ROOT)/.cache/bench-admission.txt
 
 .PHONY: bench-memory
 bench-memory: ## Measure inplace-manager's memory beside an empty manager at MEMORY_MANAGED managed pods (default 10000,30000; MEMORY_LIMITS its memory limit at each) with 20000 unmanaged ones, in a real kube-apiserver; the report goes to .cache/bench-memory.txt.
-	hack/build-kube.sh etcd kube-apiserver
+	KUBE_VERSION= hack/build-kube.sh etcd kube-apiserver
 	go build -o $(BIN)/memscale ./hack/memscale
 	$(BIN)/memscale -managed $(MEMORY_MANAGED) -memory-limit $(MEMORY_LIMITS)
 

@@ -23,7 +23,7 @@ ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$here/etcd/go
 pinned() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$1/go.mod"; }
 module=$here/kube KUBE_BIN_DIR=$BIN_DIR
 KUBE_VERSION=${KUBE_VERSION:-} KUBE_VERSION=${KUBE_VERSION#v}
-if [ -n "$KUBE_VERSION" ] && [[ "v$KUBE_VERSION." != "$(pinned "$module")"* ]]; then
+if [ -n "$KUBE_VERSION" ] && [[ "$(pinned "$module")." != "v$KUBE_VERSION."* ]]; then
 	minor=$(echo "$KUBE_VERSION" | cut -d. -f1,2)
 	if [ ! -f "$here/kube/$minor/go.mod" ]; then
 		echo "build-kube.sh: no Kubernetes $minor pinned; pinned: $(pinned "$module") $(cd "$here/kube" && ls -d 1.* 2>/dev/null | tr '\n' ' ')(hack/pin-kube.sh pins another)" >&2
@@ -63,9 +63,6 @@ kube_ldflags() {
 for name in "${names[@]}"; do
 	case $name in
 	etcd | etcdctl)
-		# Beside another release's binaries too: envtest wants etcd and
-		# kube-apiserver in one folder (KUBEBUILDER_ASSETS).
-		[ "$KUBE_BIN_DIR" = "$BIN_DIR" ] || ln -sfn "../$name" "$KUBE_BIN_DIR/$name"
 		fresh "$BIN_DIR" "$name" "$ETCD_VERSION" && continue
 		pkg=go.etcd.io/etcd/server/v3
 		[ "$name" = etcdctl ] && pkg=go.etcd.io/etcd/etcdctl/v3

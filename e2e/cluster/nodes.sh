@@ -312,6 +312,27 @@ node_wait_containerd() {
 	wait_for "containerd of $ND_NAME" 30 ctr --address "$ND_SOCK" version
 }
 
+# node_prune_pulled N: removes from node N's containerd, before its kubelet
+# starts, every image it pulled from the cluster's registry: the kubelets
+# never collect images (imageGC thresholds above), and each registry test
+# and bench run pushes images of its own, tens of MiB each (11 GiB a node
+# was seen after a few days). A pulled image is every reference (name:tag,
+# name@digest and the bare image ID the CRI adds) to a manifest some
+# $REGISTRY_HOST/ name points to, unless an imported image shares it.
+node_prune_pulled() {
+	node_vars "$1"
+	local refs
+	refs=$(ctr --address "$ND_SOCK" -n k8s.io images ls 2>/dev/null | awk -v host="$REGISTRY_HOST/" '
+		NR > 1 { ref[NR] = $1; digest[NR] = $3
+			if (index($1, host) == 1) pulled[$3] = 1
+			else if ($1 !~ /^sha256:/) kept[$3] = 1 }
+		END { for (i in ref) if (pulled[digest[i]] && !kept[digest[i]]) print ref[i] }')
+	[ -n "$refs" ] || return 0
+	# shellcheck disable=SC2086 # one reference per word
+	ctr --address "$ND_SOCK" -n k8s.io images rm --sync $refs >/dev/null
+	log "$ND_NAME: removed $(wc -w <<<"$refs") references to images pulled from the registry"
+}
+
 # node_start_kubelet N: node N's kubelet and kube-proxy; sets KUBELET_START
 # to the time the kubelet started (UTC, as the API server writes heartbeats).
 node_start_kubelet() {

@@ -190,6 +190,7 @@ start_nodes() {
 	local from=$1 to=$2 n since=() nodes=()
 	for ((n = from; n <= to; n++)); do node_start_containerd "$n"; done
 	for ((n = from; n <= to; n++)); do node_wait_containerd "$n"; done
+	for ((n = from; n <= to; n++)); do node_prune_pulled "$n"; done
 	"$here/images.sh" import
 	# Every kubelet binds the same device-plugin socket: it removes the
 	# file, then binds it. Two kubelets started together can interleave

@@ -882,10 +882,15 @@ func servedVersion(ctx context.Context, ip string) (string, error) {
 
 // served GETs path from the test application at ip, as servedVersion.
 func served(ctx context.Context, ip, path string) (string, error) {
+	return servedAt(ctx, ip, appPort, path)
+}
+
+// servedAt GETs path from the test application serving on port at ip.
+func servedAt(ctx context.Context, ip string, port int32, path string) (string, error) {
 	if ip == "" {
 		return "", errors.New("the pod has no IP")
 	}
-	url := fmt.Sprintf("http://%s:%d%s", ip, appPort, path)
+	url := fmt.Sprintf("http://%s:%d%s", ip, port, path)
 	hc := &http.Client{Timeout: httpGetDeadline}
 	var answer string
 	err := poll(ctx, answerTimeout, func(ctx context.Context) error {

@@ -11,6 +11,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/version"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -86,6 +88,10 @@ func waitForComplete(t *testing.T, obj client.Object) {
 // memory limit, whose policy is RestartContainer: each container restarted
 // once, the new limit in its cgroup; then both back with kubectl rollout
 // undo (the Deployment) and a template edit (the others), in place again.
+//
+// On kubelets older than 1.33, which resize no running pod, the same cpu
+// change recreates every pod instead, as documented: see
+// resizeRecreatedOnOldKubelets.
 func TestResizeInPlace(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, optedIn)
@@ -99,6 +105,10 @@ func TestResizeInPlace(t *testing.T) {
 	before := map[string][]podView{}
 	for _, obj := range workloads {
 		before[obj.GetName()] = observeWorkload(t, obj)
+	}
+	if !kubeletsResize(t) {
+		resizeRecreatedOnOldKubelets(t, ns, workloads, before)
+		return
 	}
 
 	// cpu 200m -> 400m: NotRequired, nothing restarts.
@@ -185,9 +195,14 @@ func TestResizeInPlace(t *testing.T) {
 // API server refuses the resize against the node's allocatable (on 1.37;
 // a kubelet that admits it answers Infeasible), and the pod is recreated,
 // with an event that says why (the new pod then waits, unschedulable, as it
-// would natively).
+// would natively). Kubelets older than 1.33 are never asked to resize:
+// TestResizeInPlace proves what they get.
 func TestResizeInfeasibleRecreates(t *testing.T) {
 	t.Parallel()
+	if !kubeletsResize(t) {
+		t.Logf("the nodes' kubelets (oldest %s) resize no running pod: nothing is asked of them to refuse", oldestKubelet(t))
+		return
+	}
 	ns := newNamespace(t, optedIn)
 	sts := newStatefulSet("big", ns, 1, images.V1)
 	appResources("200m", "64Mi")(&sts.Spec.Template)
@@ -231,4 +246,74 @@ func wantSamePods(t *testing.T, before, after []podView, restarts int32) {
 			t.Errorf("pod %s: %d restarts (want %d), Ready %t", a.Name, a.Restarts, b.Restarts+restarts, a.Ready)
 		}
 	}
+}
+
+// resizeVersion is the first kubelet that resizes a running pod (in-place
+// pod resize on by default).
+var resizeVersion = version.MajorMinor(1, 33)
+
+// oldestKubelet is the lowest kubelet version among the cluster's nodes.
+func oldestKubelet(t *testing.T) *version.Version {
+	t.Helper()
+	nodes := &corev1.NodeList{}
+	if err := k8s.List(t.Context(), nodes); err != nil {
+		t.Fatal(err)
+	}
+	var oldest *version.Version
+	for _, n := range nodes.Items {
+		v, err := version.ParseGeneric(n.Status.NodeInfo.KubeletVersion)
+		if err != nil {
+			t.Fatalf("node %s: kubelet version %q: %v", n.Name, n.Status.NodeInfo.KubeletVersion, err)
+		}
+		if oldest == nil || v.LessThan(oldest) {
+			oldest = v
+		}
+	}
+	if oldest == nil {
+		t.Fatal("the cluster has no node")
+	}
+	return oldest
+}
+
+// kubeletsResize reports whether every node's kubelet resizes running pods.
+func kubeletsResize(t *testing.T) bool {
+	t.Helper()
+	return oldestKubelet(t).AtLeast(resizeVersion)
+}
+
+// resizeRecreatedOnOldKubelets raises the cpu limit of each workload on
+// kubelets that resize no running pod: every pod is recreated by its
+// workload's controller, each recreation explained by a RecreatedNotInPlace
+// event that names the kubelet, and the new pods run under the new quota.
+func resizeRecreatedOnOldKubelets(t *testing.T, ns string, workloads []client.Object, before map[string][]podView) {
+	t.Helper()
+	t.Logf("the nodes' kubelets (oldest %s) resize no running pod: the change must recreate the pods", oldestKubelet(t))
+	pods := 0
+	for _, obj := range workloads {
+		editTemplate(t, obj, appResources("400m", "64Mi"))
+		pods += len(before[obj.GetName()])
+	}
+	for _, obj := range workloads {
+		waitForComplete(t, obj)
+	}
+	for _, obj := range workloads {
+		after := observeWorkload(t, obj)
+		logPods(t, obj.GetName()+" after the cpu change", after)
+		old := map[types.UID]bool{}
+		for _, b := range before[obj.GetName()] {
+			old[b.UID] = true
+		}
+		for _, a := range after {
+			if old[a.UID] || !a.Ready {
+				t.Errorf("pod %s (%s): Ready %t, one of the pods before the change %t; want a new pod, Ready", a.Name, a.UID, a.Ready, old[a.UID])
+			}
+		}
+		for name, l := range cgroupLimits(t, after) {
+			if !strings.HasPrefix(l, "cpu 40000/100000 ") {
+				t.Errorf("pod %s runs under %q, want the cpu quota of 400m (40000/100000)", name, l)
+			}
+		}
+	}
+	const why = "does not resize a running pod"
+	wantEventsSaying(t, ns, "RecreatedNotInPlace", why, pods)
 }

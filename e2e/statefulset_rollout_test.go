@@ -424,14 +424,21 @@ func waitForRecordedFailure(t *testing.T, obj client.Object, what ...string) {
 // wantEvents waits for at least n events of the reason in the namespace.
 func wantEvents(t *testing.T, ns, reason string, n int) {
 	t.Helper()
-	eventually(t, answerTimeout, fmt.Sprintf("%d %s events", n, reason), func(ctx context.Context) error {
+	wantEventsSaying(t, ns, reason, "", n)
+}
+
+// wantEventsSaying waits for at least n events of the reason in the
+// namespace whose message says what.
+func wantEventsSaying(t *testing.T, ns, reason, what string, n int) {
+	t.Helper()
+	eventually(t, answerTimeout, fmt.Sprintf("%d %s events saying %q", n, reason, what), func(ctx context.Context) error {
 		list := &corev1.EventList{}
 		if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return err
 		}
 		got := 0
 		for _, e := range list.Items {
-			if e.Reason == reason {
+			if e.Reason == reason && strings.Contains(e.Message, what) {
 				got++
 			}
 		}

@@ -20,7 +20,8 @@ root=$(dirname "$here")
 BIN_DIR=${BIN_DIR:-$root/.cache/bin}
 ETCD_VERSION=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$here/etcd/go.mod")
 
-pinned() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$1/go.mod"; }
+# pinned DIR: the k8s.io/kubernetes release the module DIR requires.
+pinned() { awk '{ n = $1 == "require" ? 2 : 1 } $n == "k8s.io/kubernetes" { print $(n + 1); exit }' "$1/go.mod"; }
 module=$here/kube KUBE_BIN_DIR=$BIN_DIR
 KUBE_VERSION=${KUBE_VERSION:-} KUBE_VERSION=${KUBE_VERSION#v}
 if [ -n "$KUBE_VERSION" ] && [[ "$(pinned "$module")." != "v$KUBE_VERSION."* ]]; then

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Pins a Kubernetes release for hack/build-kube.sh: writes the scratch module
-# hack/kube/<minor> (go.mod, go.sum, tools.go) that builds k8s.io/kubernetes at
+# hack/kube/<minor> (go.mod and go.sum) that builds k8s.io/kubernetes at
 # VERSION with its staging modules (k8s.io/api, k8s.io/client-go, ...) at the
 # matching v0 tags, as the release's own go.mod replaces them with its
-# staging tree. Run once per release; the result is committed.
+# staging tree; its tool directives name the components the tests run. Run
+# once per release; the result is committed.
 #
 #   hack/pin-kube.sh v1.36.3
 #
@@ -33,7 +34,6 @@ staging=$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$upstream" | sor
 
 rm -rf "$dir"
 mkdir -p "$dir"
-sed "s|^package kube$|package kube // k8s.io/kubernetes $version|" "$here/kube/tools.go" >"$dir/tools.go"
 {
 	echo "module github.com/inplace-dev/inplace/hack/kube/1.$minor"
 	echo
@@ -42,6 +42,12 @@ sed "s|^package kube$|package kube // k8s.io/kubernetes $version|" "$here/kube/t
 	echo "godebug default=go${golang%.*}"
 	echo
 	echo "require k8s.io/kubernetes $version"
+	echo
+	echo "tool ("
+	for c in kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubectl kubelet; do
+		echo "	k8s.io/kubernetes/cmd/$c"
+	done
+	echo ")"
 	echo
 	echo "replace ("
 	for m in $staging; do echo "	$m => $m v0.$minor.$patch"; done

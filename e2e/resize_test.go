@@ -106,8 +106,8 @@ func TestResizeInPlace(t *testing.T) {
 	for _, obj := range workloads {
 		before[obj.GetName()] = observeWorkload(t, obj)
 	}
-	if !kubeletsResize(t) {
-		resizeRecreatedOnOldKubelets(t, ns, workloads, before)
+	if oldest := oldestKubelet(t); !oldest.AtLeast(resizeVersion) {
+		resizeRecreatedOnOldKubelets(t, oldest, ns, workloads, before)
 		return
 	}
 
@@ -199,8 +199,8 @@ func TestResizeInPlace(t *testing.T) {
 // TestResizeInPlace proves what they get.
 func TestResizeInfeasibleRecreates(t *testing.T) {
 	t.Parallel()
-	if !kubeletsResize(t) {
-		t.Logf("the nodes' kubelets (oldest %s) resize no running pod: nothing is asked of them to refuse", oldestKubelet(t))
+	if oldest := oldestKubelet(t); !oldest.AtLeast(resizeVersion) {
+		t.Logf("the nodes' kubelets (oldest %s) resize no running pod: nothing is asked of them to refuse", oldest)
 		return
 	}
 	ns := newNamespace(t, optedIn)
@@ -275,19 +275,13 @@ func oldestKubelet(t *testing.T) *version.Version {
 	return oldest
 }
 
-// kubeletsResize reports whether every node's kubelet resizes running pods.
-func kubeletsResize(t *testing.T) bool {
-	t.Helper()
-	return oldestKubelet(t).AtLeast(resizeVersion)
-}
-
 // resizeRecreatedOnOldKubelets raises the cpu limit of each workload on
 // kubelets that resize no running pod: every pod is recreated by its
 // workload's controller, each recreation explained by a RecreatedNotInPlace
 // event that names the kubelet, and the new pods run under the new quota.
-func resizeRecreatedOnOldKubelets(t *testing.T, ns string, workloads []client.Object, before map[string][]podView) {
+func resizeRecreatedOnOldKubelets(t *testing.T, oldest *version.Version, ns string, workloads []client.Object, before map[string][]podView) {
 	t.Helper()
-	t.Logf("the nodes' kubelets (oldest %s) resize no running pod: the change must recreate the pods", oldestKubelet(t))
+	t.Logf("the nodes' kubelets (oldest %s) resize no running pod: the change must recreate the pods", oldest)
 	pods := 0
 	for _, obj := range workloads {
 		editTemplate(t, obj, appResources("400m", "64Mi"))

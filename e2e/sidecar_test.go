@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -84,8 +86,9 @@ func TestNativeSidecarImage(t *testing.T) {
 	waitForStatefulSetReady(t, sts)
 	before, apps := observeSidecars(t, sts), observe(t, sts)
 
-	inPlace := oldestKubelet(t).AtLeast(sidecarRestartVersion)
-	t.Logf("the nodes' kubelets (oldest %s) restart a native sidecar in place: %t", oldestKubelet(t), inPlace)
+	oldest := oldestKubelet(t)
+	inPlace := oldest.AtLeast(sidecarRestartVersion)
+	t.Logf("the nodes' kubelets (oldest %s) restart a native sidecar in place: %t", oldest, inPlace)
 	update(t, sts, func(s *appsv1.StatefulSet) { s.Spec.Template.Spec.InitContainers[0].Image = images.V2 })
 	waitForRolloutComplete(t, sts)
 	logPods(t, "after", observe(t, sts))
@@ -96,30 +99,24 @@ func TestNativeSidecarImage(t *testing.T) {
 	// ones. How long it lagged is logged; the rollout is not held for it.
 	completed := time.Now()
 	var after map[string]sidecarView
-	var problems []string
-	for {
-		after, problems = observeSidecars(t, sts), nil
+	eventually(t, answerTimeout, "the sidecars' status to show the update", func(context.Context) error {
+		after = observeSidecars(t, sts)
+		var problems []error
 		for name, a := range after {
 			b := before[name]
 			if a.image != images.V2 || a.serves != images.Serves(images.V2) {
-				problems = append(problems, fmt.Sprintf("pod %s: the sidecar runs %s and serves %q, want %s serving %q", name, a.image, a.serves, images.V2, images.Serves(images.V2)))
+				problems = append(problems, fmt.Errorf("pod %s: the sidecar runs %s and serves %q, want %s serving %q", name, a.image, a.serves, images.V2, images.Serves(images.V2)))
 			}
 			switch {
 			case inPlace && (a.uid != b.uid || a.restarts != b.restarts+1):
-				problems = append(problems, fmt.Sprintf("pod %s: UID %s -> %s, sidecar restarts %d -> %d; want the same pod, the sidecar restarted once", name, b.uid, a.uid, b.restarts, a.restarts))
+				problems = append(problems, fmt.Errorf("pod %s: UID %s -> %s, sidecar restarts %d -> %d; want the same pod, the sidecar restarted once", name, b.uid, a.uid, b.restarts, a.restarts))
 			case !inPlace && a.uid == b.uid:
-				problems = append(problems, fmt.Sprintf("pod %s (%s) was not recreated: its kubelet does not restart sidecars in place", name, a.uid))
+				problems = append(problems, fmt.Errorf("pod %s (%s) was not recreated: its kubelet does not restart sidecars in place", name, a.uid))
 			}
 		}
-		if len(problems) == 0 || time.Since(completed) > answerTimeout {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	for _, p := range problems {
-		t.Error(p)
-	}
-	if lag := time.Since(completed); len(problems) == 0 && lag > time.Second {
+		return errors.Join(problems...)
+	})
+	if lag := time.Since(completed); lag > time.Second {
 		t.Logf("the sidecars' status showed the update %s after the rollout completed", lag.Round(time.Millisecond))
 	}
 	if inPlace {

@@ -30,7 +30,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -39,7 +38,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +55,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
 
 const container = "app"
@@ -178,7 +178,7 @@ type stress struct {
 	images         []string
 	timeout        time.Duration
 	namespace      string
-	metrics        *metricsScraper
+	metrics        *e2ekit.MetricsScraper
 }
 
 func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, error) {
@@ -192,7 +192,7 @@ func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, erro
 	if !keep {
 		defer func() { _ = s.client.Delete(context.Background(), ns) }()
 	}
-	metrics, cleanup, err := newMetricsScraper(ctx, s.client, s.namespace)
+	metrics, cleanup, err := e2ekit.NewMetricsScraper(ctx, s.client, s.namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -280,34 +280,15 @@ func (s *stress) run(ctx context.Context, updates int, keep bool) (*result, erro
 }
 
 // refusedDeletes sums the manager replicas' inplace_deletes_refused_total
-// for StatefulSets, read from their metrics endpoints (this program runs in
-// the cluster's network; authenticated as inplace-metrics-reader). The FailedDelete events undercount: the
-// controller's event recorder lets 25 through per object, then one every
-// five minutes. -1 when it cannot be read.
+// for StatefulSets. The FailedDelete events undercount: the controller's
+// event recorder lets 25 through per object, then one every five minutes.
+// -1 when it cannot be read.
 func (s *stress) refusedDeletes(ctx context.Context) int {
-	list := &corev1.PodList{}
-	if err := s.client.List(ctx, list, client.InNamespace("inplace-system"), client.MatchingLabels{"app.kubernetes.io/name": "inplace-manager"}); err != nil {
+	n, err := s.metrics.Sum(ctx, s.client, `inplace_deletes_refused_total{kind="StatefulSet"} `)
+	if err != nil {
 		return -1
 	}
-	total := 0
-	for _, p := range list.Items {
-		if p.Status.PodIP == "" {
-			continue
-		}
-		resp, err := s.metrics.get(ctx, p.Status.PodIP)
-		if err != nil {
-			return -1
-		}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), `inplace_deletes_refused_total{kind="StatefulSet"} `); ok {
-				n, _ := strconv.ParseFloat(v, 64)
-				total += int(n)
-			}
-		}
-		resp.Body.Close()
-	}
-	return total
+	return int(n)
 }
 
 func (s *stress) statefulSet() *appsv1.StatefulSet {

@@ -1,11 +1,14 @@
-package main
+package e2ekit
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -23,18 +26,20 @@ const metricsReaderRole = "inplace-metrics-reader"
 // metricsPort is the manager's HTTPS metrics port (--metrics-bind-address).
 const metricsPort = "8443"
 
-// metricsScraper reads the manager replicas' metrics as Prometheus would: a
+// MetricsScraper reads the manager replicas' metrics as Prometheus would: a
 // service account bound to inplace-metrics-reader, its token as a bearer,
-// over HTTPS (the manager's certificate is self-signed: not verified).
-type metricsScraper struct {
+// over HTTPS (the manager's certificate is self-signed: not verified). It
+// reaches the replicas by pod IP: the program must run in the cluster's
+// network.
+type MetricsScraper struct {
 	token string
 	http  *http.Client
 }
 
-// newMetricsScraper makes a service account in namespace, binds it to
+// NewMetricsScraper makes a service account in namespace, binds it to
 // inplace-metrics-reader and asks for a token. cleanup deletes the binding
 // (the service account goes with the namespace).
-func newMetricsScraper(ctx context.Context, c client.Client, namespace string) (m *metricsScraper, cleanup func(), err error) {
+func NewMetricsScraper(ctx context.Context, c client.Client, namespace string) (m *MetricsScraper, cleanup func(), err error) {
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "metrics-scraper", Namespace: namespace}}
 	if err := c.Create(ctx, sa); err != nil {
 		return nil, nil, fmt.Errorf("creating the metrics scraper's service account: %w", err)
@@ -53,7 +58,7 @@ func newMetricsScraper(ctx context.Context, c client.Client, namespace string) (
 		cleanup()
 		return nil, nil, fmt.Errorf("requesting the metrics scraper's token: %w", err)
 	}
-	return &metricsScraper{
+	return &MetricsScraper{
 		token: tr.Status.Token,
 		http: &http.Client{
 			Timeout:   2 * time.Second,
@@ -63,7 +68,7 @@ func newMetricsScraper(ctx context.Context, c client.Client, namespace string) (
 }
 
 // get reads the metrics of the replica at podIP. The caller closes the body.
-func (m *metricsScraper) get(ctx context.Context, podIP string) (*http.Response, error) {
+func (m *MetricsScraper) get(ctx context.Context, podIP string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(podIP, metricsPort)+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -78,4 +83,40 @@ func (m *metricsScraper) get(ctx context.Context, podIP string) (*http.Response,
 		return nil, fmt.Errorf("GET /metrics of %s: %s", podIP, resp.Status)
 	}
 	return resp, nil
+}
+
+// Sum adds up, over the manager's replicas that have an IP, the samples
+// whose line starts with prefix (a metric's name, or its name and labels).
+// A replica that cannot be read is an error: the sum would be short.
+func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string) (float64, error) {
+	list := &corev1.PodList{}
+	if err := c.List(ctx, list, client.InNamespace("inplace-system"), client.MatchingLabels{"app.kubernetes.io/name": "inplace-manager"}); err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, p := range list.Items {
+		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+			continue
+		}
+		resp, err := m.get(ctx, p.Status.PodIP)
+		if err != nil {
+			return 0, err
+		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+			fields := strings.Fields(line)
+			if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+				total += v
+			}
+		}
+		resp.Body.Close()
+		if err := sc.Err(); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }

@@ -111,6 +111,16 @@ stress-flips: deploy-e2e images ## Roll a StatefulSet of pods with a preStop sle
 		-images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/stress-flips.txt
 
+# CHAOS_ROLLOUTS: see e2e/chaos.
+CHAOS_ROLLOUTS ?= 50
+
+.PHONY: chaos
+chaos: deploy-e2e images ## Roll the four kinds in place CHAOS_ROLLOUTS=50 times, SIGKILLing manager replicas mid-rollout (at the gate's close, the image patch, a refused write, at random, both replicas); every rollout must complete with nothing left.
+	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/chaos ./e2e/chaos
+	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/chaos \
+		-rollouts $(CHAOS_ROLLOUTS) -images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
+		| tee $(CLUSTER_REPO_ROOT)/.cache/chaos.txt
+
 # KRUISE: 1 runs the seed document's own scenario, an OpenKruise Advanced
 # StatefulSet, with Kruise installed (hack/demo-kruise.sh).
 KRUISE ?=

@@ -51,8 +51,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,7 +86,6 @@ import (
 // The names of DESIGN.md and of the manager as e2e/manifests installs it,
 // spelt out as the e2e tests spell them.
 const (
-	labelEnabled          = "inplace.dev/enabled"
 	labelPrepullFor       = "inplace.dev/prepull-for"
 	annotationRollout     = "inplace.dev/rollout"
 	annotationUpdateState = "inplace.dev/update-state"
@@ -202,15 +199,13 @@ func (o outcome) clean() bool {
 }
 
 func (ch *chaos) run(ctx context.Context, rollouts int, keep bool) (bool, error) {
-	suffix := make([]byte, 3)
-	_, _ = rand.Read(suffix)
-	ch.namespace = "chaos-" + hex.EncodeToString(suffix)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ch.namespace, Labels: map[string]string{labelEnabled: "true"}}}
-	if err := ch.client.Create(ctx, ns); err != nil {
-		return false, fmt.Errorf("creating namespace %s: %w", ch.namespace, err)
+	ns, err := e2ekit.CreateNamespace(ctx, ch.client, "chaos", true)
+	if err != nil {
+		return false, err
 	}
+	ch.namespace = ns
 	if !keep {
-		defer func() { _ = ch.client.Delete(context.Background(), ns) }()
+		defer e2ekit.DeleteNamespace(ch.client, ns)
 	}
 	metrics, cleanup, err := e2ekit.NewMetricsScraper(ctx, ch.client, ch.namespace)
 	if err != nil {

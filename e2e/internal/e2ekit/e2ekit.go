@@ -6,6 +6,8 @@ package e2ekit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -30,6 +32,24 @@ func Client() (client.WithWatch, error) {
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	return client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
+}
+
+// CreateNamespace creates a run's namespace, named prefix and a random
+// suffix, labelled as a bench's; managed: opted in to inplace.
+func CreateNamespace(ctx context.Context, c client.Client, prefix string, managed bool) (string, error) {
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   prefix + "-" + hex.EncodeToString(suffix),
+		Labels: map[string]string{"e2e.inplace.dev/bench": "true"},
+	}}
+	if managed {
+		ns.Labels["inplace.dev/enabled"] = "true"
+	}
+	if err := c.Create(ctx, ns); err != nil {
+		return "", fmt.Errorf("creating namespace %s: %w", ns.Name, err)
+	}
+	return ns.Name, nil
 }
 
 // DeleteNamespace deletes a run's namespace and waits, up to three minutes,

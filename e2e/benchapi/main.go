@@ -1,0 +1,589 @@
+// Command benchapi measures what inplace costs the API server, as the API
+// server's own metrics tell it, beside a baseline measured in the same run:
+//
+//   - Pod creates: a Deployment of -pods pods (300) that no node runs (a
+//     node selector no node matches: the API server's work alone), in a
+//     namespace inplace manages and in one it does not, alternately, -runs
+//     times. From the API server's histograms: the latency of pod creates
+//     (apiserver_request_duration_seconds, POST pods) and of each inplace
+//     admission webhook called on them
+//     (apiserver_admission_webhook_admission_duration_seconds): p50 and p99
+//     interpolated within the buckets as Prometheus's histogram_quantile
+//     does, the mean (sum over count), and how many were within 5 and
+//     25 ms.
+//   - Rollouts: a StatefulSet of each of -rollout-pods pods (10), Parallel
+//     (maxUnavailable 2) and OrderedReady (maxUnavailable 1), rolled from
+//     one image to another in place (a managed namespace) and natively (an
+//     unmanaged one): the API server's writes by resource and verb
+//     (apiserver_request_total), the replacements refused, the Warning
+//     events in the namespace, and the latency of the kubelets' pod status
+//     writes (PATCH pods/status, which the readiness guard policy checks for
+//     managed pods).
+//
+// The API server's metrics are the whole server's: nothing else should run
+// on the cluster meanwhile. It runs where the cluster's API server is
+// reachable (make bench-apiserver enters the e2e cluster's network
+// namespace), as an identity allowed to read /metrics.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
+)
+
+func main() {
+	pods := flag.Int("pods", 300, "pods of each Deployment that no node runs")
+	runs := flag.Int("runs", 2, "runs of each mode of the pod creates")
+	rolloutPods := flag.String("rollout-pods", "10", "comma-separated sizes of the StatefulSets rolled out (empty: none)")
+	images := flag.String("images", "example.local/inplace-testapp:v1,example.local/inplace-testapp:v2", "the two images the rollouts go between (present on every node)")
+	timeout := flag.Duration("timeout", 10*time.Minute, "how long one step may take")
+	flag.Parse()
+	from, to, ok := strings.Cut(*images, ",")
+	if *pods < 0 || *runs < 0 || !ok {
+		fmt.Fprintln(os.Stderr, "benchapi: -pods and -runs must not be negative; -images names two images")
+		os.Exit(2)
+	}
+	var sizes []int
+	for s := range strings.SplitSeq(*rolloutPods, ",") {
+		if s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "benchapi: -rollout-pods: %q is not a positive number\n", s)
+			os.Exit(2)
+		}
+		sizes = append(sizes, n)
+	}
+	c, err := e2ekit.Client()
+	if err != nil {
+		fail(err)
+	}
+	cfg, err := config.GetConfig()
+	if err != nil {
+		fail(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		fail(err)
+	}
+	b := &bench{client: c, clientset: cs, from: from, to: to, timeout: *timeout}
+	ctx := context.Background()
+	if *pods > 0 && *runs > 0 {
+		if err := b.creates(ctx, *pods, *runs); err != nil {
+			fail(err)
+		}
+	}
+	if len(sizes) > 0 {
+		if err := b.rollouts(ctx, sizes); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "benchapi: %v\n", err)
+	os.Exit(1)
+}
+
+type bench struct {
+	client    client.WithWatch
+	clientset kubernetes.Interface
+	from, to  string
+	timeout   time.Duration
+}
+
+// The inplace webhooks a pod create goes through.
+var podWebhooks = []string{"pods.mutate.inplace.dev", "pods.validate.inplace.dev"}
+
+// creates runs the pod-create part and prints its table.
+func (b *bench) creates(ctx context.Context, pods, runs int) error {
+	type sums struct {
+		create   histogram
+		webhooks map[string]histogram
+		took     []time.Duration
+		ungated  int
+	}
+	modes := []string{"managed", "unmanaged"}
+	all := map[string]*sums{}
+	for _, m := range modes {
+		all[m] = &sums{webhooks: map[string]histogram{}}
+	}
+	for run := 1; run <= runs; run++ {
+		for _, mode := range modes {
+			ns, err := e2ekit.CreateNamespace(ctx, b.client, "benchapi-creates", mode == "managed")
+			if err != nil {
+				return err
+			}
+			before, err := b.scrape(ctx)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			ungated, err := b.createPending(ctx, ns, pods)
+			took := time.Since(start)
+			after, scrapeErr := b.scrape(ctx)
+			e2ekit.DeleteNamespace(b.client, ns)
+			if err != nil {
+				return fmt.Errorf("%s, run %d: %w", mode, run, err)
+			}
+			if scrapeErr != nil {
+				return scrapeErr
+			}
+			s := all[mode]
+			create := after.histogram(requestDuration, podCreate).minus(before.histogram(requestDuration, podCreate))
+			s.create = s.create.plus(create)
+			s.took = append(s.took, took)
+			for _, w := range podWebhooks {
+				l := map[string]string{"name": w, "operation": "CREATE"}
+				s.webhooks[w] = s.webhooks[w].plus(after.histogram(webhookDuration, l).minus(before.histogram(webhookDuration, l)))
+			}
+			fmt.Printf("%-9s run %d: %d pods created in %.1fs, %d without the readiness gate; the API server's pod creates: %s\n",
+				mode, run, pods, took.Seconds(), ungated, create)
+			if mode == "managed" {
+				s.ungated += ungated
+			}
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "\npod creates (%d pods x %d runs a mode)\tcount\tp50\tp99\tmean\twithin 5 ms\twithin 25 ms\n", pods, runs)
+	for _, mode := range modes {
+		s := all[mode]
+		fmt.Fprintf(w, "POST pods, %s\t%s\n", mode, s.create.row())
+	}
+	for _, wh := range podWebhooks {
+		fmt.Fprintf(w, "webhook %s, managed\t%s\n", wh, all["managed"].webhooks[wh].row())
+	}
+	fmt.Fprintf(w, "managed pods created without the gate (the mutating webhook failed open)\t%d\t\t\t\t\t\n", all["managed"].ungated)
+	m, u := all["managed"].create, all["unmanaged"].create
+	fmt.Fprintf(w, "added by inplace (managed - unmanaged)\t\t%s\t%s\t%s\t\t\n",
+		ms(m.quantile(0.5)-u.quantile(0.5)), ms(m.quantile(0.99)-u.quantile(0.99)), ms(m.mean()-u.mean()))
+	return w.Flush()
+}
+
+// createPending creates a Deployment of n pods that no node runs, waits
+// until its pods exist, and counts those without the readiness gate.
+func (b *bench) createPending(ctx context.Context, ns string, n int) (ungated int, err error) {
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "pending", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(n)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "pending"}},
+			Template: b.template("pending", b.from),
+		},
+	}
+	d.Spec.Template.Spec.NodeSelector = map[string]string{"benchapi.inplace.dev/no-such-node": "true"}
+	if err := b.client.Create(ctx, d); err != nil {
+		return 0, err
+	}
+	list := &corev1.PodList{}
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
+		if err := b.client.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return false, nil //nolint:nilerr // try again
+		}
+		return len(list.Items) >= n, nil
+	})
+	for _, p := range list.Items {
+		if !slices.ContainsFunc(p.Spec.ReadinessGates, func(g corev1.PodReadinessGate) bool { return g.ConditionType == "InPlaceUpdateReady" }) {
+			ungated++
+		}
+	}
+	return ungated, err
+}
+
+func (b *bench) template(app, image string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](5),
+			Containers: []corev1.Container{{
+				Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent,
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
+					PeriodSeconds: 1,
+				},
+			}},
+		},
+	}
+}
+
+// rollout is one StatefulSet rollout's cost.
+type rollout struct {
+	took     time.Duration
+	writes   map[string]float64 // "VERB resource[/subresource] code", mutating requests
+	warnings int
+	status   histogram // PATCH pods/status
+}
+
+// rollouts runs the rollout part and prints its table.
+func (b *bench) rollouts(ctx context.Context, sizes []int) error {
+	type variant struct {
+		name           string
+		policy         appsv1.PodManagementPolicyType
+		maxUnavailable int32
+	}
+	variants := []variant{{"Parallel", appsv1.ParallelPodManagement, 2}, {"OrderedReady", appsv1.OrderedReadyPodManagement, 1}}
+	modes := []string{"in place", "native"}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nStatefulSet rollout\ttook\tpod creates\tpod deletes\trefused\tpod writes\tstatus writes\tevent writes\tWarning events\tother writes\tall writes\tall per pod\tstatus write p50\tp99")
+	for _, n := range sizes {
+		for _, v := range variants {
+			for _, mode := range modes {
+				r, err := b.rollout(ctx, n, v.policy, v.maxUnavailable, mode == "in place")
+				if err != nil {
+					return fmt.Errorf("%d pods, %s, %s: %w", n, v.name, mode, err)
+				}
+				creates := r.sum("POST pods ")
+				deletes := r.sum("DELETE pods 2")
+				refused := r.sum("DELETE pods 4") + r.sum("POST pods 4")
+				pods := r.sum("PATCH pods ") + r.sum("PUT pods ")
+				status := r.sum("PATCH pods/status ") + r.sum("PUT pods/status ")
+				events := r.sum("POST events ") + r.sum("PATCH events ")
+				all := r.sum("")
+				other := all - creates - deletes - refused - pods - status - events
+				fmt.Fprintf(w, "%d pods, %s, %s\t%.1fs\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.0f\t%.0f\t%.1f\t%s\t%s\n",
+					n, v.name, mode, r.took.Seconds(), creates, deletes, refused, pods, status, events, r.warnings, other, all, all/float64(n),
+					ms(r.status.quantile(0.5)), ms(r.status.quantile(0.99)))
+				if err := w.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (r rollout) sum(prefix string) float64 {
+	t := 0.0
+	for k, v := range r.writes {
+		if strings.HasPrefix(k, prefix) {
+			t += v
+		}
+	}
+	return t
+}
+
+// rollout creates a StatefulSet of n pods on the first image, waits until
+// it is Ready, then rolls it to the second and counts what that cost.
+func (b *bench) rollout(ctx context.Context, n int, policy appsv1.PodManagementPolicyType, maxUnavailable int32, managed bool) (rollout, error) {
+	var r rollout
+	ns, err := e2ekit.CreateNamespace(ctx, b.client, "benchapi-rollout", managed)
+	if err != nil {
+		return r, err
+	}
+	defer e2ekit.DeleteNamespace(b.client, ns)
+	mu := intstr.FromInt32(maxUnavailable)
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To(int32(n)), ServiceName: "web", PodManagementPolicy: policy,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: b.template("web", b.from),
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{MaxUnavailable: &mu}},
+		},
+	}
+	if err := b.client.Create(ctx, sts); err != nil {
+		return r, err
+	}
+	if err := b.waitRolledOut(ctx, sts, b.from); err != nil {
+		return r, fmt.Errorf("the first revision: %w", err)
+	}
+	warningsBefore, err := b.warnings(ctx, ns)
+	if err != nil {
+		return r, err
+	}
+	before, err := b.scrape(ctx)
+	if err != nil {
+		return r, err
+	}
+	start := time.Now()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+			return err
+		}
+		sts.Spec.Template.Spec.Containers[0].Image = b.to
+		return b.client.Update(ctx, sts)
+	}); err != nil {
+		return r, err
+	}
+	if err := b.waitRolledOut(ctx, sts, b.to); err != nil {
+		return r, err
+	}
+	r.took = time.Since(start)
+	// The last status writes and events of the rollout land a moment after
+	// its controller reports it done.
+	time.Sleep(3 * time.Second)
+	after, err := b.scrape(ctx)
+	if err != nil {
+		return r, err
+	}
+	warnings, err := b.warnings(ctx, ns)
+	if err != nil {
+		return r, err
+	}
+	r.warnings = warnings - warningsBefore
+	r.writes = after.writes(before)
+	l := map[string]string{"verb": "PATCH", "resource": "pods", "subresource": "status"}
+	r.status = after.histogram(requestDuration, l).minus(before.histogram(requestDuration, l))
+	return r, nil
+}
+
+// warnings counts the Warning events of the namespace, each as many times
+// as it happened.
+func (b *bench) warnings(ctx context.Context, ns string) (int, error) {
+	list := &corev1.EventList{}
+	if err := b.client.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Type == corev1.EventTypeWarning {
+			n += int(max(e.Count, 1))
+		}
+	}
+	return n, nil
+}
+
+func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, image string) error {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
+		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+			return false, nil //nolint:nilerr // try again
+		}
+		s, want := sts.Status, *sts.Spec.Replicas
+		if s.ObservedGeneration < sts.Generation || s.UpdatedReplicas != want || s.ReadyReplicas != want || s.CurrentRevision != s.UpdateRevision {
+			return false, nil
+		}
+		list := &corev1.PodList{}
+		if err := b.client.List(ctx, list, client.InNamespace(sts.Namespace)); err != nil {
+			return false, nil //nolint:nilerr // try again
+		}
+		ready := 0
+		for _, p := range list.Items {
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.Spec.Containers[0].Image == image {
+					ready++
+				}
+			}
+		}
+		return ready == int(want), nil
+	})
+}
+
+// The API server's metrics this reads.
+const (
+	requestDuration = "apiserver_request_duration_seconds"
+	webhookDuration = "apiserver_admission_webhook_admission_duration_seconds"
+	requestTotal    = "apiserver_request_total"
+)
+
+var podCreate = map[string]string{"verb": "POST", "resource": "pods", "subresource": ""}
+
+// metrics is one scrape of the API server's /metrics.
+type metrics map[string]*dto.MetricFamily
+
+func (b *bench) scrape(ctx context.Context) (metrics, error) {
+	raw, err := b.clientset.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the API server's /metrics: %w", err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parsing the API server's /metrics: %w", err)
+	}
+	return families, nil
+}
+
+// matches reports whether the series has every label of want.
+func matches(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// histogram sums the series of a histogram family that match labels.
+func (m metrics) histogram(name string, labels map[string]string) histogram {
+	var h histogram
+	f := m[name]
+	if f == nil {
+		return h
+	}
+	for _, s := range f.GetMetric() {
+		if !matches(s, labels) {
+			continue
+		}
+		hist := s.GetHistogram()
+		h.count += float64(hist.GetSampleCount())
+		h.sum += hist.GetSampleSum()
+		if h.buckets == nil {
+			h.buckets = map[float64]float64{}
+		}
+		for _, bk := range hist.GetBucket() {
+			h.buckets[bk.GetUpperBound()] += float64(bk.GetCumulativeCount())
+		}
+	}
+	return h
+}
+
+// writes is the mutating requests since before, by "VERB resource code"
+// (leases, the nodes' heartbeats, are left out).
+func (m metrics) writes(before metrics) map[string]float64 {
+	key := func(s *dto.Metric) (string, bool) {
+		l := map[string]string{}
+		for _, p := range s.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		switch l["verb"] {
+		case "POST", "PUT", "PATCH", "DELETE":
+		default:
+			return "", false
+		}
+		if l["resource"] == "leases" || l["resource"] == "nodes" {
+			return "", false
+		}
+		r := l["resource"]
+		if l["subresource"] != "" {
+			r += "/" + l["subresource"]
+		}
+		return l["verb"] + " " + r + " " + l["code"], true
+	}
+	out := map[string]float64{}
+	add := func(ms metrics, sign float64) {
+		if f := ms[requestTotal]; f != nil {
+			for _, s := range f.GetMetric() {
+				if k, ok := key(s); ok {
+					out[k] += sign * s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	add(m, 1)
+	add(before, -1)
+	for k, v := range out {
+		if v <= 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// histogram is a Prometheus histogram's cumulative buckets, by upper bound.
+type histogram struct {
+	count, sum float64
+	buckets    map[float64]float64
+}
+
+func (h histogram) combine(o histogram, sign float64) histogram {
+	r := histogram{count: h.count + sign*o.count, sum: h.sum + sign*o.sum, buckets: map[float64]float64{}}
+	for le, c := range h.buckets {
+		r.buckets[le] += c
+	}
+	for le, c := range o.buckets {
+		r.buckets[le] += sign * c
+	}
+	return r
+}
+
+func (h histogram) plus(o histogram) histogram  { return h.combine(o, 1) }
+func (h histogram) minus(o histogram) histogram { return h.combine(o, -1) }
+
+func (h histogram) mean() float64 {
+	if h.count == 0 {
+		return math.NaN()
+	}
+	return h.sum / h.count
+}
+
+// within is the share of samples at most le (a bucket's bound).
+func (h histogram) within(le float64) float64 {
+	if h.count == 0 {
+		return math.NaN()
+	}
+	return h.buckets[le] / h.count
+}
+
+// quantile interpolates linearly within the bucket the quantile falls in,
+// as histogram_quantile does; in the +Inf bucket, the largest finite bound.
+func (h histogram) quantile(q float64) float64 {
+	if h.count == 0 {
+		return math.NaN()
+	}
+	bounds := make([]float64, 0, len(h.buckets))
+	for le := range h.buckets {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	rank := q * h.count
+	lower, below := 0.0, 0.0
+	for _, le := range bounds {
+		c := h.buckets[le]
+		if c >= rank {
+			if math.IsInf(le, 1) {
+				return lower
+			}
+			if c == below {
+				return le
+			}
+			return lower + (le-lower)*(rank-below)/(c-below)
+		}
+		lower, below = le, c
+	}
+	return slices.Max(bounds)
+}
+
+func (h histogram) row() string {
+	return fmt.Sprintf("%.0f\t%s\t%s\t%s\t%s\t%s", h.count, ms(h.quantile(0.5)), ms(h.quantile(0.99)), ms(h.mean()),
+		pct(h.within(0.005)), pct(h.within(0.025)))
+}
+
+func (h histogram) String() string {
+	return fmt.Sprintf("%.0f, p50 %s, p99 %s, mean %s", h.count, ms(h.quantile(0.5)), ms(h.quantile(0.99)), ms(h.mean()))
+}
+
+func ms(s float64) string {
+	if math.IsNaN(s) {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f ms", s*1000)
+}
+
+func pct(f float64) string {
+	if math.IsNaN(f) {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", f*100)
+}

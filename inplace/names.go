@@ -60,6 +60,11 @@ const (
 	AnnotationPrepullRevision = Prefix + "prepull-revision"
 )
 
+// ReadinessGuardName names the readiness guard: the ValidatingAdmissionPolicy
+// and its binding of manifests/base/readiness-guard.yaml, which refuse a pod
+// status that says Ready while its in-place update says it must not be.
+const ReadinessGuardName = "inplace-readiness-guard"
+
 // ConditionInPlaceUpdateReady is the pod readiness gate condition type: False
 // while the pod is being updated in place, True otherwise. OpenKruise uses the
 // same name, so one gate serves both.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -182,10 +183,24 @@ func (u *podUpdater) refusedAs(ctx context.Context, pod *corev1.Pod, t *target, 
 	switch {
 	case err == nil, apierrors.IsConflict(err), apierrors.IsNotFound(err):
 		return nil
+	case refusedByGuard(err):
+		// inplace's own readiness guard: the write was made on a view the
+		// guard does not share (the manager in the unguarded order for a
+		// moment, a status it has not read). Nothing was written; the
+		// next pass writes again from a fresh read. Recreating the pod
+		// for it would be a fallback the user never asked for.
+		return fmt.Errorf("%s pod %s: refused by the readiness guard; writing again: %w", writing, klog.KObj(pod), err)
 	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return u.recreate(ctx, pod, t, reason, err.Error())
 	}
 	return fmt.Errorf("%s pod %s: %w", writing, klog.KObj(pod), err)
+}
+
+// refusedByGuard reports whether err is inplace's readiness guard refusing
+// a write, by the API server's words for a ValidatingAdmissionPolicy.
+func refusedByGuard(err error) bool {
+	return (apierrors.IsForbidden(err) || apierrors.IsInvalid(err)) &&
+		strings.Contains(err.Error(), "ValidatingAdmissionPolicy '"+inplace.ReadinessGuardName+"'")
 }
 
 // relabel writes an update that restarts no container: the target's

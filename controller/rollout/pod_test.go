@@ -342,6 +342,51 @@ func testRefusedPatchRecreates(t *testing.T, now time.Time) {
 	}
 }
 
+// TestGuardRefusalIsRetried: inplace's own readiness guard refusing the
+// gate's close (the manager in the unguarded order for a moment while the
+// guard is in force) leaves the pod as it was, to be written again on the
+// next pass: it is not recreated as another policy's refusal would be.
+func TestGuardRefusalIsRetried(t *testing.T) { testclock.Run(t, testGuardRefusalIsRetried) }
+
+func testGuardRefusalIsRetried(t *testing.T, now time.Time) {
+	pod := builder.Pod("web-0", "apps").Label(appsv1.StatefulSetRevisionLabel, "web-1").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionTrue}}
+	kubeletRunning(pod, "c1", true, now.Add(-time.Minute))
+	base := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).Build()
+	// The API server's words for the guard's refusal.
+	refusal := &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: 422, Reason: metav1.StatusReasonInvalid,
+		Message: `pods "web-0" is forbidden: ValidatingAdmissionPolicy 'inplace-readiness-guard' with binding 'inplace-readiness-guard' ` +
+			`denied request: inplace: Ready cannot be True while the InPlaceUpdateReady readiness gate is False`,
+	}}
+	c := interceptor.NewClient(base, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, subResource string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			return refusal
+		},
+	})
+	recorder := events.NewFakeRecorder(10)
+	u := &podUpdater{client: c, live: base, recorder: recorder, clock: clocktesting.NewFakeClock(now), guard: guarded(false)}
+	from := builder.PodTemplate("web", "nginx:1.27").Obj()
+	target := testTarget(from, builder.PodTemplate("web", "nginx:1.28").Obj(), 0)
+	err := u.begin(t.Context(), pod.DeepCopy(), from, inplace.DiffTemplates(templatePath, from, target.rev.Template), target)
+	if err == nil || !strings.Contains(err.Error(), "readiness guard") {
+		t.Errorf("begin = %v, want an error to retry that names the readiness guard", err)
+	}
+	got := &corev1.Pod{}
+	if err := base.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatalf("the pod is gone (%v): recreated for the manager's own guard", err)
+	}
+	if inplace.Updating(got) || got.Spec.Containers[0].Image != "nginx:1.27" || !GateOpen(got) {
+		t.Errorf("pod after the refusal: state %q, image %s, gate open %t; want it untouched",
+			got.Annotations[inplace.AnnotationUpdateState], got.Spec.Containers[0].Image, GateOpen(got))
+	}
+	for len(recorder.Events) > 0 {
+		if e := <-recorder.Events; strings.Contains(e, ReasonRecreatedNotInPlace) {
+			t.Errorf("event %q: the guard's refusal recreates nothing", e)
+		}
+	}
+}
+
 // TestOnlyTheRevisionsChangesArePatched: the containers the update changes
 // come from the diff between the pod's revision and the target, not from
 // the live pod: an image rewritten at the pod's creation (a registry

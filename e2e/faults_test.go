@@ -57,9 +57,11 @@ func TestAPIServerRestartedMidRollout(t *testing.T) {
 	t.Logf("the API server answered %.1fs after it was killed", time.Since(restarted).Seconds())
 
 	waitForRolloutComplete(t, sts)
+	t.Logf("the StatefulSet's rollout completed %.1fs after the API server was killed", time.Since(restarted).Seconds())
 	waitForDeploymentComplete(t, d)
+	t.Logf("the Deployment's %.1fs after", time.Since(restarted).Seconds())
 	waitForDaemonSetComplete(t, ds)
-	t.Logf("the rollouts completed %.1fs after the API server was killed", time.Since(restarted).Seconds())
+	t.Logf("the DaemonSet's %.1fs after", time.Since(restarted).Seconds())
 	for _, obj := range []client.Object{sts, d, ds} {
 		after := observeWorkload(t, obj)
 		logPods(t, describeObject(obj), after)

@@ -194,6 +194,29 @@ func (v DeploymentView) full() bool {
 	return n >= int(ptr.Deref(v.Deployment.Spec.Replicas, 1))
 }
 
+// Settled reports whether the view shows the Deployment at rest with pod's
+// ReplicaSet as its newest: no other ReplicaSet of it has replicas, asked
+// for or live, and no live pod is controlled by one. A create of a pod of
+// that ReplicaSet is then a scale-up's. A view that lags a rollout's start
+// cannot show this: the Deployment's new template and its new ReplicaSet
+// come with the old ReplicaSet still holding its pods.
+func (v DeploymentView) Settled(pod *corev1.Pod) bool {
+	if v.New == nil || v.Owner(pod) != v.New {
+		return false
+	}
+	for _, rs := range v.ReplicaSets {
+		if rs != v.New && (ptr.Deref(rs.Spec.Replicas, 1) > 0 || rs.Status.Replicas > 0) {
+			return false
+		}
+	}
+	for _, p := range v.Pods {
+		if o := v.Owner(p); o != nil && o != v.New && Alive(p) {
+			return false
+		}
+	}
+	return true
+}
+
 // InPlace reports whether the Deployment's rollouts are made in place now:
 // it is not handed back and its controller has made the new ReplicaSet.
 func (v DeploymentView) InPlace() bool {

@@ -119,6 +119,9 @@ type verdict struct {
 	// atTarget reports whether a pod of the workload runs the target.
 	atTarget func(pod *corev1.Pod) bool
 	minReady time.Duration
+	// settled: a create the view shows as a scale-up's, of a Deployment
+	// at rest (inplace.DeploymentView.Settled) with no pod moving.
+	settled bool
 }
 
 // Handle implements admission.Handler.
@@ -153,14 +156,18 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 		log.Error(err, "Letting the pod through")
 		return admission.Allowed("")
 	}
-	if (vd == nil || !vd.refuse) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" {
+	if (vd == nil || !vd.refuse) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" && (vd == nil || !vd.settled) {
 		// The controller decides on a view at least as new as the one
 		// that made it (a partition just lowered, a new revision, a new
 		// ReplicaSet whose first pod it creates an instant after), and
 		// the cache may lag it: decide again on a live read before
 		// letting a managed pod go, a pod whose owner the cache does not
 		// hold yet too. Only this path pays for it; the refusals a
-		// rollout draws do not.
+		// rollout draws do not, nor a Deployment's scale-up the cache
+		// shows at rest: a cache that lags a rollout's start shows the
+		// old ReplicaSet still holding its pods (two live reads for
+		// each of a burst of creates cost 70 ms a create at the median,
+		// make bench-apiserver).
 		if fresh, err := decide(ctx, v.live, pod); err != nil {
 			log.Error(err, "Reading live; deciding on the cache")
 		} else {
@@ -224,7 +231,9 @@ func (v *podValidator) createVerdict(ctx context.Context, r client.Reader, pod *
 	if vd == nil || err != nil {
 		return nil, err
 	}
-	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, v.moving(ctx, view))
+	moving := v.moving(ctx, view)
+	vd.refuse = inplace.RefuseDeploymentCreate(view, pod, moving)
+	vd.settled = !moving && view.Settled(pod)
 	return vd, nil
 }
 

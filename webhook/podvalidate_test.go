@@ -1271,6 +1271,49 @@ func (c countingReader) List(ctx context.Context, list client.ObjectList, opts .
 	return c.Reader.List(ctx, list, opts...)
 }
 
+// TestDeploymentCreateReadsLiveUnlessSettled: a managed Deployment's pod
+// create that the cache lets through is decided again on a live read, but
+// for a scale-up of a Deployment the cache shows at rest: its old
+// ReplicaSet scaled to 0 with no pod left, no pod moving. A cache that lags
+// a rollout's start cannot show that (the old ReplicaSet still holds its
+// pods), and a burst of scale-up creates would otherwise each wait on two
+// reads of the API server.
+func TestDeploymentCreateReadsLiveUnlessSettled(t *testing.T) {
+	d := apiDeployment()
+	for name, tc := range map[string]struct {
+		cluster   []client.Object
+		wantReads bool
+	}{
+		// Four pods of h2, a fifth asked for; h1 at 0, none of its pods.
+		"a scale-up at rest": {cluster: deploymentCluster(d, 0, 0, 5, 4)},
+		// h1 holds three pods, the rollout's first step; the cache lets
+		// the create through (not full), the live read decides.
+		"a rollout under way": {cluster: deploymentCluster(d, 3, 3, 1, 0), wantReads: true},
+		// Scaled up to 5 while h1, scaled to 0, still has a pod: the
+		// cache lets the create through (four of five), not at rest.
+		"an old pod left": {
+			cluster:   deploymentClusterSeen(apiDeployment(func(w *builder.DeploymentWrapper) { w.Replicas(5) }), 0, 0, 5, 3, 1, 3),
+			wantReads: true,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := append([]client.Object{namespace("apps", enabled)}, tc.cluster...)
+			c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
+			reads := 0
+			hooks, _ := handlers(Config{
+				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
+				Reader: c, LiveReader: countingReader{Reader: c, reads: &reads}, ManagerUsername: managerUser, Scheme: testScheme,
+				Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
+			})
+			_, cur := apiReplicaSets(d, 0, 0, 0, 0)
+			checkAnswer(t, hooks[PathValidatePod].Handle(t.Context(), createBy(t, replicaSetController, newRSPod(cur))), "")
+			if got := reads > 0; got != tc.wantReads {
+				t.Errorf("%d live reads; want them %t", reads, tc.wantReads)
+			}
+		})
+	}
+}
+
 // TestDeploymentReadsTwice: a Deployment's pod names its Deployment by its
 // ReplicaSet's name and its pod-template-hash, so a decision reads the
 // Deployment and lists its ReplicaSets, two reads of the API server where

@@ -156,7 +156,7 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 		log.Error(err, "Letting the pod through")
 		return admission.Allowed("")
 	}
-	if (vd == nil || !vd.refuse) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" && (vd == nil || !vd.settled) {
+	if (vd == nil || !vd.refuse && !vd.settled) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" {
 		// The controller decides on a view at least as new as the one
 		// that made it (a partition just lowered, a new revision, a new
 		// ReplicaSet whose first pod it creates an instant after), and

@@ -691,7 +691,7 @@ func (ch *chaos) waitManager(ctx context.Context) error {
 			return false, nil //nolint:nilerr // try again
 		}
 		leader, _, _ := strings.Cut(ptr.Deref(lease.Spec.HolderIdentity, ""), "_")
-		pods, err := ch.managerPods(ctx)
+		pods, err := e2ekit.ManagerPods(ctx, ch.client)
 		if err != nil {
 			return false, nil //nolint:nilerr // try again
 		}
@@ -710,23 +710,9 @@ func (ch *chaos) waitManager(ctx context.Context) error {
 	return nil
 }
 
-func (ch *chaos) managerPods(ctx context.Context) ([]corev1.Pod, error) {
-	list := &corev1.PodList{}
-	if err := ch.client.List(ctx, list, client.InNamespace(managerNamespace), client.MatchingLabels{"app.kubernetes.io/name": managerDeployment}); err != nil {
-		return nil, err
-	}
-	var pods []corev1.Pod
-	for _, p := range list.Items {
-		if p.DeletionTimestamp == nil {
-			pods = append(pods, p)
-		}
-	}
-	return pods, nil
-}
-
 // victims is the replicas to kill: every one, or one (any, or the elected).
 func (ch *chaos) victims(ctx context.Context, every, anyOne bool) ([]corev1.Pod, error) {
-	pods, err := ch.managerPods(ctx)
+	pods, err := e2ekit.ManagerPods(ctx, ch.client)
 	if err != nil || len(pods) == 0 {
 		return nil, cmp.Or(err, errors.New("no manager pod"))
 	}

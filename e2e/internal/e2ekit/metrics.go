@@ -89,13 +89,13 @@ func (m *MetricsScraper) get(ctx context.Context, podIP string) (*http.Response,
 // whose line starts with prefix (a metric's name, or its name and labels).
 // A replica that cannot be read is an error: the sum would be short.
 func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string) (float64, error) {
-	list := &corev1.PodList{}
-	if err := c.List(ctx, list, client.InNamespace("inplace-system"), client.MatchingLabels{"app.kubernetes.io/name": "inplace-manager"}); err != nil {
+	pods, err := ManagerPods(ctx, c)
+	if err != nil {
 		return 0, err
 	}
 	total := 0.0
-	for _, p := range list.Items {
-		if p.Status.PodIP == "" || p.DeletionTimestamp != nil {
+	for _, p := range pods {
+		if p.Status.PodIP == "" {
 			continue
 		}
 		resp, err := m.get(ctx, p.Status.PodIP)
@@ -119,4 +119,20 @@ func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string
 		}
 	}
 	return total, nil
+}
+
+// ManagerPods lists the manager's pods as e2e/manifests installs it, those
+// being deleted left out.
+func ManagerPods(ctx context.Context, c client.Client) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := c.List(ctx, list, client.InNamespace("inplace-system"), client.MatchingLabels{"app.kubernetes.io/name": "inplace-manager"}); err != nil {
+		return nil, err
+	}
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -21,7 +22,9 @@ import (
 // containers' environment, probes, mounts and security contexts, its
 // scheduling constraints are most of its size and nothing the manager
 // decides on: the rollouts compare revisions' templates, never a pod's
-// spec, and they read pods only for images, resources and status.
+// spec, and they read pods only for images, resources and status. The
+// strings that pods repeat (label keys and values, images, condition
+// types, node names) are kept once for all of them (internStrings).
 //
 // Every write of a cached pod is a strategic merge patch computed from its
 // cached copy (client.StrategicMergeFrom): a field trimmed here is absent
@@ -32,6 +35,14 @@ func Transform(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
+	trim(pod)
+	internStrings(pod)
+	return pod, nil
+}
+
+// trim drops what the manager does not read of a pod, and shares its
+// resource lists.
+func trim(pod *corev1.Pod) {
 	pod.ManagedFields = nil
 	s := &pod.Spec
 	s.Volumes = nil
@@ -51,7 +62,6 @@ func Transform(obj any) (any, error) {
 		}
 	}
 	pod.Status.EphemeralContainerStatuses = nil
-	return pod, nil
 }
 
 // trimContainers returns, in new memory (the decoded pod's is let go), the
@@ -115,4 +125,93 @@ func (s *lists) intern(l corev1.ResourceList) corev1.ResourceList {
 	}
 	s.byID[key] = l
 	return l
+}
+
+// internStrings has the pod's strings that other pods repeat share one
+// copy: the decoder gives each field its own, and a workload's pods carry
+// the same namespace, label keys and values, owner, images, node and
+// condition types, as many bytes again as the trimmed pod's own fields.
+// The copies are the runtime's canonical ones (package unique), freed
+// once no pod holds them. Strings are immutable: sharing is invisible.
+// Values unlikely to repeat (its name, UID, IPs, container IDs) and long
+// annotation values (an update state) keep their own.
+func internStrings(pod *corev1.Pod) {
+	m := &pod.ObjectMeta
+	m.Namespace, m.GenerateName = in(m.Namespace), in(m.GenerateName)
+	m.Labels = internMap(m.Labels)
+	m.Annotations = internMap(m.Annotations)
+	for i := range m.OwnerReferences {
+		o := &m.OwnerReferences[i]
+		o.APIVersion, o.Kind, o.Name = in(o.APIVersion), in(o.Kind), in(o.Name)
+	}
+	s := &pod.Spec
+	s.NodeName, s.ServiceAccountName, s.DeprecatedServiceAccount = in(s.NodeName), in(s.ServiceAccountName), in(s.DeprecatedServiceAccount)
+	s.SchedulerName, s.PriorityClassName = in(s.SchedulerName), in(s.PriorityClassName)
+	s.RestartPolicy, s.DNSPolicy = in(s.RestartPolicy), in(s.DNSPolicy)
+	for i := range s.ImagePullSecrets {
+		s.ImagePullSecrets[i].Name = in(s.ImagePullSecrets[i].Name)
+	}
+	for i := range s.ReadinessGates {
+		s.ReadinessGates[i].ConditionType = in(s.ReadinessGates[i].ConditionType)
+	}
+	for _, cs := range [][]corev1.Container{s.InitContainers, s.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			c.Name, c.Image, c.ImagePullPolicy = in(c.Name), in(c.Image), in(c.ImagePullPolicy)
+		}
+	}
+	st := &pod.Status
+	st.Phase, st.QOSClass, st.HostIP = in(st.Phase), in(st.QOSClass), in(st.HostIP)
+	for i := range st.HostIPs {
+		st.HostIPs[i].IP = in(st.HostIPs[i].IP)
+	}
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		c.Type, c.Status, c.Reason = in(c.Type), in(c.Status), in(c.Reason)
+	}
+	for _, list := range [][]corev1.ContainerStatus{st.InitContainerStatuses, st.ContainerStatuses} {
+		for i := range list {
+			c := &list[i]
+			c.Name, c.Image, c.ImageID = in(c.Name), in(c.Image), in(c.ImageID)
+			internState(&c.State)
+			internState(&c.LastTerminationState)
+		}
+	}
+}
+
+func internState(s *corev1.ContainerState) {
+	if s.Waiting != nil {
+		s.Waiting.Reason = in(s.Waiting.Reason)
+	}
+	if s.Terminated != nil {
+		s.Terminated.Reason = in(s.Terminated.Reason)
+	}
+}
+
+// maxInternedValue bounds the map values kept once: longer ones (an
+// update state, a checksum) are a pod's own.
+const maxInternedValue = 64
+
+// internMap returns m with its keys, and its values up to
+// maxInternedValue bytes, kept once; a new map (the decoded one is let go).
+func internMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if len(v) <= maxInternedValue {
+			v = in(v)
+		}
+		out[in(k)] = v
+	}
+	return out
+}
+
+// in returns the canonical copy of s.
+func in[S ~string](s S) S {
+	if s == "" {
+		return s
+	}
+	return S(unique.Make(string(s)).Value())
 }

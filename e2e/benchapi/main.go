@@ -11,8 +11,11 @@
 //     interpolated within the buckets as Prometheus's histogram_quantile
 //     does, the mean (sum over count), and how many were within 5 and
 //     25 ms.
-//   - Rollouts: a StatefulSet of each of -rollout-pods pods (10), Parallel
-//     (maxUnavailable 2) and OrderedReady (maxUnavailable 1), rolled from
+//   - Rollouts, of each of -rollout-kinds: a StatefulSet of each of
+//     -rollout-pods pods (10), Parallel (maxUnavailable 2) and OrderedReady
+//     (maxUnavailable 1); a Deployment of as many, with the default
+//     strategy (maxSurge and maxUnavailable 25%); a DaemonSet (a pod a
+//     node, whatever the size; maxUnavailable 1, once). Each is rolled from
 //     one image to another in place (a managed namespace) and natively (an
 //     unmanaged one): the API server's writes by resource and verb
 //     (apiserver_request_total), the replacements refused, the Warning
@@ -60,7 +63,8 @@ import (
 func main() {
 	pods := flag.Int("pods", 300, "pods of each Deployment that no node runs")
 	runs := flag.Int("runs", 2, "runs of each mode of the pod creates")
-	rolloutPods := flag.String("rollout-pods", "10", "comma-separated sizes of the StatefulSets rolled out (empty: none)")
+	rolloutPods := flag.String("rollout-pods", "10", "comma-separated sizes of the workloads rolled out (empty: none)")
+	rolloutKinds := flag.String("rollout-kinds", "statefulset,deployment,daemonset", "comma-separated kinds rolled out: statefulset, deployment, daemonset")
 	images := flag.String("images", "example.local/inplace-testapp:v1,example.local/inplace-testapp:v2", "the two images the rollouts go between (present on every node)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long one step may take")
 	flag.Parse()
@@ -80,6 +84,14 @@ func main() {
 			os.Exit(2)
 		}
 		sizes = append(sizes, n)
+	}
+	var kinds []string
+	for k := range strings.SplitSeq(*rolloutKinds, ",") {
+		if !slices.Contains([]string{"statefulset", "deployment", "daemonset"}, k) {
+			fmt.Fprintf(os.Stderr, "benchapi: -rollout-kinds: %q is not statefulset, deployment or daemonset\n", k)
+			os.Exit(2)
+		}
+		kinds = append(kinds, k)
 	}
 	c, err := e2ekit.Client()
 	if err != nil {
@@ -101,7 +113,7 @@ func main() {
 		}
 	}
 	if len(sizes) > 0 {
-		if err := b.rollouts(ctx, sizes); err != nil {
+		if err := b.rollouts(ctx, kinds, sizes); err != nil {
 			fail(err)
 		}
 	}
@@ -233,33 +245,81 @@ func (b *bench) template(app, image string) corev1.PodTemplateSpec {
 	}
 }
 
-// rollout is one StatefulSet rollout's cost.
+// rollout is one workload rollout's cost.
 type rollout struct {
+	pods     int
 	took     time.Duration
 	writes   map[string]float64 // "VERB resource[/subresource] code", mutating requests
 	warnings int
 	status   histogram // PATCH pods/status
 }
 
-// rollouts runs the rollout part and prints its table.
-func (b *bench) rollouts(ctx context.Context, sizes []int) error {
-	type variant struct {
-		name           string
-		policy         appsv1.PodManagementPolicyType
-		maxUnavailable int32
+// variant is a workload rolled out: its kind and strategy.
+type variant struct {
+	name string
+	// workload returns the workload of n pods in ns on image.
+	workload func(ns string, n int, tpl corev1.PodTemplateSpec) client.Object
+	// once: the size does not apply (a DaemonSet has a pod a node).
+	once bool
+}
+
+func variants(kinds []string) []variant {
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	statefulSet := func(policy appsv1.PodManagementPolicyType, maxUnavailable int32) func(string, int, corev1.PodTemplateSpec) client.Object {
+		return func(ns string, n int, tpl corev1.PodTemplateSpec) client.Object {
+			mu := intstr.FromInt32(maxUnavailable)
+			return &appsv1.StatefulSet{
+				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+				Spec: appsv1.StatefulSetSpec{
+					Replicas: ptr.To(int32(n)), ServiceName: "web", PodManagementPolicy: policy, Selector: selector, Template: tpl,
+					UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+						RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{MaxUnavailable: &mu}},
+				},
+			}
+		}
 	}
-	variants := []variant{{"Parallel", appsv1.ParallelPodManagement, 2}, {"OrderedReady", appsv1.OrderedReadyPodManagement, 1}}
+	var out []variant
+	for _, kind := range kinds {
+		switch kind {
+		case "statefulset":
+			out = append(out,
+				variant{name: "StatefulSet, Parallel", workload: statefulSet(appsv1.ParallelPodManagement, 2)},
+				variant{name: "StatefulSet, OrderedReady", workload: statefulSet(appsv1.OrderedReadyPodManagement, 1)})
+		case "deployment":
+			out = append(out, variant{name: "Deployment", workload: func(ns string, n int, tpl corev1.PodTemplateSpec) client.Object {
+				return &appsv1.Deployment{
+					ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+					Spec:       appsv1.DeploymentSpec{Replicas: ptr.To(int32(n)), Selector: selector, Template: tpl},
+				}
+			}})
+		case "daemonset":
+			out = append(out, variant{name: "DaemonSet", once: true, workload: func(ns string, _ int, tpl corev1.PodTemplateSpec) client.Object {
+				return &appsv1.DaemonSet{
+					ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+					Spec:       appsv1.DaemonSetSpec{Selector: selector, Template: tpl},
+				}
+			}})
+		}
+	}
+	return out
+}
+
+// rollouts runs the rollout part and prints its table.
+func (b *bench) rollouts(ctx context.Context, kinds []string, sizes []int) error {
 	modes := []string{"in place", "native"}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nStatefulSet rollout\ttook\tpod creates\tpod deletes\trefused\tpod writes\tstatus writes\tevent writes\tWarning events\tother writes\tall writes\tall per pod\tstatus write p50\tp99")
-	for _, n := range sizes {
-		for _, v := range variants {
+	fmt.Fprintln(w, "\nrollout\ttook\tpod creates\tpod deletes\trefused\tpod writes\tstatus writes\tevent writes\tWarning events\tother writes\tall writes\tall per pod\tstatus write p50\tp99")
+	for _, v := range variants(kinds) {
+		for i, n := range sizes {
+			if v.once && i > 0 {
+				break
+			}
 			for _, mode := range modes {
-				r, err := b.rollout(ctx, n, v.policy, v.maxUnavailable, mode == "in place")
+				r, err := b.rollout(ctx, v, n, mode == "in place")
 				if err != nil {
-					return fmt.Errorf("%d pods, %s, %s: %w", n, v.name, mode, err)
+					return fmt.Errorf("%s of %d pods, %s: %w", v.name, n, mode, err)
 				}
-				creates := r.sum("POST pods ")
+				creates := r.sum("POST pods 2")
 				deletes := r.sum("DELETE pods 2")
 				refused := r.sum("DELETE pods 4") + r.sum("POST pods 4")
 				pods := r.sum("PATCH pods ") + r.sum("PUT pods ")
@@ -267,8 +327,8 @@ func (b *bench) rollouts(ctx context.Context, sizes []int) error {
 				events := r.sum("POST events ") + r.sum("PATCH events ")
 				all := r.sum("")
 				other := all - creates - deletes - refused - pods - status - events
-				fmt.Fprintf(w, "%d pods, %s, %s\t%.1fs\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.0f\t%.0f\t%.1f\t%s\t%s\n",
-					n, v.name, mode, r.took.Seconds(), creates, deletes, refused, pods, status, events, r.warnings, other, all, all/float64(n),
+				fmt.Fprintf(w, "%s, %d pods, %s\t%.1fs\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.0f\t%.0f\t%.1f\t%s\t%s\n",
+					v.name, r.pods, mode, r.took.Seconds(), creates, deletes, refused, pods, status, events, r.warnings, other, all, all/float64(r.pods),
 					ms(r.status.quantile(0.5)), ms(r.status.quantile(0.99)))
 				if err := w.Flush(); err != nil {
 					return err
@@ -289,30 +349,21 @@ func (r rollout) sum(prefix string) float64 {
 	return t
 }
 
-// rollout creates a StatefulSet of n pods on the first image, waits until
-// it is Ready, then rolls it to the second and counts what that cost.
-func (b *bench) rollout(ctx context.Context, n int, policy appsv1.PodManagementPolicyType, maxUnavailable int32, managed bool) (rollout, error) {
+// rollout creates the variant's workload of n pods on the first image,
+// waits until it is Ready, then rolls it to the second and counts what
+// that cost.
+func (b *bench) rollout(ctx context.Context, v variant, n int, managed bool) (rollout, error) {
 	var r rollout
 	ns, err := e2ekit.CreateNamespace(ctx, b.client, "benchapi-rollout", managed)
 	if err != nil {
 		return r, err
 	}
 	defer e2ekit.DeleteNamespace(b.client, ns)
-	mu := intstr.FromInt32(maxUnavailable)
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To(int32(n)), ServiceName: "web", PodManagementPolicy: policy,
-			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-			Template: b.template("web", b.from),
-			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{MaxUnavailable: &mu}},
-		},
-	}
-	if err := b.client.Create(ctx, sts); err != nil {
+	obj := v.workload(ns, n, b.template("web", b.from))
+	if err := b.client.Create(ctx, obj); err != nil {
 		return r, err
 	}
-	if err := b.waitRolledOut(ctx, sts, b.from); err != nil {
+	if r.pods, err = b.waitRolledOut(ctx, obj, b.from); err != nil {
 		return r, fmt.Errorf("the first revision: %w", err)
 	}
 	warningsBefore, err := b.warnings(ctx, ns)
@@ -325,15 +376,15 @@ func (b *bench) rollout(ctx context.Context, n int, policy appsv1.PodManagementP
 	}
 	start := time.Now()
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+		if err := b.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		sts.Spec.Template.Spec.Containers[0].Image = b.to
-		return b.client.Update(ctx, sts)
+		templateOf(obj).Spec.Containers[0].Image = b.to
+		return b.client.Update(ctx, obj)
 	}); err != nil {
 		return r, err
 	}
-	if err := b.waitRolledOut(ctx, sts, b.to); err != nil {
+	if _, err := b.waitRolledOut(ctx, obj, b.to); err != nil {
 		return r, err
 	}
 	r.took = time.Since(start)
@@ -355,6 +406,37 @@ func (b *bench) rollout(ctx context.Context, n int, policy appsv1.PodManagementP
 	return r, nil
 }
 
+// templateOf is the workload's pod template.
+func templateOf(obj client.Object) *corev1.PodTemplateSpec {
+	switch w := obj.(type) {
+	case *appsv1.StatefulSet:
+		return &w.Spec.Template
+	case *appsv1.Deployment:
+		return &w.Spec.Template
+	case *appsv1.DaemonSet:
+		return &w.Spec.Template
+	}
+	panic(fmt.Sprintf("no template in %T", obj))
+}
+
+// rolledOut reports, from its status, whether the workload's controller
+// has every pod it wants on its current template, Ready, and no other
+// pod; and how many pods it wants.
+func rolledOut(obj client.Object) (done bool, want int) {
+	switch w := obj.(type) {
+	case *appsv1.StatefulSet:
+		s, n := w.Status, *w.Spec.Replicas
+		return s.ObservedGeneration >= w.Generation && s.UpdatedReplicas == n && s.ReadyReplicas == n && s.CurrentRevision == s.UpdateRevision, int(n)
+	case *appsv1.Deployment:
+		s, n := w.Status, *w.Spec.Replicas
+		return s.ObservedGeneration >= w.Generation && s.UpdatedReplicas == n && s.ReadyReplicas == n && s.Replicas == n && s.AvailableReplicas == n, int(n)
+	case *appsv1.DaemonSet:
+		s, n := w.Status, w.Status.DesiredNumberScheduled
+		return n > 0 && s.ObservedGeneration >= w.Generation && s.UpdatedNumberScheduled == n && s.NumberReady == n && s.NumberAvailable == n, int(n)
+	}
+	return false, 0
+}
+
 // warnings counts the Warning events of the namespace, each as many times
 // as it happened.
 func (b *bench) warnings(ctx context.Context, ns string) (int, error) {
@@ -371,29 +453,36 @@ func (b *bench) warnings(ctx context.Context, ns string) (int, error) {
 	return n, nil
 }
 
-func (b *bench) waitRolledOut(ctx context.Context, sts *appsv1.StatefulSet, image string) error {
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
-		if err := b.client.Get(ctx, client.ObjectKeyFromObject(sts), sts); err != nil {
+// waitRolledOut waits until the workload has rolled out image to every
+// pod it wants, each Ready, and returns how many.
+func (b *bench) waitRolledOut(ctx context.Context, obj client.Object, image string) (int, error) {
+	want := 0
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, b.timeout, true, func(ctx context.Context) (bool, error) {
+		if err := b.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, nil //nolint:nilerr // try again
 		}
-		s, want := sts.Status, *sts.Spec.Replicas
-		if s.ObservedGeneration < sts.Generation || s.UpdatedReplicas != want || s.ReadyReplicas != want || s.CurrentRevision != s.UpdateRevision {
+		var done bool
+		if done, want = rolledOut(obj); !done {
 			return false, nil
 		}
 		list := &corev1.PodList{}
-		if err := b.client.List(ctx, list, client.InNamespace(sts.Namespace)); err != nil {
+		if err := b.client.List(ctx, list, client.InNamespace(obj.GetNamespace())); err != nil {
 			return false, nil //nolint:nilerr // try again
 		}
 		ready := 0
 		for _, p := range list.Items {
+			if p.DeletionTimestamp != nil || p.Spec.Containers[0].Image != image {
+				return false, nil // an old pod still going
+			}
 			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.Spec.Containers[0].Image == image {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
 					ready++
 				}
 			}
 		}
-		return ready == int(want), nil
+		return ready == want && len(list.Items) == want, nil
 	})
+	return want, err
 }
 
 // The API server's metrics this reads.

@@ -39,6 +39,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
 
 // The names of DESIGN.md that the tests check, spelt out rather than imported
@@ -624,16 +626,11 @@ func editTemplate(t testing.TB, obj client.Object, edit func(*corev1.PodTemplate
 // podTemplate is the pod template of a StatefulSet, Deployment or DaemonSet.
 func podTemplate(t testing.TB, obj client.Object) *corev1.PodTemplateSpec {
 	t.Helper()
-	switch o := obj.(type) {
-	case *appsv1.StatefulSet:
-		return &o.Spec.Template
-	case *appsv1.Deployment:
-		return &o.Spec.Template
-	case *appsv1.DaemonSet:
-		return &o.Spec.Template
+	tpl := e2ekit.PodTemplate(obj)
+	if tpl == nil {
+		t.Fatalf("%T has no pod template", obj)
 	}
-	t.Fatalf("%T has no pod template", obj)
-	return nil
+	return tpl
 }
 
 // reflectCopy sets *dst to *src, both pointers to the same kind.

@@ -379,7 +379,7 @@ func (b *bench) rollout(ctx context.Context, v variant, n int, managed bool) (ro
 		if err := b.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		templateOf(obj).Spec.Containers[0].Image = b.to
+		e2ekit.PodTemplate(obj).Spec.Containers[0].Image = b.to
 		return b.client.Update(ctx, obj)
 	}); err != nil {
 		return r, err
@@ -404,19 +404,6 @@ func (b *bench) rollout(ctx context.Context, v variant, n int, managed bool) (ro
 	l := map[string]string{"verb": "PATCH", "resource": "pods", "subresource": "status"}
 	r.status = after.histogram(requestDuration, l).minus(before.histogram(requestDuration, l))
 	return r, nil
-}
-
-// templateOf is the workload's pod template.
-func templateOf(obj client.Object) *corev1.PodTemplateSpec {
-	switch w := obj.(type) {
-	case *appsv1.StatefulSet:
-		return &w.Spec.Template
-	case *appsv1.Deployment:
-		return &w.Spec.Template
-	case *appsv1.DaemonSet:
-		return &w.Spec.Template
-	}
-	panic(fmt.Sprintf("no template in %T", obj))
 }
 
 // rolledOut reports, from its status, whether the workload's controller

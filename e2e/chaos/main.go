@@ -379,19 +379,6 @@ func (ch *chaos) template(name string) corev1.PodTemplateSpec {
 	}
 }
 
-// podTemplate is the workload's pod template.
-func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
-	switch o := obj.(type) {
-	case *appsv1.StatefulSet:
-		return &o.Spec.Template
-	case *appsv1.Deployment:
-		return &o.Spec.Template
-	case *appsv1.DaemonSet:
-		return &o.Spec.Template
-	}
-	panic(fmt.Sprintf("no template in %T", obj))
-}
-
 // rollout changes the workload's image, kills as the trigger says (no
 // trigger: no kill), and waits for the rollout to complete and settle.
 func (ch *chaos) rollout(ctx context.Context, w *workload, trigger string) (outcome, error) {
@@ -609,7 +596,7 @@ func (ch *chaos) setImage(ctx context.Context, w *workload, image string) error 
 		if err := ch.client.Get(ctx, client.ObjectKeyFromObject(w.obj), w.obj); err != nil {
 			return err
 		}
-		podTemplate(w.obj).Spec.Containers[0].Image = image
+		e2ekit.PodTemplate(w.obj).Spec.Containers[0].Image = image
 		return ch.client.Update(ctx, w.obj)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,4 +89,18 @@ func PushImage(ctx context.Context, registrySh, repository, tag, version string)
 		return "", "", fmt.Errorf("%s push printed %q, want the reference and its digest", registrySh, out)
 	}
 	return fields[0], fields[1], nil
+}
+
+// PodTemplate is the pod template of a StatefulSet, Deployment or
+// DaemonSet; nil for any other object.
+func PodTemplate(obj client.Object) *corev1.PodTemplateSpec {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		return &o.Spec.Template
+	case *appsv1.Deployment:
+		return &o.Spec.Template
+	case *appsv1.DaemonSet:
+		return &o.Spec.Template
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -18,6 +19,12 @@ import (
 // drainTimeout bounds the drain; the manager's graceful shutdown timeout
 // must be longer.
 const drainTimeout = 10 * time.Second
+
+// drainPoll is how often the drain reads the pods again while a gate it
+// must open cannot be opened yet: its write conflicted with the kubelet's,
+// or the pod's replaced container still runs and no guard keeps the pod
+// from being counted Ready meanwhile.
+const drainPoll = 250 * time.Millisecond
 
 // ShutdownDrain runs on every replica and, when it stops, opens the gates
 // that nobody else may be there to open: with every replica gone (scaled to
@@ -34,6 +41,12 @@ const drainTimeout = 10 * time.Second
 // while a replaced container runs), unguarded once the replaced containers
 // are gone. Its state is left for the next leader to finish. Another
 // replica taking over meanwhile finds the gates open and carries on.
+//
+// The manager stops this runnable before its reconcilers, and releases the
+// lease after both: the drain first waits for the engine's passes to end
+// (Passes.Quiesce), so that none closes a gate after the drain has read the
+// pods, and no other replica is elected while it drains. It reads the pods
+// again until every gate it must open is open, or its time is up.
 type ShutdownDrain struct {
 	// Reader lists pods live: the cache may be stopping.
 	Reader client.Reader
@@ -45,14 +58,22 @@ type ShutdownDrain struct {
 	// Elected is closed once this replica is elected (the manager's
 	// Elected); nil is elected.
 	Elected <-chan struct{}
+	// Passes are the reconcilers' passes, ended before the drain reads
+	// the pods; nil waits for none.
+	Passes *rollout.Passes
 }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then
-// drains.
+// for the reconcilers' passes to end (half its time at most), then drains.
 func (d *ShutdownDrain) Start(ctx context.Context) error {
 	<-ctx.Done()
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
+	quiesceCtx, cancelQuiesce := context.WithTimeout(drainCtx, drainTimeout/2)
+	if err := d.Passes.Quiesce(quiesceCtx); err != nil {
+		logf.FromContext(ctx).WithName("shutdown-drain").Info("Draining while reconciler passes still run", "error", err.Error())
+	}
+	cancelQuiesce()
 	d.Drain(drainCtx)
 	return nil
 }
@@ -75,51 +96,69 @@ func (d *ShutdownDrain) elected() bool {
 }
 
 // Drain opens the gates in-progress updates hold closed, as far as it is
-// safe.
+// safe, reading the pods again every drainPoll while one is left, until ctx
+// is done.
 func (d *ShutdownDrain) Drain(ctx context.Context) {
 	if d.Clock == nil {
 		d.Clock = clock.RealClock{}
 	}
 	log := logf.FromContext(ctx).WithName("shutdown-drain")
+	elected := d.elected()
+	opened := 0
+	for {
+		n, left := d.drainOnce(ctx, elected)
+		opened += n
+		if len(left) == 0 {
+			log.Info("Opened the gates of new pods and updates in progress before stopping", "opened", opened, "elected", elected)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("Stopping with gates still closed: the next replica, if any, opens them", "opened", opened, "left", left, "elected", elected)
+			return
+		case <-time.After(drainPoll):
+		}
+	}
+}
+
+// drainOnce reads the managed pods live and opens the gates it may; it
+// returns how many it opened and why each gate it must open is not open yet.
+func (d *ShutdownDrain) drainOnce(ctx context.Context, elected bool) (opened int, left []string) {
 	pods := &corev1.PodList{}
 	if err := d.Reader.List(ctx, pods, client.MatchingLabels{inplace.LabelManaged: "true"}); err != nil {
-		log.Error(err, "Cannot list the managed pods to open their gates")
-		return
+		return 0, []string{"listing the managed pods: " + err.Error()}
 	}
-	guarded, elected := rollout.IsGuarded(d.Guard), d.elected()
-	opened := 0
+	guarded := rollout.IsGuarded(d.Guard)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if d.Scope.Excluded[pod.Namespace] || inplace.ControlledByOther(pod) || rollout.GateOpen(pod) || pod.DeletionTimestamp != nil {
 			continue
 		}
 		if !inplace.Updating(pod) {
-			// A new pod whose gate no keeper opened yet: opened as the
-			// keeper opens it.
-			if inplace.HasGate(pod) && inplace.GateCondition(pod) == nil {
-				if err := rollout.OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); err != nil {
-					log.Error(err, "Cannot open a gate", "pod", klog.KObj(pod))
-					continue
-				}
-				opened++
+			// Only a new pod whose gate no keeper opened yet, opened as
+			// the keeper opens it.
+			if !inplace.HasGate(pod) || inplace.GateCondition(pod) != nil {
+				continue
 			}
-			continue
+		} else {
+			if !elected {
+				continue // the elected replica's updates
+			}
+			state, err := inplace.StateOf(pod)
+			if err != nil {
+				continue
+			}
+			if state != nil && state.PatchedAt != nil && !guarded && !inplace.CheckProgress(pod, state).Replaced {
+				left = append(left, klog.KObj(pod).String()+": its old container may still run")
+				continue
+			}
 		}
-		if !elected {
-			continue // the elected replica's updates
+		switch err := rollout.OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); {
+		case err == nil:
+			opened++
+		case !apierrors.IsNotFound(err):
+			left = append(left, klog.KObj(pod).String()+": "+err.Error())
 		}
-		state, err := inplace.StateOf(pod)
-		if err != nil {
-			continue
-		}
-		if state != nil && state.PatchedAt != nil && !guarded && !inplace.CheckProgress(pod, state).Replaced {
-			continue // its old container may still run: not safe to open
-		}
-		if err := rollout.OpenGate(ctx, d.Client, pod, metav1.NewTime(d.Clock.Now())); err != nil {
-			log.Error(err, "Cannot open a gate", "pod", klog.KObj(pod))
-			continue
-		}
-		opened++
 	}
-	log.Info("Opened the gates of new pods and updates in progress before stopping", "opened", opened, "elected", elected)
+	return opened, left
 }

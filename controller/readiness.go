@@ -59,6 +59,8 @@ type ReadinessGateKeeper struct {
 	// Scope's excluded namespaces are never touched: a pod there is not
 	// inplace's, whatever its labels say.
 	Scope inplace.Scope
+	// Passes tracks the keeper's passes (nil tracks nothing).
+	Passes *rollout.Passes
 }
 
 // KeeperConcurrency is how many gates the keeper opens at once: a burst of
@@ -87,7 +89,11 @@ func (r *ReadinessGateKeeper) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile opens the pod's gate if nothing holds it closed.
 func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer rollout.Watchdog.Track()()
+	end, ok := r.Passes.Begin()
+	if !ok {
+		return ctrl.Result{}, nil // stopping: the shutdown drain opens what is left
+	}
+	defer end()
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pod); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -240,17 +240,25 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 // closed, as far as it is safe.
 func TestShutdownDrain(t *testing.T) { testclock.Run(t, testShutdownDrain) }
 
-func testShutdownDrain(t *testing.T, now time.Time) {
-	gated := func(name string) *builder.PodWrapper {
-		w := builder.Pod(name, "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
-		w.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: inplace.ReasonInPlaceUpdate}}
-		return w
-	}
-	unpatched := gated("unpatched").Obj()
-	running := gated("old-still-running").Annotation(inplace.AnnotationUpdateState,
+func drainingPod(name string) *builder.PodWrapper {
+	w := builder.Pod(name, "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
+	w.Status.Conditions = []corev1.PodCondition{{Type: inplace.ConditionInPlaceUpdateReady, Status: corev1.ConditionFalse, Reason: inplace.ReasonInPlaceUpdate}}
+	return w
+}
+
+// patchedPod is a pod whose update patched its image 5 s before now, the
+// replaced container c1 still running.
+func patchedPod(name string, now time.Time) *corev1.Pod {
+	pod := drainingPod(name).Annotation(inplace.AnnotationUpdateState,
 		`{"revision":"r2","since":null,"patchedAt":"`+now.Add(-5*time.Second).Format(time.RFC3339)+`","containers":{"app":{"containerID":"containerd://c1"}}}`).Obj()
-	running.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c1",
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", ContainerID: "containerd://c1",
 		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	return pod
+}
+
+func testShutdownDrain(t *testing.T, now time.Time) {
+	unpatched := drainingPod("unpatched").Obj()
+	running := patchedPod("old-still-running", now)
 	// fresh: created with the gate a moment before the replicas stopped,
 	// no keeper having opened it.
 	fresh := builder.Pod("fresh", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
@@ -267,18 +275,129 @@ func testShutdownDrain(t *testing.T, now time.Time) {
 	} {
 		t.Run(fmt.Sprintf("guarded %v, elected %v", tc.guarded, tc.elected == elected), func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(unpatched.DeepCopy(), running.DeepCopy(), fresh.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
-			(&ShutdownDrain{Reader: c, Client: c, Guard: guard(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now), Elected: tc.elected}).Drain(t.Context())
+			// Unguarded, the old container never goes: the drain waits
+			// for it until its time is up.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			(&ShutdownDrain{Reader: c, Client: c, Guard: guard(tc.guarded), Clock: clocktesting.NewFakePassiveClock(now), Elected: tc.elected}).Drain(ctx)
 			for name, want := range tc.wantOpen {
-				got := &corev1.Pod{}
-				if err := c.Get(t.Context(), client.ObjectKey{Namespace: "apps", Name: name}, got); err != nil {
-					t.Fatal(err)
-				}
-				if rollout.GateOpen(got) != want {
-					t.Errorf("pod %s: gate open %v, want %v", name, rollout.GateOpen(got), want)
+				if got := gateOpen(t, c, name); got != want {
+					t.Errorf("pod %s: gate open %v, want %v", name, got, want)
 				}
 			}
 		})
 	}
+}
+
+// TestShutdownDrainRetries: a gate the drain could not open at its first
+// read is opened at a later one: its write conflicted with the kubelet's
+// status write, or the replaced container was still running, unguarded.
+// Either used to leave the gate closed with every replica gone, the pod
+// never Ready again until a manager came back.
+func TestShutdownDrainRetries(t *testing.T) { testclock.Run(t, testShutdownDrainRetries) }
+
+func testShutdownDrainRetries(t *testing.T, now time.Time) {
+	conflicted, replaced := drainingPod("conflicted").Obj(), patchedPod("replaced", now)
+	lists, conflicts := 0, 0
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(conflicted, replaced).WithStatusSubresource(&corev1.Pod{}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				lists++
+				if lists == 2 {
+					// Between two reads the kubelet has replaced the
+					// old container.
+					pod := &corev1.Pod{}
+					if err := c.Get(ctx, client.ObjectKeyFromObject(replaced), pod); err != nil {
+						return err
+					}
+					pod.Status.ContainerStatuses[0].ContainerID = "containerd://c2"
+					if err := c.Status().Update(ctx, pod); err != nil {
+						return err
+					}
+				}
+				return c.List(ctx, list, opts...)
+			},
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if obj.GetName() == "conflicted" && conflicts == 0 {
+					conflicts++
+					return apierrors.NewConflict(corev1.Resource("pods"), obj.GetName(), nil)
+				}
+				return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		}).Build()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	(&ShutdownDrain{Reader: c, Client: c, Guard: guard(false), Clock: clocktesting.NewFakePassiveClock(now)}).Drain(ctx)
+	if ctx.Err() != nil {
+		t.Errorf("the drain used all its time (%d reads)", lists)
+	}
+	for _, name := range []string{"conflicted", "replaced"} {
+		if !gateOpen(t, c, name) {
+			t.Errorf("pod %s: gate closed after the drain (%d reads, %d conflicts)", name, lists, conflicts)
+		}
+	}
+}
+
+// TestShutdownDrainWaitsForPasses: the drain reads the pods only once the
+// engine's running passes have ended, and no pass begins after: a gate
+// closed by a pass still running would otherwise be left closed.
+func TestShutdownDrainWaitsForPasses(t *testing.T) {
+	listed := make(chan struct{}, 1)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&corev1.Pod{}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				select {
+				case listed <- struct{}{}:
+				default:
+				}
+				return c.List(ctx, list, opts...)
+			},
+		}).Build()
+	passes := rollout.NewPasses(nil)
+	end, ok := passes.Begin()
+	if !ok {
+		t.Fatal("a pass could not begin on a running replica")
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- (&ShutdownDrain{Reader: c, Client: c, Passes: passes}).Start(ctx) }()
+	stop()
+
+	// Begin fails once the drain has started quiescing; the pass that
+	// was running still holds it back.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		end, ok := passes.Begin()
+		if !ok {
+			break
+		}
+		end()
+		if time.Now().After(deadline) {
+			t.Fatal("passes still begin after the replica stopped")
+		}
+	}
+	select {
+	case <-listed:
+		t.Fatal("the drain read the pods while a pass was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	end()
+	select {
+	case <-listed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the drain did not read the pods once the pass ended")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gateOpen(t *testing.T, c client.Client, name string) bool {
+	t.Helper()
+	got := &corev1.Pod{}
+	if err := c.Get(t.Context(), client.ObjectKey{Namespace: "apps", Name: name}, got); err != nil {
+		t.Fatal(err)
+	}
+	return rollout.GateOpen(got)
 }
 
 // guard is a rollout.Guard that says what it is.

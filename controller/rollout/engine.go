@@ -73,6 +73,9 @@ type Reconciler struct {
 	// Prepull, when set, has nodes pull a rollout's new images before its
 	// pods there restart for them.
 	Prepull *Prepull
+	// Passes tracks the engine's passes (nil tracks nothing): once the
+	// replica stops, no pass begins.
+	Passes *Passes
 
 	updater *podUpdater
 	active  *activeSet
@@ -131,7 +134,11 @@ func Recorded(obj client.Object) bool {
 // Reconcile advances the workload's in-place rollout by what its pods'
 // states allow.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	defer Watchdog.Track()()
+	end, ok := r.Passes.Begin()
+	if !ok {
+		return ctrl.Result{}, nil // stopping: the shutdown drain reads the pods now
+	}
+	defer end()
 	if r.Scope.Excluded[req.Namespace] {
 		return ctrl.Result{}, nil
 	}

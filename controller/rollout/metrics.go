@@ -83,3 +83,21 @@ func (h *activeSet) set(key string, held bool) {
 	}
 	rolloutsInProgress.WithLabelValues(h.kind).Set(float64(len(h.keys)))
 }
+
+// CountFallback counts a pod of a rollout that is recreated because it
+// cannot be updated in place, by kind and reason.
+func CountFallback(kind, reason string) {
+	fallbacksTotal.WithLabelValues(kind, reason).Inc()
+}
+
+// CountRefusedDelete counts a workload controller's delete that the
+// pod-delete webhook refused, by kind.
+func CountRefusedDelete(kind string) {
+	deletesRefused.WithLabelValues(kind).Inc()
+}
+
+// CountWake counts a workload controller told to retry a replacement the
+// pod webhook refused, by kind and reason.
+func CountWake(kind, reason string) {
+	controllersWoken.WithLabelValues(kind, reason).Inc()
+}

@@ -329,7 +329,10 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	if err != nil {
 		return err
 	}
-	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope}).SetupWithManager(mgr); err != nil {
+	// The reconcilers' passes: a hung one fails the liveness check, and a
+	// stopping replica's drain waits for them to end.
+	passes := rollout.NewPasses(nil)
+	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope, Passes: passes}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
 	for _, kind := range []rollout.Kind{statefulset.Kind{}, daemonset.Kind{}, deployment.Kind{}} {
@@ -343,12 +346,13 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 			KubeletVersion: nodeInfo.KubeletVersion,
 			UpdateDeadline: o.UpdateDeadline,
 			Prepull:        &rollout.Prepull{Default: o.Prepull, Parallelism: o.PrepullParallelism, Pods: prepulls},
+			Passes:         passes,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s rollout: %w", kind.Name(), err)
 		}
 	}
 
-	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected()}); err != nil {
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected(), Passes: passes}); err != nil {
 		return err
 	}
 
@@ -362,7 +366,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	// A replica whose reconcilers hang (each pass is bounded; one past its
 	// bound is stuck) fails its liveness probe and is restarted, and another
 	// replica is elected: a wedged leader cannot hold a rollout forever.
-	if err := mgr.AddHealthzCheck("reconcilers", rollout.Watchdog.Check); err != nil {
+	if err := mgr.AddHealthzCheck("reconcilers", passes.Check); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {

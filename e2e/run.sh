@@ -33,6 +33,7 @@ export PATH=/usr/local/go/bin:$PATH GOTOOLCHAIN=local
 
 t0=$(now_ms)
 TEST_BIN=$BIN/e2e.test
+TEST_LOG= # the tests' output, once they run
 
 # cluster_running: every daemon of a cluster is alive.
 cluster_running() {
@@ -58,8 +59,35 @@ teardown_on_exit() {
 	else
 		e2e_log "the cluster is still up: \$(make -s kubectl) get pod -A; make cluster-down stops it"
 	fi
+	[ "$status" -ne 0 ] && failure_summary
 	e2e_log "done in $(since "$t0"), status $status"
 	exit "$status"
+}
+
+# failure_summary prints, last, what each failing test said: the first line
+# of each of its last messages (t.Log, t.Error, t.Fatal), from the tests'
+# output kept in $TEST_LOG. A failure's dumps run to thousands of lines,
+# and a CI log is read from its end.
+failure_summary() {
+	[ -s "${TEST_LOG:-}" ] || return 0
+	grep -q -- '--- FAIL: ' "$TEST_LOG" || return 0
+	e2e_log "the failing tests and their last messages (all of it in $TEST_LOG):"
+	awk '
+		/^=== (RUN|CONT|NAME) / { cur = $3; next }
+		/^ *--- FAIL: / { if (!($3 in failed)) { failed[$3] = 1; order[++n] = $3 }; next }
+		/^    +[A-Za-z0-9_]+\.go:[0-9]+: / { if (cur != "") lines[cur, ++count[cur]] = $0 }
+		END {
+			for (i = 1; i <= n; i++) {
+				t = order[i]
+				print "  --- FAIL: " t
+				from = count[t] > 12 ? count[t] - 11 : 1
+				for (j = from; j <= count[t]; j++) {
+					line = lines[t, j]
+					sub(/^ +/, "", line)
+					print "      " substr(line, 1, 400)
+				}
+			}
+		}' "$TEST_LOG" >&2
 }
 
 # manager_logs prints the tail of the manager's logs, when there is a
@@ -111,8 +139,11 @@ main() {
 
 	e2e_log "running the tests in the network namespace $NETNS"
 	t1=$(now_ms)
-	# The working directory is the package's, as under go test.
-	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" "$TEST_BIN" "${args[@]}" "$@")
+	TEST_LOG=$LOGS/e2e-tests.log
+	# The working directory is the package's, as under go test; the
+	# output is kept for failure_summary (pipefail: the status is the
+	# tests').
+	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
 	e2e_log "tests passed in $(since "$t1")"
 	if [ "${E2E_KRUISE:-}" = 1 ]; then
 		e2e_log "uninstalling OpenKruise"

@@ -119,6 +119,15 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
+	if dir := os.Getenv("E2E_MANAGER_LOGS"); dir != "" {
+		logs, stop := context.WithCancel(context.Background())
+		defer stop()
+		go func() {
+			if err := keepManagerLogs(logs, dir); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: not keeping the manager's logs: %v\n", err)
+			}
+		}()
+	}
 	code := m.Run()
 	if err := managersStayedUp(); err != nil && code == 0 {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)

@@ -66,8 +66,8 @@ teardown_on_exit() {
 
 # failure_summary prints, last, what each failing test said: the first line
 # of each of its last messages (t.Log, t.Error, t.Fatal), from the tests'
-# output kept in $TEST_LOG. A failure's dumps run to thousands of lines,
-# and a CI log is read from its end.
+# output kept in $TEST_LOG, and the manager's last errors. A failure's
+# dumps run to thousands of lines, and a CI log is read from its end.
 failure_summary() {
 	[ -s "${TEST_LOG:-}" ] || return 0
 	grep -q -- '--- FAIL: ' "$TEST_LOG" || return 0
@@ -88,6 +88,12 @@ failure_summary() {
 				}
 			}
 		}' "$TEST_LOG" >&2
+	# Every replica's log, the deleted ones' too, is kept in
+	# $LOGS/manager (keepManagerLogs): their last errors, in time order.
+	if compgen -G "$LOGS/manager/*.log" >/dev/null; then
+		e2e_log "the manager replicas' last errors (their whole logs in $LOGS/manager):"
+		grep -h '"level":"error"' "$LOGS"/manager/*.log | sort | tail -n 10 | cut -c1-400 | sed 's/^/    /' >&2 || true
+	fi
 }
 
 # manager_logs prints the tail of the manager's logs, when there is a
@@ -143,7 +149,7 @@ main() {
 	# The working directory is the package's, as under go test; the
 	# output is kept for failure_summary (pipefail: the status is the
 	# tests').
-	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
+	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" E2E_MANAGER_LOGS="$LOGS/manager" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
 	e2e_log "tests passed in $(since "$t1")"
 	if [ "${E2E_KRUISE:-}" = 1 ]; then
 		e2e_log "uninstalling OpenKruise"

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -104,21 +105,17 @@ func (d *ShutdownDrain) Drain(ctx context.Context) {
 	}
 	log := logf.FromContext(ctx).WithName("shutdown-drain")
 	elected := d.elected()
-	opened := 0
-	for {
-		n, left := d.drainOnce(ctx, elected)
-		opened += n
-		if len(left) == 0 {
-			log.Info("Opened the gates of new pods and updates in progress before stopping", "opened", opened, "elected", elected)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			log.Info("Stopping with gates still closed: the next replica, if any, opens them", "opened", opened, "left", left, "elected", elected)
-			return
-		case <-time.After(drainPoll):
-		}
+	opened, left := 0, []string(nil)
+	err := wait.PollUntilContextCancel(ctx, drainPoll, true, func(ctx context.Context) (bool, error) {
+		n, l := d.drainOnce(ctx, elected)
+		opened, left = opened+n, l
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		log.Info("Stopping with gates still closed: the next replica, if any, opens them", "opened", opened, "left", left, "elected", elected)
+		return
 	}
+	log.Info("Opened the gates of new pods and updates in progress before stopping", "opened", opened, "elected", elected)
 }
 
 // drainOnce reads the managed pods live and opens the gates it may; it

@@ -146,6 +146,7 @@ main() {
 	e2e_log "running the tests in the network namespace $NETNS"
 	t1=$(now_ms)
 	TEST_LOG=$LOGS/e2e-tests.log
+	rm -rf "$LOGS/manager" # a reused cluster's: only this run's replicas
 	# The working directory is the package's, as under go test; the
 	# output is kept for failure_summary (pipefail: the status is the
 	# tests').

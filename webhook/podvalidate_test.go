@@ -1314,6 +1314,39 @@ func TestDeploymentCreateReadsLiveUnlessSettled(t *testing.T) {
 	}
 }
 
+// TestStatefulSetScaleDownReadsNoLive: the StatefulSet controller's delete
+// of a pod at or above the replicas the cache shows (a scale-down) passes on
+// the cache alone; a delete the cache lets through for any other reason is
+// decided again live.
+func TestStatefulSetScaleDownReadsNoLive(t *testing.T) {
+	for name, tc := range map[string]struct {
+		pod       *corev1.Pod
+		wantReads bool
+	}{
+		"a scale-down's (web-3 of 3)":        {pod: stsPod("web-3", "web-1")},
+		"a failed pod":                       {pod: stsPod("web-1", "web-1", func(w *builder.PodWrapper) { w.Status.Phase = corev1.PodFailed }), wantReads: true},
+		"a pod below the partition (canary)": {pod: stsPod("web-0", "web-1"), wantReads: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sts := webStatefulSet(func(s *appsv1.StatefulSet) {
+				s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](1)}
+			})
+			objs := append(statefulSetCluster(sts), namespace("apps", enabled), tc.pod)
+			c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
+			reads := 0
+			hooks, _ := handlers(Config{
+				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
+				Reader: c, LiveReader: countingReader{Reader: c, reads: &reads}, ManagerUsername: managerUser, Scheme: testScheme,
+				Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
+			})
+			checkAnswer(t, hooks[PathValidatePod].Handle(t.Context(), deleteBy(t, statefulSetController, tc.pod)), "")
+			if got := reads > 0; got != tc.wantReads {
+				t.Errorf("%d live reads; want them %t", reads, tc.wantReads)
+			}
+		})
+	}
+}
+
 // TestDeploymentReadsTwice: a Deployment's pod names its Deployment by its
 // ReplicaSet's name and its pod-template-hash, so a decision reads the
 // Deployment and lists its ReplicaSets, two reads of the API server where

@@ -338,6 +338,41 @@ func TestManagerRestartMidRollout(t *testing.T) {
 	eventually(t, managerTimeout, "the manager serving again", managerServing)
 }
 
+// TestScaleDownMidRollout: a StatefulSet scaled down and given a new image
+// in one edit. The pods above the new replicas go (the pod webhook lets the
+// scale-down's deletes through on its cache alone, refusing none); the pods
+// that stay are updated in place.
+func TestScaleDownMidRollout(t *testing.T) {
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("shrink", ns, 4, images.V1, withMaxUnavailable(1))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	update(t, sts, func(s *appsv1.StatefulSet) {
+		s.Spec.Replicas = ptr.To[int32](2)
+		for i := range s.Spec.Template.Spec.Containers {
+			if c := &s.Spec.Template.Spec.Containers[i]; c.Name == appContainer {
+				c.Image = images.V2
+			}
+		}
+	})
+	waitForRolloutComplete(t, sts)
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before[:2], after, images.V2, 1)
+
+	events := &corev1.EventList{}
+	if err := k8s.List(t.Context(), events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		if e.Reason == "FailedDelete" && (strings.Contains(e.Message, sts.Name+"-2") || strings.Contains(e.Message, sts.Name+"-3")) {
+			t.Errorf("a scale-down's delete was refused: %s", e.Message)
+		}
+	}
+}
+
 // wantInPlace checks what a user checks after an in-place rollout: every
 // pod the same (UID, IP and node), its container restarted restarts times
 // more, Ready, and serving the image's version.

@@ -1271,6 +1271,18 @@ func (c countingReader) List(ctx context.Context, list client.ObjectList, opts .
 	return c.Reader.List(ctx, list, opts...)
 }
 
+// podValidatorCountingLiveReads is the pod-validating handler over a cache
+// of objs, its live reads (of the same objects) counted in reads.
+func podValidatorCountingLiveReads(objs []client.Object, reads *int) admission.Handler {
+	c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
+	hooks, _ := handlers(Config{
+		Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
+		Reader: c, LiveReader: countingReader{Reader: c, reads: reads}, ManagerUsername: managerUser, Scheme: testScheme,
+		Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
+	})
+	return hooks[PathValidatePod]
+}
+
 // TestDeploymentCreateReadsLiveUnlessSettled: a managed Deployment's pod
 // create that the cache lets through is decided again on a live read, but
 // for a scale-up of a Deployment the cache shows at rest: its old
@@ -1298,15 +1310,10 @@ func TestDeploymentCreateReadsLiveUnlessSettled(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			objs := append([]client.Object{namespace("apps", enabled)}, tc.cluster...)
-			c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
 			reads := 0
-			hooks, _ := handlers(Config{
-				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
-				Reader: c, LiveReader: countingReader{Reader: c, reads: &reads}, ManagerUsername: managerUser, Scheme: testScheme,
-				Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
-			})
+			validate := podValidatorCountingLiveReads(objs, &reads)
 			_, cur := apiReplicaSets(d, 0, 0, 0, 0)
-			checkAnswer(t, hooks[PathValidatePod].Handle(t.Context(), createBy(t, replicaSetController, newRSPod(cur))), "")
+			checkAnswer(t, validate.Handle(t.Context(), createBy(t, replicaSetController, newRSPod(cur))), "")
 			if got := reads > 0; got != tc.wantReads {
 				t.Errorf("%d live reads; want them %t", reads, tc.wantReads)
 			}
@@ -1332,14 +1339,9 @@ func TestStatefulSetScaleDownReadsNoLive(t *testing.T) {
 				s.Spec.UpdateStrategy.RollingUpdate = &appsv1.RollingUpdateStatefulSetStrategy{Partition: ptr.To[int32](1)}
 			})
 			objs := append(statefulSetCluster(sts), namespace("apps", enabled), tc.pod)
-			c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
 			reads := 0
-			hooks, _ := handlers(Config{
-				Scope:  inplace.NewScope(inplace.PolicyNamespace, "inplace-system"),
-				Reader: c, LiveReader: countingReader{Reader: c, reads: &reads}, ManagerUsername: managerUser, Scheme: testScheme,
-				Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
-			})
-			checkAnswer(t, hooks[PathValidatePod].Handle(t.Context(), deleteBy(t, statefulSetController, tc.pod)), "")
+			validate := podValidatorCountingLiveReads(objs, &reads)
+			checkAnswer(t, validate.Handle(t.Context(), deleteBy(t, statefulSetController, tc.pod)), "")
 			if got := reads > 0; got != tc.wantReads {
 				t.Errorf("%d live reads; want them %t", reads, tc.wantReads)
 			}

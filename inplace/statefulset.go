@@ -60,6 +60,13 @@ func InRolloutRange(sts *appsv1.StatefulSet, ordinal int) bool {
 	return ordinal >= int(Partition(sts)) && ordinal < int(ptr.Deref(sts.Spec.Replicas, 1))
 }
 
+// ScaledDown reports whether the pod is one the StatefulSet's scale-down
+// removes: its ordinal index at or above replicas.
+func ScaledDown(sts *appsv1.StatefulSet, pod *corev1.Pod) bool {
+	ord, ok := Ordinal(sts, pod)
+	return ok && ord >= int(ptr.Deref(sts.Spec.Replicas, 1))
+}
+
 // StatefulSetHandedBack says why a StatefulSet's rollouts are its
 // controller's alone, "" when inplace may make them in place: OnDelete
 // leaves each pod's replacement to the user.

@@ -37,6 +37,27 @@ func TestOrdinal(t *testing.T) {
 	}
 }
 
+func TestScaledDown(t *testing.T) {
+	sts := builder.StatefulSet("web", "apps").Replicas(3).Obj()
+	started := builder.StatefulSet("web", "apps").Replicas(3).Obj()
+	started.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: 5}
+	for _, tc := range []struct {
+		sts  *appsv1.StatefulSet
+		pod  string
+		want bool
+	}{
+		{sts, "web-2", false},
+		{sts, "web-3", true},
+		{sts, "web-api-7", false},
+		{started, "web-7", false},
+		{started, "web-8", true},
+	} {
+		if got := ScaledDown(tc.sts, builder.Pod(tc.pod, "apps").Obj()); got != tc.want {
+			t.Errorf("ScaledDown(%s of 3, start %v) = %t, want %t", tc.pod, tc.sts.Spec.Ordinals, got, tc.want)
+		}
+	}
+}
+
 func TestRefuseStatefulSetDelete(t *testing.T) {
 	v1 := builder.PodTemplate("web", "app:v1").Obj()
 	v2 := builder.PodTemplate("web", "app:v2").Obj()

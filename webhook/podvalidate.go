@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -263,11 +262,10 @@ func (v *podValidator) statefulSet(ctx context.Context, r client.Reader, pod *co
 		return nil, nil
 	}
 	target := sts.Status.UpdateRevision
-	ord, named := inplace.Ordinal(sts, pod)
 	return &verdict{kind: "StatefulSet", workload: sts, refuse: refuse, fallback: fallback, target: target,
 		selector: selector, owners: map[types.UID]bool{sts.UID: true}, minReady: seconds(sts.Spec.MinReadySeconds),
 		atTarget: func(p *corev1.Pod) bool { return p.Labels[appsv1.StatefulSetRevisionLabel] == target },
-		settled:  !refuse && named && ord >= int(ptr.Deref(sts.Spec.Replicas, 1))}, nil
+		settled:  !refuse && inplace.ScaledDown(sts, pod)}, nil
 }
 
 // daemonSet is the DaemonSet's rule (inplace.RefuseDaemonSetDelete).

@@ -80,6 +80,9 @@ type Config struct {
 	Writer client.Client
 	// OnWake counts a controller woken; nil to not count.
 	OnWake func(kind, reason string)
+	// Closing retires the API server's connections to this replica when it
+	// stops; nil leaves them to the webhook server's shutdown.
+	Closing *Closing
 }
 
 // Register serves every handler on the webhook server, and returns the
@@ -87,7 +90,7 @@ type Config struct {
 func Register(srv webhook.Server, cfg Config) *Waker {
 	hooks, pods := handlers(cfg)
 	for path, h := range hooks {
-		srv.Register(path, h)
+		srv.Register(path, cfg.Closing.wrap(h))
 	}
 	return &Waker{validator: pods, Client: cfg.Writer, OnWake: cfg.OnWake}
 }

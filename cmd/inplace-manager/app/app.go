@@ -302,6 +302,13 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
+	// A stopping replica's answers retire the API server's connections to
+	// it for a while before its webhook server shuts down, within the
+	// shutdown's own bound.
+	closing := &inplacewebhook.Closing{Grace: min(inplacewebhook.ClosingGrace, o.GracefulShutdownPeriod/4)}
+	if err := mgr.Add(closing); err != nil {
+		return err
+	}
 	waker := inplacewebhook.Register(mgr.GetWebhookServer(), inplacewebhook.Config{
 		Scope:               o.Scope(),
 		Reader:              mgr.GetCache(),
@@ -316,6 +323,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		Recorder:            mgr.GetEventRecorder("inplace-manager"),
 		Writer:              mgr.GetClient(),
 		OnWake:              rollout.CountWake,
+		Closing:             closing,
 	})
 	if err := mgr.Add(waker); err != nil {
 		return err

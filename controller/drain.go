@@ -17,9 +17,14 @@ import (
 	"github.com/inplace-dev/inplace/inplace"
 )
 
-// drainTimeout bounds the drain; the manager's graceful shutdown timeout
-// must be longer.
+// drainTimeout bounds the drain, after the last gate; the manager's
+// graceful shutdown timeout must be longer than both together.
 const drainTimeout = 10 * time.Second
+
+// gateSettle is how long the drain lets a pod gated by this replica's last
+// answers take to be stored before it reads the pods: the API server stores
+// a pod after its validating webhooks, moments after the mutating answer.
+const gateSettle = time.Second
 
 // drainPoll is how often the drain reads the pods again while a gate it
 // must open cannot be opened yet: its write conflicted with the kubelet's,
@@ -46,8 +51,11 @@ const drainPoll = 250 * time.Millisecond
 // The manager stops this runnable before its reconcilers, and releases the
 // lease after both: the drain first waits for the engine's passes to end
 // (Passes.Quiesce), so that none closes a gate after the drain has read the
-// pods, and no other replica is elected while it drains. It reads the pods
-// again until every gate it must open is open, or its time is up.
+// pods, and no other replica is elected while it drains. Its webhook still
+// serves meanwhile, on the API server's open connections (webhook.Closing):
+// the drain then waits for the pod webhook's last gate (LastGate), and for a
+// pod so gated to be stored, before it reads the pods. It reads them again
+// until every gate it must open is open, or its time is up.
 type ShutdownDrain struct {
 	// Reader lists pods live: the cache may be stopping.
 	Reader client.Reader
@@ -62,19 +70,34 @@ type ShutdownDrain struct {
 	// Passes are the reconcilers' passes, ended before the drain reads
 	// the pods; nil waits for none.
 	Passes *rollout.Passes
+	// LastGate is closed once this replica's pod webhook gates no more
+	// pods (webhook.Closing's Retired); nil waits for none.
+	LastGate <-chan struct{}
+	// Settle is how long after LastGate the drain first reads the pods;
+	// gateSettle when 0.
+	Settle time.Duration
 }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then
-// for the reconcilers' passes to end (half its time at most), then drains.
+// for the reconcilers' passes to end (half its time at most) and for the
+// pod webhook's last gate to settle, then drains.
 func (d *ShutdownDrain) Start(ctx context.Context) error {
 	<-ctx.Done()
-	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-	defer cancel()
-	quiesceCtx, cancelQuiesce := context.WithTimeout(drainCtx, drainTimeout/2)
+	quiesceCtx, cancelQuiesce := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout/2)
 	if err := d.Passes.Quiesce(quiesceCtx); err != nil {
 		logf.FromContext(ctx).WithName("shutdown-drain").Info("Draining while reconciler passes still run", "error", err.Error())
 	}
 	cancelQuiesce()
+	if d.LastGate != nil {
+		<-d.LastGate
+		settle := d.Settle
+		if settle <= 0 {
+			settle = gateSettle
+		}
+		time.Sleep(settle)
+	}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	defer cancel()
 	d.Drain(drainCtx)
 	return nil
 }

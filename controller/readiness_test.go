@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,6 +389,55 @@ func TestShutdownDrainWaitsForPasses(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestShutdownDrainWaitsForLastGate: the drain reads the pods only once
+// this replica's pod webhook gates no more pods, and a moment after, so
+// that a pod it gated while the API server's open connections still
+// reached it is read, its gate opened. Reading earlier left such a pod,
+// with every replica stopping, gated for good.
+func TestShutdownDrainWaitsForLastGate(t *testing.T) {
+	var listedAt atomic.Value
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&corev1.Pod{}).
+		WithInterceptorFuncs(interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				listedAt.CompareAndSwap(nil, time.Now())
+				return c.List(ctx, list, opts...)
+			},
+		}).Build()
+	lastGate := make(chan struct{})
+	const settle = 100 * time.Millisecond
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() {
+		done <- (&ShutdownDrain{Reader: c, Client: c, Guard: guard(true), LastGate: lastGate, Settle: settle}).Start(ctx)
+	}()
+	stop()
+
+	time.Sleep(200 * time.Millisecond)
+	if at := listedAt.Load(); at != nil {
+		t.Fatal("the drain read the pods while the webhook still gated new ones")
+	}
+	// The webhook gates a pod with its last answer, and stops gating.
+	fresh := builder.Pod("fresh", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	if err := c.Create(t.Context(), fresh); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	close(lastGate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	at, _ := listedAt.Load().(time.Time)
+	if at.IsZero() {
+		t.Fatal("the drain never read the pods")
+	}
+	if waited := at.Sub(closed); waited < settle {
+		t.Errorf("the drain read the pods %v after the last gate, before the %v a gated pod may take to be stored", waited, settle)
+	}
+	if !gateOpen(t, c, "fresh") {
+		t.Error("the pod gated by the webhook's last answer is left gated")
 	}
 }
 

@@ -29,14 +29,21 @@ const ClosingGrace = 3 * time.Second
 //
 // Once the manager stops, every answer says "Connection: close": the
 // server closes that connection after it, and the API server opens a new
-// one, to another replica. Closing holds the shutdown for Grace meanwhile
-// (the manager stops the webhook server after every runnable that needs no
-// election, as this one); a connection that carries no call in that time
-// is closed idle, as before, by then the least recently used of the pool.
+// one, to another replica. Closing holds the shutdown for its grace
+// meanwhile (the manager stops the webhook server after every runnable that
+// needs no election, as this one); a connection that carries no call in
+// that time is closed idle, as before, by then the least recently used of
+// the pool.
+//
+// Once the grace is over (Retired), the replica's pod webhook gives no
+// readiness gate: its shutdown drain opens the gates of the pods it gated,
+// and reads them only then, so that no pod it gates is made after that
+// read. A pod created in the last instants before the webhook server shuts
+// down is made as with no manager at all.
 type Closing struct {
-	// Grace is ClosingGrace when 0.
-	Grace    time.Duration
+	grace    time.Duration
 	stopping atomic.Bool
+	retired  chan struct{}
 }
 
 var (
@@ -44,21 +51,44 @@ var (
 	_ manager.LeaderElectionRunnable = &Closing{}
 )
 
+// NewClosing returns a Closing whose grace lasts grace.
+func NewClosing(grace time.Duration) *Closing {
+	return &Closing{grace: max(grace, 0), retired: make(chan struct{})}
+}
+
 // NeedLeaderElection implements manager.LeaderElectionRunnable: every
 // replica serves the webhooks.
 func (*Closing) NeedLeaderElection() bool { return false }
 
 // Start implements manager.Runnable: it waits for the manager to stop, then
-// for Grace with every answer closing its connection.
+// for the grace with every answer closing its connection.
 func (c *Closing) Start(ctx context.Context) error {
 	<-ctx.Done()
 	c.stopping.Store(true)
-	grace := c.Grace
-	if grace <= 0 {
-		grace = ClosingGrace
-	}
-	time.Sleep(grace)
+	time.Sleep(c.grace)
+	close(c.retired)
 	return nil
+}
+
+// Retired is closed once the grace is over; never with a nil Closing.
+func (c *Closing) Retired() <-chan struct{} {
+	if c == nil {
+		return nil
+	}
+	return c.retired
+}
+
+// isRetired reports whether the grace is over.
+func (c *Closing) isRetired() bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.retired:
+		return true
+	default:
+		return false
+	}
 }
 
 // wrap has h's answers close their connection once the manager stops; h

@@ -32,6 +32,9 @@ import (
 type podDefaulter struct {
 	namespaces *namespaces
 	owners     *owners
+	// closing, once retired, gates no pod: this replica's shutdown drain
+	// reads the pods to open their gates then (Closing).
+	closing *Closing
 }
 
 var _ admission.Defaulter[*corev1.Pod] = &podDefaulter{}
@@ -49,7 +52,7 @@ func (d *podDefaulter) Default(ctx context.Context, pod *corev1.Pod) error {
 // apps/v1 workload whose policy is not Recreate.
 func (d *podDefaulter) gated(ctx context.Context, pod *corev1.Pod) (bool, error) {
 	owner := metav1.GetControllerOfNoCopy(pod)
-	if owner == nil || !gatedOwnerKinds[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind)] {
+	if owner == nil || !gatedOwnerKinds[schema.FromAPIVersionAndKind(owner.APIVersion, owner.Kind)] || d.closing.isRetired() {
 		return false, nil
 	}
 	req, err := request(ctx)

@@ -81,7 +81,8 @@ type Config struct {
 	// OnWake counts a controller woken; nil to not count.
 	OnWake func(kind, reason string)
 	// Closing retires the API server's connections to this replica when it
-	// stops; nil leaves them to the webhook server's shutdown.
+	// stops, and then its pod webhook's gates; nil leaves the connections
+	// to the webhook server's shutdown.
 	Closing *Closing
 }
 
@@ -175,7 +176,7 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 		PathMutateDeployment:    withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
 		PathMutateDaemonSet:     withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
-		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}}),
+		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}, closing: cfg.Closing}),
 		PathValidatePod:         {Handler: pods},
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),

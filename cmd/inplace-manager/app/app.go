@@ -305,7 +305,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	// A stopping replica's answers retire the API server's connections to
 	// it for a while before its webhook server shuts down, within the
 	// shutdown's own bound.
-	closing := &inplacewebhook.Closing{Grace: min(inplacewebhook.ClosingGrace, o.GracefulShutdownPeriod/4)}
+	closing := inplacewebhook.NewClosing(min(inplacewebhook.ClosingGrace, o.GracefulShutdownPeriod/4))
 	if err := mgr.Add(closing); err != nil {
 		return err
 	}
@@ -360,7 +360,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
-	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected(), Passes: passes}); err != nil {
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected(), Passes: passes, LastGate: closing.Retired()}); err != nil {
 		return err
 	}
 

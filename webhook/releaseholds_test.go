@@ -87,8 +87,26 @@ func TestReleaseHoldsWithItsOwnPermissions(t *testing.T) {
 	if err := c.Update(t.Context(), lease); err != nil {
 		t.Fatal(err)
 	}
+	// A replica still stopping, after the elected one released the lease:
+	// it may take the lease and resume the rollouts.
+	stopping := builder.Pod("inplace-manager-1", "inplace-system").Label("app", "m").Obj()
+	stopping.Finalizers = []string{"inplace.dev/test-stopping"}
+	create(t, stopping)
+	if err := c.Delete(t.Context(), stopping); err != nil {
+		t.Fatal(err)
+	}
+	if running, why := app.ManagerRunning(t.Context(), job, "inplace-system", time.Now()); !running || !strings.Contains(why, "inplace-manager-1 is still stopping") {
+		t.Errorf("ManagerRunning = %v (%s) with the lease released and a replica still stopping; want true, naming it", running, why)
+	}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(stopping), stopping); err != nil {
+		t.Fatal(err)
+	}
+	stopping.Finalizers = nil
+	if err := c.Update(t.Context(), stopping); err != nil {
+		t.Fatal(err)
+	}
 	if running, why := app.ManagerRunning(t.Context(), job, "inplace-system", time.Now()); running {
-		t.Errorf("ManagerRunning = true (%s) with the lease released; want false", why)
+		t.Errorf("ManagerRunning = true (%s) with the lease released and every replica gone; want false", why)
 	}
 
 	// A StatefulSet with a rollout record, written as the manager would.

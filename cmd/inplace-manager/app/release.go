@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -50,7 +51,7 @@ func newReleaseHoldsLine() (*flag.FlagSet, *releaseHoldsLine) {
 	fs.StringVar(&l.namespace, "namespace", "inplace-system", "the manager's namespace, where its leader election lease says whether it runs")
 	fs.BoolVar(&l.force, "force", false, "release even though the manager seems to run (it may begin updates again)")
 	fs.BoolVar(&l.stop, "stop-manager", false, "first scale the Deployment inplace-manager of --namespace to zero (as the uninstall Job does)")
-	fs.DurationVar(&l.wait, "wait", 0, "how long to wait for the manager to stop (its lease released or lapsed) before refusing to run")
+	fs.DurationVar(&l.wait, "wait", 0, "how long to wait for the manager to stop (its lease released or lapsed, every pod of its Deployment gone) before refusing to run")
 	return fs, l
 }
 
@@ -130,19 +131,60 @@ func StopManager(ctx context.Context, c client.Client, namespace string) error {
 }
 
 // ManagerRunning reports whether a manager replica seems to run the rollout
-// controllers: its leader election lease held and renewed in the last lease
-// duration.
+// controllers, or may run them again: its leader election lease held and
+// renewed in the last lease duration, or a pod of its Deployment not gone
+// yet. A replica that is stopping too takes the lease the elected one
+// releases as it stops, and resumes the rollouts for its last seconds: seen
+// writing a rollout record back after release-holds had removed it.
 func ManagerRunning(ctx context.Context, c client.Client, namespace string, now time.Time) (bool, string) {
 	lease := &coordinationv1.Lease{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: LeaderElectionID}, lease); err != nil {
-		return false, ""
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: LeaderElectionID}, lease); err == nil {
+		s := lease.Spec
+		if s.HolderIdentity != nil && *s.HolderIdentity != "" && s.RenewTime != nil && s.LeaseDurationSeconds != nil {
+			if age := now.Sub(s.RenewTime.Time); age < time.Duration(*s.LeaseDurationSeconds)*time.Second {
+				return true, fmt.Sprintf("inplace-manager runs: %s renewed its lease %v ago", *s.HolderIdentity, age.Round(time.Second))
+			}
+		}
 	}
-	s := lease.Spec
-	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
-		return false, ""
+	return managerPodLeft(ctx, c, namespace)
+}
+
+// managerPodLeft reports whether a pod of the manager's Deployment has not
+// stopped yet, terminating or not, found by the selector its scale
+// subresource gives. A missing Deployment has none; one whose pods cannot
+// be read is taken to have one.
+func managerPodLeft(ctx context.Context, c client.Client, namespace string) (bool, string) {
+	deploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: managerDeploymentName}}
+	scale := &autoscalingv1.Scale{}
+	cannotTell := func(err error) (bool, string) {
+		return true, fmt.Sprintf("cannot tell whether a replica of deployment %s/%s still runs: %v", namespace, managerDeploymentName, err)
 	}
-	if age := now.Sub(s.RenewTime.Time); age < time.Duration(*s.LeaseDurationSeconds)*time.Second {
-		return true, fmt.Sprintf("inplace-manager runs: %s renewed its lease %v ago", *s.HolderIdentity, age.Round(time.Second))
+	if err := c.SubResource("scale").Get(ctx, deploy, scale); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, ""
+		}
+		return cannotTell(err)
+	}
+	selector, err := labels.Parse(scale.Status.Selector)
+	if err == nil && selector.Empty() {
+		err = errors.New("its scale subresource gives no selector")
+	}
+	if err != nil {
+		return cannotTell(err)
+	}
+	pods := &corev1.PodList{}
+	if err := c.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return cannotTell(err)
+	}
+	for _, pod := range pods.Items {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		state := "running"
+		if pod.DeletionTimestamp != nil {
+			state = "stopping"
+		}
+		return true, fmt.Sprintf("inplace-manager runs: its pod %s is still %s", pod.Name, state)
 	}
 	return false, ""
 }

@@ -255,6 +255,40 @@ func TestLeaderKilledMidUpdate(t *testing.T) {
 	eventually(t, managerTimeout, "the manager serving again", managerServing)
 }
 
+// TestManagerRolledMidRollout: the manager's own rolling update (as
+// kubectl rollout restart, or a helm upgrade, makes it) in the middle of an
+// in-place rollout. A replica serves throughout (the manager's maxUnavailable
+// is 0), so no webhook call may fail open, and every pod is updated in place,
+// none recreated. A stopping replica's keep-alive connections used to fail
+// the API server's calls on them as its webhook server shut down ("write:
+// broken pipe"), and a refused delete passed: seen after a helm upgrade. It
+// restarts the manager, so it does not run in parallel with the other tests.
+func TestManagerRolledMidRollout(t *testing.T) {
+	ns := newNamespace(t, optedIn)
+	sts := newStatefulSet("rolled", ns, 6, images.V1, withAnnotation(annotationGracePeriod, "2"))
+	create(t, sts)
+	waitForStatefulSetReady(t, sts)
+	before := observe(t, sts)
+
+	setImage(t, sts, appContainer, images.V2)
+	waitForUpdateBegun(t, sts)
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: managerDeployment}}
+	restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"e2e.inplace.dev/restarted-at":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	if err := k8s.Patch(t.Context(), d, client.RawPatch(types.MergePatchType, restart)); err != nil {
+		t.Fatalf("restarting the manager: %v", err)
+	}
+	restarted := time.Now()
+	t.Log("restarting the manager mid-rollout, one replica at a time")
+
+	waitForRolloutComplete(t, sts)
+	rolledOut := time.Since(restarted)
+	eventually(t, managerTimeout, "the manager serving again", managerServing)
+	t.Logf("the rollout completed %.1fs after the manager's restart began, which took %.1fs", rolledOut.Seconds(), time.Since(restarted).Seconds())
+	after := observe(t, sts)
+	logPods(t, "after", after)
+	wantInPlace(t, before, after, images.V2, 1)
+}
+
 // TestManagerDownMidRollout scales the manager to zero in the middle of a
 // rollout. The elected replica opens, as it stops, the gates its updates
 // held closed; with the webhooks gone the StatefulSet controller finishes

@@ -21,10 +21,10 @@ import (
 // graceful shutdown timeout must be longer than both together.
 const drainTimeout = 10 * time.Second
 
-// gateSettle is how long the drain lets a pod gated by this replica's last
+// GateSettle is how long the drain lets a pod gated by this replica's last
 // answers take to be stored before it reads the pods: the API server stores
 // a pod after its validating webhooks, moments after the mutating answer.
-const gateSettle = time.Second
+const GateSettle = time.Second
 
 // drainPoll is how often the drain reads the pods again while a gate it
 // must open cannot be opened yet: its write conflicted with the kubelet's,
@@ -74,7 +74,7 @@ type ShutdownDrain struct {
 	// pods (webhook.Closing's Retired); nil waits for none.
 	LastGate <-chan struct{}
 	// Settle is how long after LastGate the drain first reads the pods;
-	// gateSettle when 0.
+	// GateSettle when 0.
 	Settle time.Duration
 }
 
@@ -92,7 +92,7 @@ func (d *ShutdownDrain) Start(ctx context.Context) error {
 		<-d.LastGate
 		settle := d.Settle
 		if settle <= 0 {
-			settle = gateSettle
+			settle = GateSettle
 		}
 		time.Sleep(settle)
 	}

@@ -303,8 +303,9 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	}
 
 	// A stopping replica's answers retire the API server's connections to
-	// it for a while before its webhook server shuts down, within the
-	// shutdown's own bound.
+	// it for a while before its webhook server shuts down, and its drain
+	// waits for the last gate it gave to be stored: each within a quarter of
+	// the shutdown's own bound.
 	closing := inplacewebhook.NewClosing(min(inplacewebhook.ClosingGrace, o.GracefulShutdownPeriod/4))
 	if err := mgr.Add(closing); err != nil {
 		return err
@@ -360,7 +361,8 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 		}
 	}
 
-	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected(), Passes: passes, LastGate: closing.Retired()}); err != nil {
+	if err := mgr.Add(&controller.ShutdownDrain{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Guard: guard, Scope: scope, Elected: mgr.Elected(), Passes: passes,
+		LastGate: closing.Retired(), Settle: min(controller.GateSettle, o.GracefulShutdownPeriod/4)}); err != nil {
 		return err
 	}
 

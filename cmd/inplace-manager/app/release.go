@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -96,10 +97,20 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "scaled deployment %s/%s to zero\n", l.namespace, managerDeploymentName)
 	}
 	if !l.force {
-		running, why := ManagerRunning(ctx, c, l.namespace, time.Now())
-		for deadline := time.Now().Add(l.wait); running && time.Now().Before(deadline); {
+		began := time.Now()
+		running, why := ManagerRunning(ctx, c, l.namespace, began)
+		said := ""
+		for deadline := began.Add(l.wait); running && time.Now().Before(deadline); {
+			// Once per reason, whatever the lease's age.
+			if reason, _, _ := strings.Cut(why, " (renewed"); reason != said {
+				fmt.Fprintf(stdout, "waiting for the manager to stop: %s\n", why)
+				said = reason
+			}
 			time.Sleep(time.Second)
 			running, why = ManagerRunning(ctx, c, l.namespace, time.Now())
+		}
+		if !running && time.Since(began) >= time.Second {
+			fmt.Fprintf(stdout, "the manager stopped after %v\n", time.Since(began).Round(time.Second))
 		}
 		if running {
 			fmt.Fprintf(stderr, "inplace-manager release-holds: %s; it would begin updates again. Scale it to zero first:\n"+
@@ -142,7 +153,7 @@ func ManagerRunning(ctx context.Context, c client.Client, namespace string, now 
 		s := lease.Spec
 		if s.HolderIdentity != nil && *s.HolderIdentity != "" && s.RenewTime != nil && s.LeaseDurationSeconds != nil {
 			if age := now.Sub(s.RenewTime.Time); age < time.Duration(*s.LeaseDurationSeconds)*time.Second {
-				return true, fmt.Sprintf("inplace-manager runs: %s renewed its lease %v ago", *s.HolderIdentity, age.Round(time.Second))
+				return true, fmt.Sprintf("inplace-manager runs: %s holds its lease (renewed %v ago)", *s.HolderIdentity, age.Round(time.Second))
 			}
 		}
 	}

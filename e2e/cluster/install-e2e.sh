@@ -218,7 +218,7 @@ EOF
 		kubectl_ns -n "$NS" logs job/inplace-release-holds >&2 || true
 		fail "the release-holds Job did not complete"
 	}
-	kubectl_ns -n "$NS" logs job/inplace-release-holds | tail -3
+	kubectl_ns -n "$NS" logs job/inplace-release-holds
 	delete_but_namespace "$dir/rendered.yaml"
 	released "$v2" "the kustomize uninstall"
 	# The built-in certificate's Secrets outlive the install (no install

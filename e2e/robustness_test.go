@@ -255,8 +255,8 @@ func TestLeaderKilledMidUpdate(t *testing.T) {
 	eventually(t, managerTimeout, "the manager serving again", managerServing)
 }
 
-// TestManagerRolledMidRollout: the manager's own rolling update (as
-// kubectl rollout restart, or a helm upgrade, makes it) in the middle of an
+// TestManagerRolledMidRollout: the manager's own rolling update (kubectl
+// rollout restart, as a helm upgrade makes one) in the middle of an
 // in-place rollout. A replica serves throughout (the manager's maxUnavailable
 // is 0), so no webhook call may fail open, and every pod is updated in place,
 // none recreated. A stopping replica's keep-alive connections used to fail
@@ -272,11 +272,7 @@ func TestManagerRolledMidRollout(t *testing.T) {
 
 	setImage(t, sts, appContainer, images.V2)
 	waitForUpdateBegun(t, sts)
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: managerDeployment}}
-	restart := fmt.Appendf(nil, `{"spec":{"template":{"metadata":{"annotations":{"e2e.inplace.dev/restarted-at":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
-	if err := k8s.Patch(t.Context(), d, client.RawPatch(types.MergePatchType, restart)); err != nil {
-		t.Fatalf("restarting the manager: %v", err)
-	}
+	kubectl(t, "rollout", "restart", "deployment/"+managerDeployment, "-n", managerNamespace)
 	restarted := time.Now()
 	t.Log("restarting the manager mid-rollout, one replica at a time")
 

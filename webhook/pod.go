@@ -113,9 +113,18 @@ func injectPodGate(pod *corev1.Pod) {
 // know, as a hand-written patch could. A pod whose patch podPatch cannot
 // write goes the framework's way. FuzzPodPatch holds the two to the same
 // patched pod.
+//
+// It also answers the workload controllers' creates (replacements): a
+// Deployment's pod that the ReplicaSet controller creates while the engine
+// moves the old pods in place is refused here, not by the pod-validating
+// webhook, to spare each pod create a second call (a mutating webhook may
+// deny). The decision reads nothing the other mutating webhooks change:
+// the pod's owner, its pod-template-hash label, its namespace.
 type podCreate struct {
 	defaulter *podDefaulter
-	decoder   admission.Decoder
+	// replacements answers the workload controllers' creates.
+	replacements *podValidator
+	decoder      admission.Decoder
 	// typed is the framework's handler over the same defaulter.
 	typed admission.Handler
 }
@@ -129,9 +138,17 @@ func (h *podCreate) Handle(ctx context.Context, req admission.Request) admission
 	if err := h.decoder.Decode(req, pod); err != nil {
 		return h.typed.Handle(ctx, req) // its answer to what it cannot decode
 	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
 	gated, err := h.defaulter.gated(admission.NewContextWithRequest(ctx, req), pod)
 	if err != nil {
 		return h.typed.Handle(ctx, req) // unreachable: gated fails only without a request
+	}
+	if h.replacements != nil {
+		if refused := h.replacements.create(ctx, req, pod, gated); refused != nil {
+			return *refused
+		}
 	}
 	if !gated {
 		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true}} // as the framework answers an unchanged object

@@ -62,8 +62,10 @@ type NodeInfo interface {
 }
 
 // podValidator answers the workload controllers' replacements of managed
-// pods: the ReplicaSet, StatefulSet and DaemonSet controllers' deletes, and
-// the ReplicaSet controller's creates of a Deployment's new pods.
+// pods: the ReplicaSet, StatefulSet and DaemonSet controllers' deletes, as
+// the pod-validating webhook, and the ReplicaSet controller's creates of a
+// Deployment's new pods, inside the pod-creation webhook (podCreate: one
+// call a create, not two).
 //
 // It refuses a replacement that the rollout engine makes in place instead
 // (the kind's rule, in inplace/): the native controller runs its rollout as
@@ -126,24 +128,14 @@ type verdict struct {
 	settled bool
 }
 
-// Handle implements admission.Handler.
+// Handle implements admission.Handler: the workload controllers' deletes.
+// A create passes: the pod-creation webhook answers the ReplicaSet
+// controller's (podCreate, create).
 func (v *podValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if !v.controllers[req.UserInfo.Username] {
+	if req.Operation != admissionv1.Delete || !v.controllers[req.UserInfo.Username] {
 		return admission.Allowed("")
 	}
-	switch req.Operation {
-	case admissionv1.Delete:
-		return v.replaced(ctx, req, req.OldObject.Raw, v.deleteVerdict)
-	case admissionv1.Create:
-		return v.replaced(ctx, req, req.Object.Raw, v.createVerdict)
-	}
-	return admission.Allowed("")
-}
-
-// replaced answers a replacement: decode the pod, find its workload's
-// rule's verdict, keep the promise or let the replacement pass.
-func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw []byte,
-	decide func(ctx context.Context, r client.Reader, pod *corev1.Pod) (*verdict, error)) admission.Response {
+	raw := req.OldObject.Raw
 	pod := &corev1.Pod{}
 	if err := v.decoder.DecodeRaw(runtime.RawExtension{Raw: raw}, pod); err != nil || len(raw) == 0 {
 		logf.FromContext(ctx).Info("Letting a pod through that cannot be read", "namespace", req.Namespace, "name", req.Name, "error", err)
@@ -152,13 +144,37 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, raw 
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
+	return v.replaced(ctx, req, pod, v.deleteVerdict, pod.Labels[inplace.LabelManaged] == "true")
+}
+
+// create answers a create of pod, decoded from req, in the pod-creation
+// webhook: refused, the ReplicaSet controller's create of a pod of a
+// Deployment whose pods the engine moves in place instead; nil when it
+// passes. gated says whether the pod gets the readiness gate, as the
+// managed label says it of a pod being deleted.
+func (v *podValidator) create(ctx context.Context, req admission.Request, pod *corev1.Pod, gated bool) *admission.Response {
+	if !v.controllers[req.UserInfo.Username] {
+		return nil
+	}
+	if resp := v.replaced(ctx, req, pod, v.createVerdict, gated); !resp.Allowed {
+		return &resp
+	}
+	return nil
+}
+
+// replaced answers a replacement of pod: find its workload's rule's
+// verdict, keep the promise or let the replacement pass. managed says
+// whether the pod is gated, so that a pass the cache gives is worth
+// deciding again live.
+func (v *podValidator) replaced(ctx context.Context, req admission.Request, pod *corev1.Pod,
+	decide func(ctx context.Context, r client.Reader, pod *corev1.Pod) (*verdict, error), managed bool) admission.Response {
 	log := logf.FromContext(ctx).WithValues("pod", klog.KObj(pod), "operation", req.Operation)
 	vd, err := decide(ctx, v.reader, pod)
 	if err != nil {
 		log.Error(err, "Letting the pod through")
 		return admission.Allowed("")
 	}
-	if (vd == nil || !vd.refuse && !vd.settled) && v.live != nil && pod.Labels[inplace.LabelManaged] == "true" {
+	if (vd == nil || !vd.refuse && !vd.settled) && v.live != nil && managed {
 		// The controller decides on a view at least as new as the one
 		// that made it (a partition just lowered, a new revision, a new
 		// ReplicaSet whose first pod it creates an instant after), and

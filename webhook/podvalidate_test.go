@@ -228,10 +228,13 @@ type fakeNodes struct{ lost map[string]bool }
 func (fakeNodes) KubeletVersion(context.Context, string) string { return "v1.37.2" }
 func (n fakeNodes) Lost(_ context.Context, node string) bool    { return n.lost[node] }
 
-// podValidatorHarness is the pod webhook over a fake cache and API server,
-// with what it counts and tells.
+// podValidatorHarness is the pod webhooks over a fake cache and API server,
+// with what they count and tell.
 type podValidatorHarness struct {
-	handler  *admission.Webhook
+	// handler answers a replacement as the API server asks: validate,
+	// a delete; the pod-creation webhook, a create.
+	handler  replacements
+	validate *admission.Webhook
 	cache    client.Client
 	live     client.Client
 	recorder *events.FakeRecorder
@@ -293,7 +296,8 @@ func newPodValidatorHarness(t *testing.T, o harnessOptions) *podValidatorHarness
 		},
 		Recorder: h.recorder,
 	})
-	h.handler = hooks[PathValidatePod]
+	h.validate = hooks[PathValidatePod]
+	h.handler = replacements{create: hooks[PathMutatePod], delete: hooks[PathValidatePod]}
 	h.waker = &Waker{validator: pods, Client: live, OnWake: func(kind, reason string) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -313,6 +317,18 @@ func (h *podValidatorHarness) events() []string {
 			return out
 		}
 	}
+}
+
+// replacements are the pod webhooks a workload controller's replacement of
+// a pod goes through: its create to the pod-creation webhook, which gates
+// the pod too, its delete to the pod-validating one.
+type replacements struct{ create, delete *admission.Webhook }
+
+func (r replacements) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation == admissionv1.Create {
+		return r.create.Handle(ctx, req)
+	}
+	return r.delete.Handle(ctx, req)
 }
 
 // deleteBy is user's delete of pod, as the API server sends it to the
@@ -1249,7 +1265,7 @@ func TestPodValidatorLetsThroughWhatItCannotRead(t *testing.T) {
 					Object: runtime.RawExtension{Raw: tc.obj}, OldObject: runtime.RawExtension{Raw: tc.old},
 				}}
 				req.UserInfo.Username = user
-				checkAnswer(t, h.handler.Handle(t.Context(), req), "")
+				checkAnswer(t, h.validate.Handle(t.Context(), req), "")
 			}
 		})
 	}
@@ -1271,8 +1287,9 @@ func (c countingReader) List(ctx context.Context, list client.ObjectList, opts .
 	return c.Reader.List(ctx, list, opts...)
 }
 
-// podValidatorCountingLiveReads is the pod-validating handler over a cache
-// of objs, its live reads (of the same objects) counted in reads.
+// podValidatorCountingLiveReads is the pod webhooks' answer to a
+// replacement over a cache of objs, their live reads (of the same objects)
+// counted in reads.
 func podValidatorCountingLiveReads(objs []client.Object, reads *int) admission.Handler {
 	c := fake.NewClientBuilder().WithScheme(testScheme).WithObjects(objs...).Build()
 	hooks, _ := handlers(Config{
@@ -1280,7 +1297,7 @@ func podValidatorCountingLiveReads(objs []client.Object, reads *int) admission.H
 		Reader: c, LiveReader: countingReader{Reader: c, reads: reads}, ManagerUsername: managerUser, Scheme: testScheme,
 		Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
 	})
-	return hooks[PathValidatePod]
+	return replacements{create: hooks[PathMutatePod], delete: hooks[PathValidatePod]}
 }
 
 // TestDeploymentCreateReadsLiveUnlessSettled: a managed Deployment's pod

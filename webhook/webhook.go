@@ -176,7 +176,7 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 		PathMutateDeployment:    withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, deploymentKind))),
 		PathMutateStatefulSet:   withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, statefulSetKind))),
 		PathMutateDaemonSet:     withWarnings(admission.WithDefaulter(cfg.Scheme, newNativeDefaulter(a, daemonSetKind))),
-		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}, closing: cfg.Closing}),
+		PathMutatePod:           podWebhook(cfg.Scheme, &podDefaulter{namespaces: ns, owners: &owners{reader: cfg.Reader, live: cfg.LiveReader}, closing: cfg.Closing}, pods),
 		PathValidatePod:         {Handler: pods},
 		PathValidateDeployment:  admission.WithValidator(cfg.Scheme, newNativeValidator(v, deploymentKind)),
 		PathValidateStatefulSet: admission.WithValidator(cfg.Scheme, newNativeValidator(v, statefulSetKind)),
@@ -198,10 +198,11 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 }
 
 // podWebhook is the pod-creation webhook: the typed defaulter, its patch
-// written directly (podCreate).
-func podWebhook(scheme *runtime.Scheme, d *podDefaulter) *admission.Webhook {
+// written directly, and the workload controllers' creates answered
+// (podCreate).
+func podWebhook(scheme *runtime.Scheme, d *podDefaulter, replacements *podValidator) *admission.Webhook {
 	wh := admission.WithDefaulter(scheme, d)
-	wh.Handler = &podCreate{defaulter: d, decoder: admission.NewDecoder(scheme), typed: wh.Handler}
+	wh.Handler = &podCreate{defaulter: d, replacements: replacements, decoder: admission.NewDecoder(scheme), typed: wh.Handler}
 	return wh
 }
 

@@ -365,21 +365,20 @@ func scenarios(ctx context.Context, c client.Client, f *fixture) ([]scenario, er
 		return nil
 	}
 
-	// Pod creates, as the workload controllers send them. The API server
-	// calls the mutating webhook; a ReplicaSet's pod, created by the
-	// ReplicaSet controller, then goes to the validating one too (which
-	// refuses a surge create of a Deployment rolled out in place).
+	// Pod creates, as the workload controllers send them, to the mutating
+	// webhook only: it gates the pod, and answers the ReplicaSet
+	// controller's create of a Deployment's pod too (it refuses a surge
+	// create of a Deployment rolled out in place).
 	podCreates := []struct {
-		name     string
-		weight   int
-		user     string
-		want     answer
-		pod      func() *corev1.Pod
-		validate int // weight of the validating call, 0 for none
+		name   string
+		weight int
+		user   string
+		want   answer
+		pod    func() *corev1.Pod
 	}{
 		{"pod create, StatefulSet's (managed)", 20, statefulSetSA, answer{true, true}, func() *corev1.Pod {
 			return statefulSetPod(f.web, 4, rev2, false)
-		}, 0},
+		}},
 		{"pod create, Deployment's (managed)", 10, replicaSetSA, answer{true, true}, func() *corev1.Pod {
 			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 				Name: rsName + "-x7k2p", GenerateName: rsName + "-", Namespace: managedNS,
@@ -387,20 +386,20 @@ func scenarios(ctx context.Context, c client.Client, f *fixture) ([]scenario, er
 				OwnerReferences: []metav1.OwnerReference{controllerRef("ReplicaSet", rsName, f.rs.UID)},
 			}, Spec: f.rs.Spec.Template.Spec}
 			return p
-		}, 10},
+		}},
 		{"pod create, DaemonSet's (managed)", 5, daemonSetSA, answer{true, true}, func() *corev1.Pod {
 			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 				Name: "agent-q8v4n", GenerateName: "agent-", Namespace: managedNS,
 				Labels: f.agent.Spec.Template.Labels, Annotations: f.agent.Spec.Template.Annotations,
 				OwnerReferences: []metav1.OwnerReference{controllerRef("DaemonSet", "agent", f.agent.UID)},
 			}, Spec: f.agent.Spec.Template.Spec}
-		}, 0},
+		}},
 		{"pod create, opted-out workload (Recreate)", 5, statefulSetSA, answer{true, false}, func() *corev1.Pod {
 			return statefulSetPod(f.db, 1, rev2, false)
-		}, 0},
+		}},
 		{"pod create, unmanaged namespace", 5, statefulSetSA, answer{true, false}, func() *corev1.Pod {
 			return statefulSetPod(f.plainWeb, 1, rev2, false)
-		}, 0},
+		}},
 	}
 	for _, pc := range podCreates {
 		pod := pc.pod()
@@ -411,21 +410,6 @@ func scenarios(ctx context.Context, c client.Client, f *fixture) ([]scenario, er
 		req := request(pod.Namespace, pod.Name, "", "v1", "Pod", "pods", admissionv1.Create, pc.user, &metav1.CreateOptions{})
 		req.Object = obj
 		if err := add(pc.name, inplacewebhook.PathMutatePod, pc.weight, pc.want, req); err != nil {
-			return nil, err
-		}
-		if pc.validate == 0 {
-			continue
-		}
-		// The validating webhook sees the pod as mutated.
-		pod = pod.DeepCopy()
-		pod.Labels[inplace.LabelManaged] = "true"
-		pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: inplace.ConditionInPlaceUpdateReady})
-		if obj, err = dryRunCreate(ctx, c, pod); err != nil {
-			return nil, fmt.Errorf("%s: %w", pc.name, err)
-		}
-		req = request(pod.Namespace, pod.Name, "", "v1", "Pod", "pods", admissionv1.Create, pc.user, &metav1.CreateOptions{})
-		req.Object = obj
-		if err := add(strings.Replace(pc.name, "(managed)", "(validate)", 1), inplacewebhook.PathValidatePod, pc.validate, answer{true, false}, req); err != nil {
 			return nil, err
 		}
 	}

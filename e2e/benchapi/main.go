@@ -131,7 +131,9 @@ type bench struct {
 	timeout   time.Duration
 }
 
-// The inplace webhooks a pod create goes through.
+// The inplace pod webhooks, by the creates each sees: the mutating one all
+// of a managed workload's; the validating one none (it sees deletes), shown
+// to show it.
 var podWebhooks = []string{"pods.mutate.inplace.dev", "pods.validate.inplace.dev"}
 
 // creates runs the pod-create part and prints its table.

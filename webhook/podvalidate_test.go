@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -1298,6 +1300,46 @@ func podValidatorCountingLiveReads(objs []client.Object, reads *int) admission.H
 		Clock: clocktesting.NewFakeClock(time.Now()), Nodes: fakeNodes{}, EngineRunning: func() bool { return true },
 	})
 	return replacements{create: hooks[PathMutatePod], delete: hooks[PathValidatePod]}
+}
+
+// TestSurgeCreateRefusedAtCreation: the ReplicaSet controller's surge
+// create, while the engine moves a Deployment's pods in place, is refused
+// by the pod-creation webhook, in the call that would gate the pod, with no
+// patch; the pod-validating webhook, which no longer sees creates, lets it
+// through. A create that adds capacity is gated and passes.
+func TestSurgeCreateRefusedAtCreation(t *testing.T) {
+	d := apiDeployment()
+	_, cur := apiReplicaSets(d, 0, 0, 0, 0)
+	for name, tc := range map[string]struct {
+		cluster    []client.Object
+		wantDenied string
+	}{
+		"a surge, 4 live of 4":  {cluster: deploymentCluster(d, 4, 4, 1, 0), wantDenied: refusedApiNew},
+		"capacity, 3 live of 4": {cluster: deploymentCluster(d, 3, 3, 2, 0)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newPodValidatorHarness(t, harnessOptions{cache: tc.cluster})
+			// As the controller sends it: from the template, no gate.
+			req := createBy(t, replicaSetController, newRSPod(cur, noGate))
+			if resp := h.validate.Handle(t.Context(), req); !resp.Allowed {
+				t.Errorf("the pod-validating webhook refused a create: %s", resp.Result.Message)
+			}
+			resp := h.handler.create.Handle(t.Context(), req)
+			checkAnswer(t, resp, tc.wantDenied)
+			if tc.wantDenied != "" {
+				if len(resp.Patches) > 0 || resp.Patch != nil {
+					t.Errorf("the refusal carries a patch: %v", resp.Patches)
+				}
+				if len(h.refusals) != 1 {
+					t.Errorf("refusals counted %v, want one", h.refusals)
+				}
+				return
+			}
+			if !slices.ContainsFunc(resp.Patches, func(op jsonpatch.JsonPatchOperation) bool { return op.Path == "/spec/readinessGates" }) {
+				t.Errorf("the create that passes is not gated: %v", resp.Patches)
+			}
+		})
+	}
 }
 
 // TestDeploymentCreateReadsLiveUnlessSettled: a managed Deployment's pod

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -101,10 +100,10 @@ func releaseHolds(args []string, stdout, stderr io.Writer) int {
 		running, why := ManagerRunning(ctx, c, l.namespace, began)
 		said := ""
 		for deadline := began.Add(l.wait); running && time.Now().Before(deadline); {
-			// Once per reason, whatever the lease's age.
-			if reason, _, _ := strings.Cut(why, " (renewed"); reason != said {
+			// Once per reason: ManagerRunning's words name no age.
+			if why != said {
 				fmt.Fprintf(stdout, "waiting for the manager to stop: %s\n", why)
-				said = reason
+				said = why
 			}
 			time.Sleep(time.Second)
 			running, why = ManagerRunning(ctx, c, l.namespace, time.Now())
@@ -146,14 +145,16 @@ func StopManager(ctx context.Context, c client.Client, namespace string) error {
 // renewed in the last lease duration, or a pod of its Deployment not gone
 // yet. A replica that is stopping too takes the lease the elected one
 // releases as it stops, and resumes the rollouts for its last seconds: seen
-// writing a rollout record back after release-holds had removed it.
+// writing a rollout record back after release-holds had removed it. The
+// reason names what the manager is waited for and no age: the same reason,
+// the same words.
 func ManagerRunning(ctx context.Context, c client.Client, namespace string, now time.Time) (bool, string) {
 	lease := &coordinationv1.Lease{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: LeaderElectionID}, lease); err == nil {
 		s := lease.Spec
 		if s.HolderIdentity != nil && *s.HolderIdentity != "" && s.RenewTime != nil && s.LeaseDurationSeconds != nil {
 			if age := now.Sub(s.RenewTime.Time); age < time.Duration(*s.LeaseDurationSeconds)*time.Second {
-				return true, fmt.Sprintf("inplace-manager runs: %s holds its lease (renewed %v ago)", *s.HolderIdentity, age.Round(time.Second))
+				return true, fmt.Sprintf("inplace-manager runs: %s holds its lease (renewed within its %ds)", *s.HolderIdentity, *s.LeaseDurationSeconds)
 			}
 		}
 	}

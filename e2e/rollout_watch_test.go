@@ -171,8 +171,8 @@ func tool(t *testing.T, env, name string) string {
 // finish waits for kubectl rollout status to return, stops the watchers,
 // and checks that every tool told the truth: kubectl returned, successfully,
 // only once every pod ran the target image and was Ready; kstatus and Argo
-// CD said InProgress and Progressing until then, and Current and Healthy at
-// the end.
+// CD said neither Current nor Healthy until then, never Failed or Degraded,
+// and Current and Healthy at the end.
 func (w *rolloutWatch) finish(t *testing.T) {
 	t.Helper()
 	select {
@@ -213,6 +213,11 @@ func (w *rolloutWatch) finish(t *testing.T) {
 		}
 		seen++
 		last = o
+		// A rollout that goes well never looks broken to them.
+		if o.Kstatus.Status == "Failed" || o.ArgoCD.Status == "Degraded" {
+			t.Errorf("at %.2fs kstatus said %s (%q) and Argo CD %s (%q): the rollout looked broken", o.Time.Sub(w.start).Seconds(),
+				o.Kstatus.Status, o.Kstatus.Message, o.ArgoCD.Status, o.ArgoCD.Message)
+		}
 		if o.Time.Before(done.Add(-statusSlack)) {
 			if o.Kstatus.Status == "Current" {
 				t.Errorf("kstatus said Current (%q) at %.2fs, before every pod ran the new image and was Ready", o.Kstatus.Message, o.Time.Sub(w.start).Seconds())

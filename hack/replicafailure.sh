@@ -36,7 +36,7 @@ run() { # run MODE ENABLED
     [[ $g == "$og" && $u == "$r" && $a == "$r" && $t == "$r" ]] && break
   done
   local took
-  took=$(echo "$(date +%s.%N) - $start" | bc)
+  took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {print e - s}')
   sleep 3
   printf '%s: rolled in %.1f s; of %d reads, ReplicaFailure True on a ReplicaSet in %d, on the Deployment in %d; 3 s later: %s\n' \
     "$1" "$took" "$reads" "$rs" "$dep" \

@@ -131,9 +131,10 @@ type bench struct {
 	timeout   time.Duration
 }
 
-// The inplace pod webhooks, by the creates each sees: the mutating one all
-// of a managed workload's; the validating one none (it sees deletes), shown
-// to show it.
+// The inplace pod webhooks whose pod-create latency the table reports: the
+// mutating one sees every create of a managed workload's pod; the
+// validating one sees deletes only, and is listed so that the table shows
+// it got no create.
 var podWebhooks = []string{"pods.mutate.inplace.dev", "pods.validate.inplace.dev"}
 
 // creates runs the pod-create part and prints its table.

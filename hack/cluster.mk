@@ -122,18 +122,20 @@ BENCH_API_KINDS ?= statefulset,deployment,daemonset
 bench-apiserver: deploy-e2e ## What inplace costs the API server, by its own metrics: pod creates managed vs unmanaged (BENCH_API_PODS=300 pods no node runs) and the writes of rollouts in place vs native (BENCH_API_KINDS=statefulset,deployment,daemonset BENCH_API_ROLLOUT_PODS=10).
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchapi ./e2e/benchapi
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchapi \
-		-pods $(BENCH_API_PODS) -runs $(BENCH_API_RUNS) -rollout-pods=$(BENCH_API_ROLLOUT_PODS) -rollout-kinds=$(BENCH_API_KINDS) \
+		-pods $(BENCH_API_PODS) -runs $(BENCH_API_RUNS) -audit-log $(CLUSTER_STATE_DIR)/logs/audit.log -rollout-pods=$(BENCH_API_ROLLOUT_PODS) -rollout-kinds=$(BENCH_API_KINDS) \
 		-images $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1),$$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-apiserver.txt
 
-# CHAOS_ROLLOUTS: see e2e/chaos.
+# CHAOS_ROLLOUTS: see e2e/chaos. CHAOS_FLAGS: more of its flags, such as
+# -workloads deploy -triggers gate-closed to repeat one case.
 CHAOS_ROLLOUTS ?= 50
+CHAOS_FLAGS ?=
 
 .PHONY: chaos
 chaos: deploy-e2e images ## Roll the four kinds in place CHAOS_ROLLOUTS=50 times, SIGKILLing manager replicas mid-rollout (at the gate's close, the image patch, a refused write, at random, both replicas); every rollout must complete with nothing left.
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/chaos ./e2e/chaos
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/chaos \
-		-rollouts $(CHAOS_ROLLOUTS) -images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
+		-rollouts $(CHAOS_ROLLOUTS) -logs $(CLUSTER_REPO_ROOT)/.cache/chaos-logs/$$(date +%Y%m%d-%H%M%S) $(CHAOS_FLAGS) -images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/chaos.txt
 
 # KRUISE: 1 runs the seed document's own scenario, an OpenKruise Advanced

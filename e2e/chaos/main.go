@@ -73,6 +73,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
@@ -103,6 +104,9 @@ const appContainer = "app"
 // The triggers, in the order the rollouts take them.
 var triggers = []string{"gate-closed", "image-patched", "refused", "random", "both"}
 
+// The workloads, in the order the rollouts take them (workloads builds them).
+var workloadNames = []string{"sts-parallel", "sts-ordered", "deploy", "daemon"}
+
 func main() {
 	rollouts := flag.Int("rollouts", 50, "rollouts to run, the workloads and the triggers in turn (after one of each workload without a kill)")
 	pods := flag.Int("pods", 3, "replicas of the StatefulSets and the Deployment")
@@ -111,13 +115,25 @@ func main() {
 	settle := flag.Duration("settle", 30*time.Second, "how long after a rollout completes its records may take to go")
 	seed := flag.Uint64("seed", 0, "the seed of the random kill times (0: drawn, and printed)")
 	keep := flag.Bool("keep", false, "keep the namespace at the end")
+	only := flag.String("workloads", "", "comma-separated workloads the rollouts take turns on, of "+strings.Join(workloadNames, ",")+" (default all)")
+	logs := flag.String("logs", "", "a directory to keep each killed replica's log in, as <rollout>-<pod>.log (read between the SIGKILL and the pod's deletion), and every replica's at the end")
+	onlyTriggers := flag.String("triggers", "", "comma-separated triggers the rollouts take in turn, of "+strings.Join(triggers, ",")+" (default all)")
 	flag.Parse()
 	images := strings.Split(*imageList, ",")
+	turns, err := subset("-workloads", *only, workloadNames)
+	if err != nil {
+		usage(err.Error())
+	}
+	kills, err := subset("-triggers", *onlyTriggers, triggers)
+	if err != nil {
+		usage(err.Error())
+	}
+	perWorkload := (*rollouts + len(turns) - 1) / len(turns)
 	switch {
 	case *rollouts < 1 || *pods < 1:
 		usage("-rollouts and -pods must be positive")
-	case *imageList == "" || len(images) < (*rollouts+3)/4+2:
-		usage(fmt.Sprintf("-images: %d given, want at least %d (two more than the rollouts of one workload)", len(images), (*rollouts+3)/4+2))
+	case *imageList == "" || len(images) < perWorkload+2:
+		usage(fmt.Sprintf("-images: %d given, want at least %d (two more than the rollouts of one workload)", len(images), perWorkload+2))
 	}
 	if *seed == 0 {
 		*seed = mathrand.Uint64()
@@ -132,8 +148,17 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	ch := &chaos{client: c, pods: int32(*pods), images: images, timeout: *timeout, settle: *settle,
-		rand: mathrand.New(mathrand.NewPCG(*seed, 0)), out: os.Stdout}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		fail(err)
+	}
+	if *logs != "" {
+		if err := os.MkdirAll(*logs, 0o755); err != nil {
+			fail(err)
+		}
+	}
+	ch := &chaos{client: c, clientset: cs, logs: *logs, pods: int32(*pods), images: images, timeout: *timeout, settle: *settle,
+		turns: turns, triggers: kills, rand: mathrand.New(mathrand.NewPCG(*seed, 0)), out: os.Stdout}
 	fmt.Printf("chaos: %d rollouts, seed %d\n", *rollouts, *seed)
 	ok, err := ch.run(context.Background(), *rollouts, *keep)
 	if err != nil {
@@ -142,6 +167,21 @@ func main() {
 	if !ok {
 		os.Exit(1)
 	}
+}
+
+// subset returns the names of list, comma-separated, checked against all;
+// all when list is empty.
+func subset(flagName, list string, all []string) ([]string, error) {
+	if list == "" {
+		return all, nil
+	}
+	names := strings.Split(list, ",")
+	for _, n := range names {
+		if !slices.Contains(all, n) {
+			return nil, fmt.Errorf("%s: %q is none of %s", flagName, n, strings.Join(all, ", "))
+		}
+	}
+	return names, nil
 }
 
 func usage(msg string) {
@@ -156,14 +196,22 @@ func fail(err error) {
 
 type chaos struct {
 	client    client.WithWatch
-	pods      int32
-	images    []string
-	timeout   time.Duration
-	settle    time.Duration
-	rand      *mathrand.Rand
-	out       io.Writer
-	namespace string
-	metrics   *e2ekit.MetricsScraper
+	clientset kubernetes.Interface
+	// logs is where the replicas' logs are kept ("": nowhere); current is
+	// the number of the rollout under way, which names them.
+	logs    string
+	current int
+	pods    int32
+	images  []string
+	timeout time.Duration
+	settle  time.Duration
+	// turns and triggers are the workloads and the triggers the rollouts
+	// take in turn, by name.
+	turns, triggers []string
+	rand            *mathrand.Rand
+	out             io.Writer
+	namespace       string
+	metrics         *e2ekit.MetricsScraper
 }
 
 // workload is one of the four the rollouts take turns on.
@@ -250,9 +298,19 @@ func (ch *chaos) run(ctx context.Context, rollouts int, keep bool) (bool, error)
 	fmt.Fprintf(ch.out, "%3s  %-12s %-13s %-22s %-8s %-9s %7s %9s %8s %5s %8s %7s\n",
 		"#", "workload", "trigger", "killed after seeing", "at", "completed", "took", "recreated", "notReady", "mixed", "restarts", "records")
 	var all []outcome
+	var turns []*workload
+	for _, w := range workloads {
+		if slices.Contains(ch.turns, w.name) {
+			turns = append(turns, w)
+		}
+	}
+	if ch.logs != "" {
+		defer ch.keepLogs(context.WithoutCancel(ctx), "end")
+	}
 	for i := range rollouts {
-		w := workloads[i%len(workloads)]
-		trigger := triggers[i%len(triggers)]
+		ch.current = i + 1
+		w := turns[i%len(turns)]
+		trigger := ch.triggers[i%len(ch.triggers)]
 		if err := ch.waitManager(ctx); err != nil {
 			return false, err
 		}
@@ -747,7 +805,34 @@ func (ch *chaos) kill(ctx context.Context, pod corev1.Pod) error {
 			return fmt.Errorf("%s: SIGKILL %d: %w", pod.Name, pid, err)
 		}
 	}
+	if ch.logs != "" {
+		ch.keepLog(ctx, pod.Name, strconv.Itoa(ch.current))
+	}
 	return client.IgnoreNotFound(ch.client.Delete(ctx, &pod, client.GracePeriodSeconds(0)))
+}
+
+// keepLogs keeps the log of every replica, its name prefixed.
+func (ch *chaos) keepLogs(ctx context.Context, prefix string) {
+	pods, err := e2ekit.ManagerPods(ctx, ch.client)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: the replicas' logs: %v\n", err)
+		return
+	}
+	for _, p := range pods {
+		ch.keepLog(ctx, p.Name, prefix)
+	}
+}
+
+// keepLog writes the manager's log in pod to the logs directory; a failure
+// is reported, not fatal: the logs are for reading a slow rollout after.
+func (ch *chaos) keepLog(ctx context.Context, pod, prefix string) {
+	raw, err := ch.clientset.CoreV1().Pods(managerNamespace).GetLogs(pod, &corev1.PodLogOptions{Container: managerContainer}).DoRaw(ctx)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(ch.logs, prefix+"-"+pod+".log"), raw, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: keeping the log of %s: %v\n", pod, err)
+	}
 }
 
 // processesOf returns the processes whose cgroup path ends in the

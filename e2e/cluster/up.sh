@@ -127,6 +127,24 @@ setup_network() {
 	for ((n = from; n <= to; n++)); do node_cgroup_up "$n"; done
 }
 
+# write_audit_policy: the API server records each pod create, when it was
+# received and when its response completed, to the microsecond: make
+# bench-apiserver reads the latency of each create there, where the API
+# server's histograms only have buckets at 5, 25 and 50 ms. Nothing else is
+# recorded.
+write_audit_policy() {
+	cat >"$STATE/audit-policy.yaml" <<-'POLICY'
+		apiVersion: audit.k8s.io/v1
+		kind: Policy
+		omitStages: [RequestReceived, ResponseStarted, Panic]
+		rules:
+		- level: Metadata
+		  verbs: [create]
+		  resources: [{group: "", resources: [pods]}]
+		- level: None
+	POLICY
+}
+
 start_control_plane() {
 	start_daemon etcd "$BIN/etcd" \
 		--name="$NODE_NAME" --data-dir="$STATE/etcd" \
@@ -137,6 +155,7 @@ start_control_plane() {
 		--quota-backend-bytes=2147483648 --log-level=warn
 	wait_for "etcd" 30 in_ns curl -fsS --max-time 1 http://127.0.0.1:2379/health
 
+	write_audit_policy
 	start_daemon kube-apiserver "$KUBE_BIN/kube-apiserver" \
 		--advertise-address="$NODE_IP" --bind-address="$NODE_IP" --secure-port=6443 \
 		--etcd-servers=http://127.0.0.1:2379 \
@@ -155,6 +174,8 @@ start_control_plane() {
 		--enable-aggregator-routing=false \
 		--allow-privileged=true \
 		--cert-dir="$STATE/apiserver" \
+		--audit-policy-file="$STATE/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" \
+		--audit-log-mode=batch --audit-log-maxsize=100 --audit-log-maxbackup=1 \
 		--profiling=false
 	wait_for "the API server" 60 bash -c "[ \"\$(nsenter --net=$NETNS_PATH curl -fsS --max-time 2 --cacert $PKI/ca.crt --cert $PKI/admin.crt --key $PKI/admin.key $APISERVER/readyz)\" = ok ]"
 	log "control plane ready ($(since "$t0"))"

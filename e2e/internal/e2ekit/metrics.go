@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,9 +87,10 @@ func (m *MetricsScraper) get(ctx context.Context, podIP string) (*http.Response,
 }
 
 // Sum adds up, over the manager's replicas that have an IP, the samples
-// whose line starts with prefix (a metric's name, or its name and labels).
-// A replica that cannot be read is an error: the sum would be short.
-func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string) (float64, error) {
+// whose line starts with prefix (a metric's name, or its name and labels)
+// and holds each of with (a label and its value, as `method="GET"`). A
+// replica that cannot be read is an error: the sum would be short.
+func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string, with ...string) (float64, error) {
 	pods, err := ManagerPods(ctx, c)
 	if err != nil {
 		return 0, err
@@ -105,7 +107,7 @@ func (m *MetricsScraper) Sum(ctx context.Context, c client.Client, prefix string
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			line := sc.Text()
-			if !strings.HasPrefix(line, prefix) {
+			if !strings.HasPrefix(line, prefix) || slices.ContainsFunc(with, func(w string) bool { return !strings.Contains(line, w) }) {
 				continue
 			}
 			fields := strings.Fields(line)

@@ -323,6 +323,8 @@ func (w *workload) Plan(now time.Time) rollout.Plan {
 	})
 	plan.Candidates = movable
 	plan.Budget = budget
+	plan.Counts = fmt.Sprintf("new ReplicaSet %d of %d, excess %d, stale %d, moving %d",
+		active[v.New.UID], ptr.Deref(v.New.Spec.Replicas, 1), excess, stale, moving)
 	plan.Unstarted = &unstarted
 	return plan
 }

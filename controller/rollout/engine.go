@@ -245,6 +245,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	rollout = r.recordPulling(ctx, obj, rollout, held, len(pulls) > 0)
+	if log := logf.FromContext(ctx).V(1); log.Enabled() {
+		log.Info("A rollout pass", "revision", rev.Name, "complete", plan.Complete, "updating", len(plan.Updating),
+			"settling", len(plan.Settling), "candidates", len(plan.Candidates), "eligible", len(eligible), "budget", plan.Budget,
+			"downFirst", plan.DownFirst, "wait", plan.Wait, "starting", len(starts), "held", held, "counts", plan.Counts)
+	}
 	began := 0
 	for _, s := range starts {
 		if err := r.updater.begin(ctx, s.pod, s.from, s.diff, t); err != nil {

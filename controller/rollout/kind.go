@@ -108,6 +108,8 @@ type Plan struct {
 	// reported complete, and kubectl, kstatus and Argo CD would see it
 	// progressing again.
 	Unstarted *int
+	// Counts says how the kind counted, for the debug log of the pass.
+	Counts string
 }
 
 // Preparer is a Kind with something to do before a pass: the StatefulSet

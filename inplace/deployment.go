@@ -2,14 +2,15 @@ package inplace
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -43,31 +44,23 @@ func DeploymentHandedBack(d *appsv1.Deployment) string {
 // come to 0, never more than replicas. Unset values are the API server's
 // defaults, 25%.
 func DeploymentMaxUnavailable(d *appsv1.Deployment) int {
-	_, unavailable := fenceposts(d)
-	return unavailable
-}
-
-// fenceposts are the Deployment's maxSurge and maxUnavailable as its
-// controller resolves them (DeploymentMaxUnavailable); 0 and 0 for a
-// Recreate Deployment or one scaled to zero.
-func fenceposts(d *appsv1.Deployment) (surge, unavailable int) {
 	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
 	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType || replicas == 0 {
-		return 0, 0
+		return 0
 	}
-	maxSurge, maxUnavailable := intstr.FromString("25%"), intstr.FromString("25%")
+	surge, unavailable := intstr.FromString("25%"), intstr.FromString("25%")
 	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
-		maxSurge, maxUnavailable = ptr.Deref(ru.MaxSurge, maxSurge), ptr.Deref(ru.MaxUnavailable, maxUnavailable)
+		surge, unavailable = ptr.Deref(ru.MaxSurge, surge), ptr.Deref(ru.MaxUnavailable, unavailable)
 	}
-	s, err1 := intstr.GetScaledValueFromIntOrPercent(&maxSurge, replicas, true)
-	u, err2 := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, replicas, false)
+	s, err1 := intstr.GetScaledValueFromIntOrPercent(&surge, replicas, true)
+	u, err2 := intstr.GetScaledValueFromIntOrPercent(&unavailable, replicas, false)
 	if err1 != nil || err2 != nil {
-		return 0, 0
+		return 0
 	}
 	if s == 0 && u == 0 {
 		u = 1
 	}
-	return s, min(u, replicas)
+	return min(u, replicas)
 }
 
 // EqualIgnoreHash reports whether two pod templates are the same but for
@@ -226,50 +219,21 @@ func (v DeploymentView) Settled(pod *corev1.Pod) bool {
 	return true
 }
 
-// room is how many more pods the new ReplicaSet can take in, by a move or
-// its controller's create: the replicas the Deployment controller scales it
-// to once the old ReplicaSets are at theirs (the Deployment's replicas and
-// maxSurge less what the old ones keep, at most its replicas; its replicas
-// now if more), and the room earlier targets' ReplicaSets short of their
-// pods hold (the manager moves into it ahead of the scale-up, Plan), less
-// the pods it has and the old pods already on their way to it. A
-// ReplicaSet's pods are the higher of its status and the pods seen: a pod
-// created while no manager replica answered has no gate, and the manager
-// does not cache it.
-//
-// An old ReplicaSet's pod the new one has no room for cannot be moved:
-// the Deployment controller will neither scale the new ReplicaSet up (its
-// replicas and the old ones' add up to the Deployment's) nor the old one
-// down (it has more available pods than it wants, which its controller
-// refuses to "scale down" to: cleanupUnhealthyReplicas, whose error the
-// rolling update drops). Refusing its delete would hold the rollout until
-// the promise broke.
-func (v DeploymentView) room() int {
-	d, n := v.Deployment, v.New
-	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
-	surge, _ := fenceposts(d)
-	live := map[types.UID]int{}
-	inFlight := 0
-	for _, p := range v.Pods {
-		if owner := v.Owner(p); owner != nil && Alive(p) {
-			live[owner.UID]++
-			if owner != n && Updating(p) {
-				inFlight++
-			}
-		}
-	}
-	old, stale := 0, 0
+// String says what the view counts, for debug logs.
+func (v DeploymentView) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replicas %d", ptr.Deref(v.Deployment.Spec.Replicas, 1))
 	for _, rs := range v.ReplicaSets {
-		if rs == n {
-			continue
+		mark := ""
+		if rs == v.New {
+			mark = " (new)"
 		}
-		spec := int(ptr.Deref(rs.Spec.Replicas, 1))
-		old += spec
-		stale += max(spec-max(int(rs.Status.Replicas), live[rs.UID]), 0)
+		fmt.Fprintf(&b, "; %s%s spec %d status %d", rs.Name, mark, ptr.Deref(rs.Spec.Replicas, 1), rs.Status.Replicas)
 	}
-	target := max(min(replicas+surge-old, replicas), int(ptr.Deref(n.Spec.Replicas, 1)))
-	has := max(int(n.Status.Replicas), live[n.UID])
-	return target + stale - has - inFlight
+	if c, ok := v.counted(); ok {
+		fmt.Fprintf(&b, "; %d pods seen", c)
+	}
+	return b.String()
 }
 
 // InPlace reports whether the Deployment's rollouts are made in place now:
@@ -300,11 +264,8 @@ func (v DeploymentView) Movable(pod *corev1.Pod, kubeletVersion string) (movable
 // opened less than StaleViewWindow ago.
 //
 //   - A pod of an old ReplicaSet that the rollout replaces (the Deployment's
-//     live pods no more than its replicas: not a scale-down), that can go
-//     in place and that the new ReplicaSet has room for: refused, the
-//     manager moves it. Without room (the new ReplicaSet got its pods some
-//     other way, as when one was created while no manager replica
-//     answered), the old pod is an excess, and its delete passes.
+//     live pods no more than its replicas: not a scale-down) and that can go
+//     in place: refused, the manager moves it.
 //   - A pod mid-update, or one of the new ReplicaSet just moved (recent,
 //     a delete decided by the old ReplicaSet's controller on a view from
 //     before the move): refused; also where the new ReplicaSet has more
@@ -338,9 +299,6 @@ func RefuseDeploymentDelete(v DeploymentView, pod *corev1.Pod, kubeletVersion st
 	}
 	if Updating(pod) {
 		return true, ""
-	}
-	if v.room() <= 0 {
-		return false, "" // the new ReplicaSet has its pods: an excess's
 	}
 	return v.Movable(pod, kubeletVersion)
 }

@@ -326,6 +326,9 @@ func (v *podValidator) deploymentDelete(ctx context.Context, r client.Reader, po
 		return nil, err
 	}
 	vd.refuse, vd.fallback = inplace.RefuseDeploymentDelete(view, pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName), recentlyUpdated(pod, v.clock.Now()))
+	if log := logf.FromContext(ctx).V(1); log.Enabled() {
+		log.Info("A Deployment's pod delete decided", "pod", klog.KObj(pod), "refuse", vd.refuse, "fallback", vd.fallback, "view", view.String())
+	}
 	return vd, nil
 }
 

@@ -904,10 +904,8 @@ func promiseFixtures() []promiseFixture {
 		workload: func() (string, client.Object) { return "agent", &appsv1.DaemonSet{} }, target: "h2",
 	}, {
 		kind: "Deployment",
-		// The new ReplicaSet has room for the pods that arrive in it and
-		// for the victim (room, RefuseDeploymentDelete).
 		cluster: func(minReady int32) []client.Object {
-			return deploymentCluster(apiDeployment(func(w *builder.DeploymentWrapper) { w.MinReadySeconds(minReady) }), 3, 4, 3, 0)
+			return deploymentCluster(apiDeployment(func(w *builder.DeploymentWrapper) { w.MinReadySeconds(minReady) }), 3, 4, 1, 0)
 		},
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return rsPod("api-h1-a", old, edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return deleteBy(t, replicaSetController, p) },

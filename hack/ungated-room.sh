@@ -10,10 +10,12 @@
 # 0: its replicas and the old one's add up to the Deployment's) nor the old
 # one down (it has more available pods than it wants, which
 # cleanupUnhealthyReplicas will not "scale down" to, and rolloutRolling
-# drops that error). Nothing moves until the promise breaks (PromiseTimeout,
-# 30 s) and the old pod is recreated. make chaos meets it when a killed
-# replica's connection fails a create: 3 Deployment rollouts of about 70
-# killed at the gate's close took 64.8-72.5 s (2026-12-03).
+# drops that error). Until 2026-12-03 nothing moved until the promise broke
+# (PromiseTimeout, 30 s) and the old pod was recreated: make chaos met it
+# when a killed replica's connection failed a create (3 Deployment rollouts
+# of about 70 killed at the gate's close took 64.8-72.5 s). Now the webhook
+# lets the excess pod go once the new ReplicaSet has had no room for
+# NoRoomWindow (5 s).
 #
 # It prints the rollout's time; the pods and the events follow. Leaves the
 # namespace. Breaks the pod webhook for every namespace for about a second.

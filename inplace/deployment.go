@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -44,23 +45,31 @@ func DeploymentHandedBack(d *appsv1.Deployment) string {
 // come to 0, never more than replicas. Unset values are the API server's
 // defaults, 25%.
 func DeploymentMaxUnavailable(d *appsv1.Deployment) int {
+	_, unavailable := fenceposts(d)
+	return unavailable
+}
+
+// fenceposts are the Deployment's maxSurge and maxUnavailable as its
+// controller resolves them (DeploymentMaxUnavailable); 0 and 0 for a
+// Recreate Deployment or one scaled to zero.
+func fenceposts(d *appsv1.Deployment) (surge, unavailable int) {
 	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
 	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType || replicas == 0 {
-		return 0
+		return 0, 0
 	}
-	surge, unavailable := intstr.FromString("25%"), intstr.FromString("25%")
+	maxSurge, maxUnavailable := intstr.FromString("25%"), intstr.FromString("25%")
 	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
-		surge, unavailable = ptr.Deref(ru.MaxSurge, surge), ptr.Deref(ru.MaxUnavailable, unavailable)
+		maxSurge, maxUnavailable = ptr.Deref(ru.MaxSurge, maxSurge), ptr.Deref(ru.MaxUnavailable, maxUnavailable)
 	}
-	s, err1 := intstr.GetScaledValueFromIntOrPercent(&surge, replicas, true)
-	u, err2 := intstr.GetScaledValueFromIntOrPercent(&unavailable, replicas, false)
+	s, err1 := intstr.GetScaledValueFromIntOrPercent(&maxSurge, replicas, true)
+	u, err2 := intstr.GetScaledValueFromIntOrPercent(&maxUnavailable, replicas, false)
 	if err1 != nil || err2 != nil {
-		return 0
+		return 0, 0
 	}
 	if s == 0 && u == 0 {
 		u = 1
 	}
-	return min(u, replicas)
+	return s, min(u, replicas)
 }
 
 // EqualIgnoreHash reports whether two pod templates are the same but for
@@ -219,10 +228,55 @@ func (v DeploymentView) Settled(pod *corev1.Pod) bool {
 	return true
 }
 
+// NoRoom reports whether the new ReplicaSet has no room for another pod,
+// by a move or its controller's create: the replicas the Deployment
+// controller scales it to once the old ReplicaSets are at theirs (the
+// Deployment's replicas and maxSurge less what the old ones keep, at most
+// its replicas; its replicas now if more), and the room earlier targets'
+// ReplicaSets short of their pods hold (the manager moves into it ahead of
+// the scale-up), less the pods it has: the higher of its status and the
+// pods seen (a pod created while no manager replica answered has no gate,
+// and the manager does not cache it; a move its status has not counted yet
+// is seen).
+//
+// An old ReplicaSet's pod with no room can be moved nowhere, and the
+// Deployment controller will neither scale the new ReplicaSet up nor the
+// old one down while that has more available pods than it wants (it
+// refuses to "scale down" to more: cleanupUnhealthyReplicas, whose error
+// its rolling update drops). The views this counts on lag the ReplicaSet
+// controllers' by a moment, in either direction: no room now is no reason
+// to let a pod go, no room that lasts is (the pod webhook's NoRoomWindow).
+func (v DeploymentView) NoRoom() bool {
+	n := v.New
+	if n == nil {
+		return false
+	}
+	d := v.Deployment
+	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
+	surge, _ := fenceposts(d)
+	live := map[types.UID]int{}
+	for _, p := range v.Pods {
+		if owner := v.Owner(p); owner != nil && Alive(p) {
+			live[owner.UID]++
+		}
+	}
+	old, stale := 0, 0
+	for _, rs := range v.ReplicaSets {
+		if rs == n {
+			continue
+		}
+		spec := int(ptr.Deref(rs.Spec.Replicas, 1))
+		old += spec
+		stale += max(spec-max(int(rs.Status.Replicas), live[rs.UID]), 0)
+	}
+	target := max(min(replicas+surge-old, replicas), int(ptr.Deref(n.Spec.Replicas, 1)))
+	return target+stale <= max(int(n.Status.Replicas), live[n.UID])
+}
+
 // String says what the view counts, for debug logs.
 func (v DeploymentView) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "replicas %d", ptr.Deref(v.Deployment.Spec.Replicas, 1))
+	fmt.Fprintf(&b, "replicas %d, no room %t", ptr.Deref(v.Deployment.Spec.Replicas, 1), v.NoRoom())
 	for _, rs := range v.ReplicaSets {
 		mark := ""
 		if rs == v.New {

@@ -518,3 +518,48 @@ func TestRefuseDeploymentCreate(t *testing.T) {
 		})
 	}
 }
+
+// TestDeploymentNoRoom: the new ReplicaSet's room is the replicas the
+// Deployment controller scales it to once the old ones are at theirs, plus
+// what earlier targets short of their pods hold, less the pods it has (its
+// status or the pods seen, the higher).
+func TestDeploymentNoRoom(t *testing.T) {
+	surgeZero := func(r *rollout) {
+		r.d.Spec.Replicas = ptr.To(int32(3))
+		r.d.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: intOrPercent("0"), MaxUnavailable: intOrPercent("1")}
+	}
+	cases := map[string]struct {
+		edit                               func(*rollout)
+		oldSpec, oldLive, newSpec, newLive int32
+		seenNew                            int // pods of the new ReplicaSet seen, beyond its status
+		want                               bool
+	}{
+		"maxSurge 0, the first step (old scaled down, new not up yet)": {edit: surgeZero, oldSpec: 2, oldLive: 3},
+		"maxSurge 0, the new ReplicaSet's room taken (a pod created without the gate)": {
+			edit: surgeZero, oldSpec: 1, oldLive: 2, newSpec: 2, newLive: 2, want: true,
+		},
+		"maxSurge 0, a move its status has not counted yet":                               {edit: surgeZero, oldSpec: 1, oldLive: 1, newSpec: 2, newLive: 1, seenNew: 2, want: true},
+		"maxSurge 1 of 4: the new ReplicaSet (2 of 3) goes to 4 once the old one is at 1": {oldSpec: 1, oldLive: 2, newSpec: 3, newLive: 2},
+		"maxSurge 1 of 4: at 4 of 4":                                                      {oldSpec: 1, oldLive: 2, newSpec: 4, newLive: 4, want: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r := newRollout(4)
+			if tc.edit != nil {
+				tc.edit(r)
+			}
+			r.old.Replicas(tc.oldSpec, tc.oldLive)
+			r.new.Replicas(tc.newSpec, tc.newLive)
+			v := r.view()
+			for i := range tc.seenNew {
+				v.Pods = append(v.Pods, deploymentPod(string(rune('a'+i)), v.New))
+			}
+			if got := v.NoRoom(); got != tc.want {
+				t.Errorf("NoRoom = %t, want %t (%s)", got, tc.want, v)
+			}
+		})
+	}
+	if (DeploymentView{Deployment: newRollout(3).d}).NoRoom() {
+		t.Error("NoRoom without a new ReplicaSet = true, want false")
+	}
+}

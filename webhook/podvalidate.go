@@ -94,6 +94,7 @@ type podValidator struct {
 	nodes         NodeInfo
 	clock         clock.PassiveClock
 	promises      *promises
+	rooms         *rooms
 	refusals      *refusals
 	onFallback    func(kind, reason string)
 	onRefusal     func(kind string)
@@ -325,11 +326,62 @@ func (v *podValidator) deploymentDelete(ctx context.Context, r client.Reader, po
 	if vd == nil || err != nil {
 		return nil, err
 	}
-	vd.refuse, vd.fallback = inplace.RefuseDeploymentDelete(view, pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName), recentlyUpdated(pod, v.clock.Now()))
+	now := v.clock.Now()
+	vd.refuse, vd.fallback = inplace.RefuseDeploymentDelete(view, pod, v.nodes.KubeletVersion(ctx, pod.Spec.NodeName), recentlyUpdated(pod, now))
+	// An old pod the new ReplicaSet has had no room for since NoRoomWindow
+	// is an excess: let it go (DeploymentView.NoRoom).
+	d := vd.workload.GetUID()
+	switch {
+	case !view.NoRoom():
+		v.rooms.forget(d)
+	case vd.refuse && view.Owner(pod) != view.New && !inplace.Updating(pod) && v.rooms.lasting(d, now):
+		vd.refuse = false
+		logf.FromContext(ctx).Info("Letting an old pod go: the new ReplicaSet has had no room for it", "pod", klog.KObj(pod),
+			"for", NoRoomWindow, "view", view.String())
+	}
 	if log := logf.FromContext(ctx).V(1); log.Enabled() {
 		log.Info("A Deployment's pod delete decided", "pod", klog.KObj(pod), "refuse", vd.refuse, "fallback", vd.fallback, "view", view.String())
 	}
 	return vd, nil
+}
+
+// NoRoomWindow is how long a Deployment's new ReplicaSet must be seen with
+// no room for an old pod before the old ReplicaSet's delete of it passes:
+// the views NoRoom counts on lag the controllers' by a moment, a stall
+// lasts (a pod created without the gate took the room; nothing moves until
+// the pod goes).
+const NoRoomWindow = 5 * time.Second
+
+// rooms keeps, by Deployment, since when its new ReplicaSet has been seen
+// with no room.
+type rooms struct {
+	mu    sync.Mutex
+	since map[types.UID]time.Time
+}
+
+// lasting reports whether the Deployment's new ReplicaSet has had no room
+// since NoRoomWindow; the first call starts the clock.
+func (r *rooms) lasting(d types.UID, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.since == nil {
+		r.since = map[types.UID]time.Time{}
+	}
+	first, ok := r.since[d]
+	if !ok {
+		if len(r.since) > 1024 { // Deployments long settled: forget them
+			clear(r.since)
+		}
+		r.since[d] = now
+		return false
+	}
+	return now.Sub(first) >= NoRoomWindow
+}
+
+func (r *rooms) forget(d types.UID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.since, d)
 }
 
 // deployment reads the Deployment that controls the ReplicaSet ref names

@@ -904,8 +904,10 @@ func promiseFixtures() []promiseFixture {
 		workload: func() (string, client.Object) { return "agent", &appsv1.DaemonSet{} }, target: "h2",
 	}, {
 		kind: "Deployment",
+		// The new ReplicaSet has room for the pods that arrive in it and
+		// for the victim (NoRoom: without, its delete would pass).
 		cluster: func(minReady int32) []client.Object {
-			return deploymentCluster(apiDeployment(func(w *builder.DeploymentWrapper) { w.MinReadySeconds(minReady) }), 3, 4, 1, 0)
+			return deploymentCluster(apiDeployment(func(w *builder.DeploymentWrapper) { w.MinReadySeconds(minReady) }), 3, 4, 3, 0)
 		},
 		victim:  func(edit ...func(*builder.PodWrapper)) *corev1.Pod { return rsPod("api-h1-a", old, edit...) },
 		req:     func(t testing.TB, p *corev1.Pod) admission.Request { return deleteBy(t, replicaSetController, p) },
@@ -1375,6 +1377,42 @@ func TestDeploymentCreateReadsLiveUnlessSettled(t *testing.T) {
 			checkAnswer(t, validate.Handle(t.Context(), createBy(t, replicaSetController, newRSPod(cur))), "")
 			if got := reads > 0; got != tc.wantReads {
 				t.Errorf("%d live reads; want them %t", reads, tc.wantReads)
+			}
+		})
+	}
+}
+
+// TestDeploymentExcessPassesOnceNoRoomLasts: a pod created without the gate
+// (its webhook call failed) took the new ReplicaSet's room, so the old
+// ReplicaSet's excess pod can be moved nowhere (hack/ungated-room.sh). Its
+// delete is refused while that could be a view lagging the controllers',
+// and passes once the new ReplicaSet has had no room for NoRoomWindow; with
+// room, it stays refused, the manager moving the pod.
+func TestDeploymentExcessPassesOnceNoRoomLasts(t *testing.T) {
+	d := apiDeployment(func(w *builder.DeploymentWrapper) {
+		w.Replicas(3).RollingUpdate(ptr.To(intstr.FromInt32(0)), ptr.To(intstr.FromInt32(1)))
+	})
+	old, _ := apiReplicaSets(d, 0, 0, 0, 0)
+	victim := rsPod("api-h1-a", old)
+	for name, tc := range map[string]struct {
+		cluster    []client.Object
+		passesFrom time.Duration // 0: refused throughout
+	}{
+		// Old at 1 with 2 pods; new at 2 with 2, one of them unseen (no gate).
+		"no room: passes once it lasts": {cluster: deploymentClusterSeen(d, 1, 2, 2, 2, 2, 1), passesFrom: NoRoomWindow},
+		// New at 2 with 1: the manager moves the old pod into it.
+		"room: refused": {cluster: deploymentClusterSeen(d, 1, 2, 2, 1, 2, 1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			clock := clocktesting.NewFakeClock(time.Now())
+			h := newPodValidatorHarness(t, harnessOptions{cache: tc.cluster, clock: clock})
+			start := clock.Now()
+			for _, at := range []time.Duration{0, time.Second, NoRoomWindow - time.Second, NoRoomWindow, NoRoomWindow + 3*time.Second} {
+				clock.SetTime(start.Add(at))
+				resp := h.validate.Handle(t.Context(), deleteBy(t, replicaSetController, victim))
+				if want := tc.passesFrom > 0 && at >= tc.passesFrom; resp.Allowed != want {
+					t.Errorf("at %v: allowed %t, want %t (%v)", at, resp.Allowed, want, resp.Result)
+				}
 			}
 		})
 	}

@@ -169,7 +169,7 @@ func handlers(cfg Config) (map[string]*admission.Webhook, *podValidator) {
 	pods := &podValidator{
 		namespaces: ns, reader: cfg.Reader, live: cfg.LiveReader, decoder: admission.NewDecoder(cfg.Scheme),
 		controllers: controllers, engineRunning: running, nodes: nodes, clock: cfg.Clock,
-		promises: &promises{}, refusals: &refusals{},
+		promises: &promises{}, rooms: &rooms{}, refusals: &refusals{},
 		onFallback: onFallback, onRefusal: onRefusal, recorder: cfg.Recorder,
 	}
 	hooks := map[string]*admission.Webhook{

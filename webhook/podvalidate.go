@@ -353,29 +353,34 @@ func (v *podValidator) deploymentDelete(ctx context.Context, r client.Reader, po
 const NoRoomWindow = 5 * time.Second
 
 // rooms keeps, by Deployment, since when its new ReplicaSet has been seen
-// with no room.
+// with no room, and when last.
 type rooms struct {
 	mu    sync.Mutex
-	since map[types.UID]time.Time
+	since map[types.UID]noRoom
 }
 
+type noRoom struct{ first, last time.Time }
+
 // lasting reports whether the Deployment's new ReplicaSet has had no room
-// since NoRoomWindow; the first call starts the clock.
+// since NoRoomWindow, seen again at least every WakeInterval (the Waker
+// decides a refused delete again that often): a sighting older than that
+// is a moment of an earlier rollout, and the clock starts again.
 func (r *rooms) lasting(d types.UID, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.since == nil {
-		r.since = map[types.UID]time.Time{}
+		r.since = map[types.UID]noRoom{}
 	}
-	first, ok := r.since[d]
-	if !ok {
+	seen, ok := r.since[d]
+	if !ok || now.Sub(seen.last) > 2*WakeInterval {
 		if len(r.since) > 1024 { // Deployments long settled: forget them
 			clear(r.since)
 		}
-		r.since[d] = now
-		return false
+		seen.first = now
 	}
-	return now.Sub(first) >= NoRoomWindow
+	seen.last = now
+	r.since[d] = seen
+	return now.Sub(seen.first) >= NoRoomWindow
 }
 
 func (r *rooms) forget(d types.UID) {

@@ -1416,6 +1416,21 @@ func TestDeploymentExcessPassesOnceNoRoomLasts(t *testing.T) {
 			}
 		})
 	}
+	// A sighting with no other for longer than the Waker's rechecks take is
+	// a moment of an earlier rollout: the clock starts again (within
+	// PromiseTimeout of the first refusal, past which every delete passes).
+	clock := clocktesting.NewFakeClock(time.Now())
+	h := newPodValidatorHarness(t, harnessOptions{cache: deploymentClusterSeen(d, 1, 2, 2, 2, 2, 1), clock: clock})
+	start := clock.Now()
+	for _, step := range []struct {
+		at      time.Duration
+		allowed bool
+	}{{0, false}, {3 * WakeInterval, false}, {3*WakeInterval + NoRoomWindow - time.Second, false}, {3*WakeInterval + NoRoomWindow, true}} {
+		clock.SetTime(start.Add(step.at))
+		if resp := h.validate.Handle(t.Context(), deleteBy(t, replicaSetController, victim)); resp.Allowed != step.allowed {
+			t.Errorf("seen again after a gap, at %v: allowed %t, want %t", step.at, resp.Allowed, step.allowed)
+		}
+	}
 }
 
 // TestStatefulSetScaleDownReadsNoLive: the StatefulSet controller's delete

@@ -111,18 +111,19 @@ stress-flips: deploy-e2e images ## Roll a StatefulSet of pods with a preStop sle
 		-images $$($(CLUSTER_SCRIPTS)/images.sh stress-refs | paste -sd,) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/stress-flips.txt
 
-# BENCH_API_PODS, BENCH_API_RUNS, BENCH_API_ROLLOUT_PODS, BENCH_API_KINDS:
-# see e2e/benchapi.
+# BENCH_API_PODS, BENCH_API_RUNS, BENCH_API_ROLLOUT_PODS, BENCH_API_KINDS,
+# BENCH_API_IDLE: see e2e/benchapi.
 BENCH_API_PODS ?= 300
 BENCH_API_RUNS ?= 2
 BENCH_API_ROLLOUT_PODS ?= 10
 BENCH_API_KINDS ?= statefulset,deployment,daemonset
+BENCH_API_IDLE ?= 0s
 
 .PHONY: bench-apiserver
 bench-apiserver: deploy-e2e ## What inplace costs the API server, by its own metrics: pod creates managed vs unmanaged (BENCH_API_PODS=300 pods no node runs) and the writes of rollouts in place vs native (BENCH_API_KINDS=statefulset,deployment,daemonset BENCH_API_ROLLOUT_PODS=10).
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchapi ./e2e/benchapi
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchapi \
-		-pods $(BENCH_API_PODS) -runs $(BENCH_API_RUNS) -audit-log $(CLUSTER_STATE_DIR)/logs/audit.log -rollout-pods=$(BENCH_API_ROLLOUT_PODS) -rollout-kinds=$(BENCH_API_KINDS) \
+		-pods $(BENCH_API_PODS) -runs $(BENCH_API_RUNS) -audit-log $(CLUSTER_STATE_DIR)/logs/audit.log -rollout-pods=$(BENCH_API_ROLLOUT_PODS) -rollout-kinds=$(BENCH_API_KINDS) -idle $(BENCH_API_IDLE) \
 		-images $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1),$$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-apiserver.txt
 

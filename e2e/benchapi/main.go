@@ -69,10 +69,11 @@ func main() {
 	images := flag.String("images", "example.local/inplace-testapp:v1,example.local/inplace-testapp:v2", "the two images the rollouts go between (present on every node)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long one step may take")
 	auditLog := flag.String("audit-log", "", "the API server's audit log of pod creates (e2e/cluster/up.sh writes one): each create's latency exactly, beside the histograms")
+	idle := flag.Duration("idle", 0, "wait this long before each run of the pod creates: past 90s, the API server's webhook client and the webhook server have closed their idle connections, so that each managed run starts as a burst after quiet does, with none")
 	flag.Parse()
 	from, to, ok := strings.Cut(*images, ",")
-	if *pods < 0 || *runs < 0 || !ok {
-		fmt.Fprintln(os.Stderr, "benchapi: -pods and -runs must not be negative; -images names two images")
+	if *pods < 0 || *runs < 0 || *idle < 0 || !ok {
+		fmt.Fprintln(os.Stderr, "benchapi: -pods, -runs and -idle must not be negative; -images names two images")
 		os.Exit(2)
 	}
 	var sizes []int
@@ -107,7 +108,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	b := &bench{client: c, clientset: cs, from: from, to: to, timeout: *timeout, auditLog: *auditLog}
+	b := &bench{client: c, clientset: cs, from: from, to: to, timeout: *timeout, auditLog: *auditLog, idle: *idle}
 	ctx := context.Background()
 	if *pods > 0 && *runs > 0 {
 		if err := b.creates(ctx, *pods, *runs); err != nil {
@@ -132,6 +133,7 @@ type bench struct {
 	from, to  string
 	timeout   time.Duration
 	auditLog  string
+	idle      time.Duration
 }
 
 // The inplace pod webhooks whose pod-create latency the table reports: the
@@ -172,6 +174,14 @@ func (b *bench) creates(ctx context.Context, pods, runs int) error {
 	}
 	for run := 1; run <= runs; run++ {
 		for _, mode := range modes {
+			if b.idle > 0 {
+				fmt.Printf("%-9s run %d: idle for %s first\n", mode, run, b.idle)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(b.idle):
+				}
+			}
 			ns, err := e2ekit.CreateNamespace(ctx, b.client, "benchapi-creates", mode == "managed")
 			if err != nil {
 				return err
@@ -211,8 +221,12 @@ func (b *bench) creates(ctx context.Context, pods, runs int) error {
 				l := map[string]string{"name": w, "operation": "CREATE"}
 				s.webhooks[w] = s.webhooks[w].plus(after.histogram(webhookDuration, l).minus(before.histogram(webhookDuration, l)))
 			}
-			fmt.Printf("%-9s run %d: %d pods created in %.1fs, %d without the readiness gate, %.0f GETs by the manager; the API server's pod creates: %s\n",
+			fmt.Printf("%-9s run %d: %d pods created in %.1fs, %d without the readiness gate, %.0f GETs by the manager; the API server's pod creates: %s",
 				mode, run, pods, took.Seconds(), ungated, readsAfter-readsBefore, create)
+			if len(audited) > 0 {
+				fmt.Printf("; exact: p50 %s, p99 %s, max %s", ms(audited.quantile(0.5)), ms(audited.quantile(0.99)), ms(audited.quantile(1)))
+			}
+			fmt.Println()
 			if mode == "managed" {
 				s.ungated += ungated
 			}

@@ -82,6 +82,7 @@ ADMISSION_DURATION ?= 30s
 # memory limit at each (see hack/memscale).
 MEMORY_MANAGED ?= 10000,30000
 MEMORY_LIMITS ?= 256Mi,512Mi
+MEMORY_FLAGS ?=
 
 .PHONY: bench-admission
 bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-manager and to an empty webhook, side by side (ADMISSION_RATES=100,500,1000 ADMISSION_DURATION=30s); the report goes to .cache/bench-admission.txt.
@@ -93,7 +94,7 @@ bench-admission: ## Send AdmissionReviews over TLS at fixed rates to inplace-man
 bench-memory: ## Measure inplace-manager's memory beside an empty manager at MEMORY_MANAGED managed pods (default 10000,30000; MEMORY_LIMITS its memory limit at each) with 20000 unmanaged ones, in a real kube-apiserver; the report goes to .cache/bench-memory.txt.
 	KUBE_VERSION= hack/build-kube.sh etcd kube-apiserver
 	go build -o $(BIN)/memscale ./hack/memscale
-	$(BIN)/memscale -managed $(MEMORY_MANAGED) -memory-limit $(MEMORY_LIMITS)
+	$(BIN)/memscale -managed $(MEMORY_MANAGED) -memory-limit $(MEMORY_LIMITS) $(MEMORY_FLAGS)
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck.

@@ -24,10 +24,12 @@ import (
 //
 //   - namespaces managed (labelled inplace.dev/enabled=true) and not, ten of
 //     each, the workloads spread over them;
-//   - workloads of podsPerWorkload pods each, StatefulSets, Deployments and
-//     DaemonSets in turn, every one as its controller leaves it after a
-//     rollout: a StatefulSet or a DaemonSet with two ControllerRevisions, a
-//     Deployment with its ReplicaSet and three old ones scaled to zero;
+//   - workloads of podsPerWorkload pods each (the unmanaged ones of
+//     -unmanaged-workload-pods), StatefulSets, Deployments and DaemonSets in
+//     turn, every one as its controller leaves it after rollouts: a
+//     StatefulSet or a DaemonSet with its ControllerRevision and
+//     -old-revisions older ones, a Deployment with its ReplicaSet and
+//     -old-replicasets old ones scaled to zero;
 //   - their pods bound to nodes no kubelet serves, the managed ones as the
 //     pod webhook leaves them (labelled inplace.dev/managed=true, the
 //     readiness gate) with the status a kubelet writes (Running, Ready, the
@@ -50,6 +52,9 @@ type fixture struct {
 	c client.Client
 	// managed and unmanaged count the workloads written of each.
 	managed, unmanaged int
+	// unmanagedPods is the pods of an unmanaged workload; oldReplicaSets
+	// and oldRevisions the history every workload keeps.
+	unmanagedPods, oldReplicaSets, oldRevisions int
 	// writes counts the API writes, for the progress line.
 	writes atomic.Int64
 }
@@ -77,7 +82,7 @@ func (f *fixture) grow(ctx context.Context, managed bool, pods int) error {
 	if managed {
 		have = &f.managed
 	}
-	from, to := *have, pods/podsPerWorkload
+	from, to := *have, pods/f.podsOf(managed)
 	if to <= from {
 		return nil
 	}
@@ -131,6 +136,14 @@ send:
 	return err
 }
 
+// podsOf returns the pods of a managed or an unmanaged workload.
+func (f *fixture) podsOf(managed bool) int {
+	if managed {
+		return podsPerWorkload
+	}
+	return f.unmanagedPods
+}
+
 func namespace(managed bool, i int) string {
 	if managed {
 		return fmt.Sprintf("managed-%d", i%namespaces)
@@ -152,6 +165,7 @@ func (f *fixture) writeStatus(ctx context.Context, o client.Object) error {
 // StatefulSet, a Deployment or a DaemonSet by i.
 func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 	ns, name := namespace(managed, i), fmt.Sprintf("app-%d", i)
+	replicas := int32(f.podsOf(managed))
 	labels := map[string]string{"app": name}
 	tmpl := bench.Template(name, imageNew)
 	tmpl.Labels = labels
@@ -163,18 +177,18 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 	switch i % 3 {
 	case 0:
 		sts := &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{
-			Replicas: ptr.To[int32](podsPerWorkload), Selector: selector, Template: tmpl, ServiceName: name,
+			Replicas: ptr.To(replicas), Selector: selector, Template: tmpl, ServiceName: name,
 		}}
 		if err := f.create(ctx, sts); err != nil {
 			return err
 		}
 		hash = name + "-7f6b94c5d"
-		if err := f.revisions(ctx, sts, sts.Spec.Template, name+"-5d8c7b9f6", hash); err != nil {
+		if err := f.revisions(ctx, sts, sts.Spec.Template, hash); err != nil {
 			return err
 		}
 		sts.Status = appsv1.StatefulSetStatus{
-			ObservedGeneration: sts.Generation, Replicas: podsPerWorkload, ReadyReplicas: podsPerWorkload,
-			CurrentReplicas: podsPerWorkload, UpdatedReplicas: podsPerWorkload, AvailableReplicas: podsPerWorkload,
+			ObservedGeneration: sts.Generation, Replicas: replicas, ReadyReplicas: replicas,
+			CurrentReplicas: replicas, UpdatedReplicas: replicas, AvailableReplicas: replicas,
 			CurrentRevision: hash, UpdateRevision: hash, CollisionCount: ptr.To[int32](0),
 		}
 		if err := f.writeStatus(ctx, sts); err != nil {
@@ -187,39 +201,40 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 		}
 	case 1:
 		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](podsPerWorkload), Selector: selector, Template: tmpl,
+			Replicas: ptr.To(replicas), Selector: selector, Template: tmpl,
 		}}
 		if err := f.create(ctx, d); err != nil {
 			return err
 		}
 		var current *appsv1.ReplicaSet
-		for r, h := range []string{"6c9d8f7b5", "7d8f9c6b4", "5b7c8d9f6", "8f6d7c5b9"} {
+		for r := range f.oldReplicaSets + 1 {
+			h := fmt.Sprintf("6c9d8f%03d", r)
 			rs := &appsv1.ReplicaSet{
 				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-" + h,
 					Labels:          map[string]string{"app": name, appsv1.DefaultDeploymentUniqueLabelKey: h},
-					Annotations:     map[string]string{"deployment.kubernetes.io/revision": fmt.Sprint(r + 1), "deployment.kubernetes.io/desired-replicas": fmt.Sprint(podsPerWorkload)},
+					Annotations:     map[string]string{"deployment.kubernetes.io/revision": fmt.Sprint(r + 1), "deployment.kubernetes.io/desired-replicas": fmt.Sprint(replicas)},
 					OwnerReferences: []metav1.OwnerReference{ownerRef(d, "Deployment")}},
 				Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](0), Template: *tmpl.DeepCopy(),
 					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name, appsv1.DefaultDeploymentUniqueLabelKey: h}}},
 			}
 			rs.Spec.Template.Labels = rs.Spec.Selector.MatchLabels
-			if r < 3 {
+			if r < f.oldReplicaSets {
 				rs.Spec.Template.Spec.Containers[0].Image = fmt.Sprintf("registry.example.com/shop/web:1.3%d.0", r)
 			} else {
-				rs.Spec.Replicas = ptr.To[int32](podsPerWorkload)
+				rs.Spec.Replicas = ptr.To(replicas)
 				current, hash = rs, h
 			}
 			if err := f.create(ctx, rs); err != nil {
 				return err
 			}
 		}
-		current.Status = appsv1.ReplicaSetStatus{Replicas: podsPerWorkload, FullyLabeledReplicas: podsPerWorkload,
-			ReadyReplicas: podsPerWorkload, AvailableReplicas: podsPerWorkload, ObservedGeneration: current.Generation}
+		current.Status = appsv1.ReplicaSetStatus{Replicas: replicas, FullyLabeledReplicas: replicas,
+			ReadyReplicas: replicas, AvailableReplicas: replicas, ObservedGeneration: current.Generation}
 		if err := f.writeStatus(ctx, current); err != nil {
 			return err
 		}
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: podsPerWorkload, UpdatedReplicas: podsPerWorkload,
-			ReadyReplicas: podsPerWorkload, AvailableReplicas: podsPerWorkload}
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: replicas, UpdatedReplicas: replicas,
+			ReadyReplicas: replicas, AvailableReplicas: replicas}
 		if err := f.writeStatus(ctx, d); err != nil {
 			return err
 		}
@@ -233,12 +248,12 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 			return err
 		}
 		hash = "7f6b94c5d"
-		if err := f.revisions(ctx, ds, ds.Spec.Template, name+"-5d8c7b9f6", name+"-"+hash); err != nil {
+		if err := f.revisions(ctx, ds, ds.Spec.Template, name+"-"+hash); err != nil {
 			return err
 		}
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, CurrentNumberScheduled: podsPerWorkload,
-			DesiredNumberScheduled: podsPerWorkload, NumberReady: podsPerWorkload, UpdatedNumberScheduled: podsPerWorkload,
-			NumberAvailable: podsPerWorkload}
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, CurrentNumberScheduled: replicas,
+			DesiredNumberScheduled: replicas, NumberReady: replicas, UpdatedNumberScheduled: replicas,
+			NumberAvailable: replicas}
 		if err := f.writeStatus(ctx, ds); err != nil {
 			return err
 		}
@@ -247,7 +262,7 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 			return map[string]string{appsv1.DefaultDaemonSetUniqueLabelKey: hash, inplace.LabelPodTemplateGeneration: "2"}
 		}
 	}
-	for n := range podsPerWorkload {
+	for n := range int(replicas) {
 		if err := f.pod(ctx, managed, owner, kind, tmpl, podLabels(n), n, i); err != nil {
 			return err
 		}
@@ -255,17 +270,18 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 	return nil
 }
 
-// revisions writes a StatefulSet's or DaemonSet's two ControllerRevisions:
-// the template before its image changed, and now.
-func (f *fixture) revisions(ctx context.Context, owner client.Object, tmpl corev1.PodTemplateSpec, old, current string) error {
+// revisions writes a StatefulSet's or DaemonSet's ControllerRevisions: the
+// templates of f.oldRevisions images before, and the current one.
+func (f *fixture) revisions(ctx context.Context, owner client.Object, tmpl corev1.PodTemplateSpec, current string) error {
 	kind := "StatefulSet"
 	if _, ok := owner.(*appsv1.DaemonSet); ok {
 		kind = "DaemonSet"
 	}
-	for r, name := range []string{old, current} {
-		t := tmpl.DeepCopy()
-		if r == 0 {
-			t.Spec.Containers[0].Image = imageOld
+	for r := range f.oldRevisions + 1 {
+		t, name := tmpl.DeepCopy(), current
+		if r < f.oldRevisions {
+			t.Spec.Containers[0].Image = fmt.Sprintf("%s-%d", imageOld, r)
+			name = fmt.Sprintf("%s-5d8c7b%03d", owner.GetName(), r)
 		}
 		data, err := json.Marshal(map[string]any{"spec": map[string]any{"template": t, "$patch": "replace"}})
 		if err != nil {

@@ -75,10 +75,13 @@ func main() {
 type options struct {
 	managed   []int
 	unmanaged int
-	settle    time.Duration
-	memLimits []string
-	out       string
-	workDir   string
+	// unmanagedPods, oldReplicaSets and oldRevisions shape the workloads
+	// (fixture.go).
+	unmanagedPods, oldReplicaSets, oldRevisions int
+	settle                                      time.Duration
+	memLimits                                   []string
+	out                                         string
+	workDir                                     string
 }
 
 func run(args []string) int {
@@ -86,6 +89,9 @@ func run(args []string) int {
 	var o options
 	managed := fs.String("managed", "10000,30000", "comma-separated counts of managed pods, in increasing order: one measure at each")
 	fs.IntVar(&o.unmanaged, "unmanaged", 20000, "pods of unmanaged workloads beside the managed ones")
+	fs.IntVar(&o.unmanagedPods, "unmanaged-workload-pods", podsPerWorkload, "pods of each unmanaged workload (fewer: more workloads for the same -unmanaged)")
+	fs.IntVar(&o.oldReplicaSets, "old-replicasets", 3, "old ReplicaSets, scaled to zero, each Deployment keeps (its revisionHistoryLimit; Kubernetes' default is 10)")
+	fs.IntVar(&o.oldRevisions, "old-revisions", 1, "old ControllerRevisions each StatefulSet and DaemonSet keeps (as above)")
 	fs.DurationVar(&o.settle, "settle", 150*time.Second, "how long after it is ready a process's resident set is read as settled (past the Go runtime's forced collection, every two minutes, and the scavenger's return of what it freed)")
 	memLimits := fs.String("memory-limit", "256Mi,512Mi", `the manager's --memory-limit at each -managed count (the last for the rest), as the manifests set it from the container's; "" for none`)
 	fs.StringVar(&o.out, "out", filepath.Join(testenv.Root, ".cache", "bench-memory.txt"), "file the report is also written to")
@@ -104,6 +110,10 @@ func run(args []string) int {
 	o.memLimits = strings.Split(*memLimits, ",")
 	if o.unmanaged < 0 || o.settle < 5*time.Second {
 		fmt.Fprintln(os.Stderr, "memscale: -unmanaged must be 0 or more, -settle 5s or more")
+		return 2
+	}
+	if o.unmanagedPods < 1 || o.oldReplicaSets < 0 || o.oldRevisions < 0 {
+		fmt.Fprintln(os.Stderr, "memscale: -unmanaged-workload-pods must be 1 or more, -old-replicasets and -old-revisions 0 or more")
 		return 2
 	}
 	if err := measure(o); err != nil {
@@ -171,7 +181,7 @@ func measure(o options) error {
 		return err
 	}
 
-	f := &fixture{c: c}
+	f := &fixture{c: c, unmanagedPods: o.unmanagedPods, oldReplicaSets: o.oldReplicaSets, oldRevisions: o.oldRevisions}
 	progress(fmt.Sprintf("writing %d nodes, and %d unmanaged pods with their workloads", nodeCount, o.unmanaged))
 	if err := f.base(ctx); err != nil {
 		return fmt.Errorf("writing the fixture: %w", err)
@@ -203,8 +213,9 @@ func measure(o options) error {
 
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
-	fmt.Fprintf(w, "\nmemscale: %d unmanaged pods beside the managed; %d nodes; %d pods a workload; settled %v after ready\n\n",
-		f.unmanaged*podsPerWorkload, nodeCount, podsPerWorkload, o.settle)
+	fmt.Fprintf(w, "\nmemscale: %d unmanaged pods in %d workloads beside the managed; %d nodes; %d pods a managed workload; "+
+		"%d old ReplicaSets a Deployment, %d old revisions a StatefulSet or DaemonSet; settled %v after ready\n\n",
+		f.unmanaged*f.unmanagedPods, f.unmanaged, nodeCount, podsPerWorkload, f.oldReplicaSets, f.oldRevisions, o.settle)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "managed pods\tmemory limit\tfloor settled\tfloor live heap\tmanager ready in\tcontrollers synced in\tmanager settled\tmanager peak\tmanager live heap\tpeak / settled\tsettled / floor\tlive heap a managed pod")
 	for _, r := range rows {

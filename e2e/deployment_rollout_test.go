@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -61,6 +62,64 @@ func TestDeploymentInPlace(t *testing.T) {
 	logPods(t, "undone", undone)
 	wantInPlaceByName(t, after, undone, images.V1, 1)
 	wantNoChurn(t, c)
+}
+
+// TestDeploymentNamespaceLabelledLater: a Deployment rolled before its
+// namespace was labelled keeps an old ReplicaSet, at rest, that the manager
+// cached without its template (its namespace was not managed). Labelled,
+// the next rollout recreates the pods (they have no gate); kubectl rollout
+// undo to that old ReplicaSet then goes in place, the rollout reading the
+// ReplicaSet whole.
+func TestDeploymentNamespaceLabelledLater(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, unlabelled)
+	d := newDeployment("later", ns, 3, images.V1)
+	create(t, d)
+	waitForDeploymentComplete(t, d)
+	setTemplateImage(t, d, appContainer, images.V2)
+	waitForDeploymentComplete(t, d)
+
+	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}
+	if err := k8s.Patch(t.Context(), n, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"inplace.dev/enabled":"true"}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	// Both replicas' caches have seen the label once a few dry runs in a
+	// row come back gated.
+	seen := 0
+	eventually(t, answerTimeout, "the webhook answering for the labelled namespace", func(ctx context.Context) error {
+		probe := newDeployment("probe", ns, 1, images.V1)
+		if err := k8s.Create(ctx, probe, client.DryRunAll); err != nil {
+			return err
+		}
+		if _, ok := probe.Annotations[annotationUpdatePolicy]; !ok {
+			seen = 0
+			return fmt.Errorf("a Deployment created (dry run) came back without %s", annotationUpdatePolicy)
+		}
+		if seen++; seen < 5 {
+			return fmt.Errorf("answered %d times in a row", seen)
+		}
+		return nil
+	})
+
+	setTemplateImage(t, d, appContainer, images.V3)
+	waitForDeploymentComplete(t, d)
+	before := observeWorkload(t, d)
+	logPods(t, "before", before)
+	for _, p := range before {
+		if !p.Gated {
+			t.Fatalf("pod %s has no gate after a rollout in the labelled namespace", p.Name)
+		}
+	}
+
+	c := watchChurn(t, ns)
+	kubectl(t, "rollout", "undo", "deployment/"+d.Name, "-n", ns, "--to-revision=1")
+	get(t, d)
+	waitForDeploymentComplete(t, d)
+	after := observeWorkload(t, d)
+	logPods(t, "after", after)
+	wantInPlaceByName(t, before, after, images.V1, 1)
+	wantNoChurn(t, c)
+	wantReplicaSets(t, d, 3, 1)
 }
 
 // TestDeploymentNoSurge: maxSurge 0, maxUnavailable 1, 3 replicas: one pod

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/inplace-dev/inplace/inplace"
+	"github.com/inplace-dev/inplace/internal/workloadcache"
 )
 
 // ReconcileTimeout bounds one pass: every step is a few API calls, and a
@@ -144,7 +145,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	key := req.String()
 	obj := r.Kind.Object()
-	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+	// As cached: in a namespace not managed, without its template (most
+	// workloads of a cluster, and most passes: a ReplicaSet's every change
+	// brings its Deployment here).
+	if err := r.Client.Get(ctx, req.NamespacedName, obj, workloadcache.AsCached); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.active.set(key, false)
 			r.told.forget(key)
@@ -164,6 +168,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	readers := Readers{Cache: r.Client, Live: r.APIReader, KubeletVersion: r.KubeletVersion}
 	reason := r.handedBack(ctx, obj)
+	if reason != "" && rollout == nil && !r.managedPodsIn(ctx, obj.GetNamespace()) {
+		// Nothing to hand back (no record, no pod the webhook gated to
+		// settle), and no template to read.
+		r.clearPrepulls(ctx, obj)
+		return ctrl.Result{}, nil
+	}
+	if workloadcache.Trimmed(obj) {
+		if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
 	if reason != "" {
 		// Only the pods the webhook gated can have an update to settle:
 		// the cache's. No live read for a workload that is not managed.
@@ -368,6 +383,14 @@ func (r *Reconciler) handedBack(ctx context.Context, obj client.Object) string {
 		return "its namespace is not managed"
 	}
 	return ""
+}
+
+// managedPodsIn reports whether the cache holds a pod the webhook gated in
+// the namespace (one no longer managed, then), or cannot tell.
+func (r *Reconciler) managedPodsIn(ctx context.Context, namespace string) bool {
+	pods := &corev1.PodList{}
+	err := r.Client.List(ctx, pods, client.InNamespace(namespace), client.Limit(1))
+	return err != nil || len(pods.Items) > 0
 }
 
 // handBack settles the pods an in-place rollout left mid-update on a

@@ -49,6 +49,7 @@ import (
 	"github.com/inplace-dev/inplace/inplace"
 	"github.com/inplace-dev/inplace/internal/nodes"
 	"github.com/inplace-dev/inplace/internal/podcache"
+	"github.com/inplace-dev/inplace/internal/workloadcache"
 	inplacewebhook "github.com/inplace-dev/inplace/webhook"
 )
 
@@ -211,6 +212,11 @@ func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate
 		// one source for the webhook and the controllers.
 		&corev1.Node{}: {Transform: nodes.Transform},
 	}
+	// Every workload, ReplicaSet and revision, but those of namespaces not
+	// managed without their templates: the cache follows the managed
+	// workloads, not the cluster's.
+	trimmer := workloadcache.New(o.Scope())
+	maps.Copy(byObject, trimmer.ByObject())
 	// Only the webhook certificate's Secret or Certificate, by name.
 	maps.Copy(byObject, certificate.CacheByObject())
 	metrics := metricsserver.Options{BindAddress: o.MetricsAddress}
@@ -226,6 +232,18 @@ func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject:         byObject,
+		},
+		// Every read of the cache gives whole objects, trimmed or not.
+		NewCache: func(config *rest.Config, opts cache.Options) (cache.Cache, error) {
+			c, err := cache.New(config, opts)
+			if err != nil {
+				return nil, err
+			}
+			live, err := client.New(config, client.Options{HTTPClient: opts.HTTPClient, Scheme: opts.Scheme, Mapper: opts.Mapper})
+			if err != nil {
+				return nil, err
+			}
+			return trimmer.Wrap(c, live), nil
 		},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,

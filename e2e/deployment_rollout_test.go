@@ -73,7 +73,7 @@ func TestDeploymentInPlace(t *testing.T) {
 func TestDeploymentNamespaceLabelledLater(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, unlabelled)
-	d := newDeployment("later", ns, 3, images.V1)
+	d := newDeployment("later", ns, 4, images.V1) // 25% of 4: maxUnavailable 1
 	create(t, d)
 	waitForDeploymentComplete(t, d)
 	setTemplateImage(t, d, appContainer, images.V2)

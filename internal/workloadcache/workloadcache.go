@@ -82,11 +82,23 @@ func (t *Trimmer) Transform(in any) (any, error) {
 		return in, nil // a deleted object's tombstone
 	}
 	obj.SetManagedFields(nil)
+	if !trimmable(obj) {
+		return obj, nil // the same kinds' metadata, for the pod webhook's owner lookups
+	}
 	t.forget(obj.GetUID())
 	if t.unmanaged(obj.GetNamespace()) {
 		trim(obj)
 	}
 	return obj, nil
+}
+
+// trimmable reports whether obj is of a kind trim trims, typed.
+func trimmable(obj client.Object) bool {
+	switch obj.(type) {
+	case *appsv1.StatefulSet, *appsv1.Deployment, *appsv1.DaemonSet, *appsv1.ReplicaSet, *appsv1.ControllerRevision:
+		return true
+	}
+	return false
 }
 
 func (t *Trimmer) forget(uid types.UID) {

@@ -228,4 +228,41 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-var _ toolscache.TransformFunc = workloadcache.New(inplace.Scope{}).Transform
+// TestTransform: only the typed objects of a namespace not managed lose
+// their templates; an unknown namespace keeps them, as do the same kinds'
+// metadata and a deleted object's tombstone.
+func TestTransform(t *testing.T) {
+	trimmer := workloadcache.New(inplace.NewScope(inplace.PolicyNamespace, "inplace-system"))
+	for _, tc := range []struct {
+		namespace string
+		want      bool
+	}{
+		{"kube-system", true},    // excluded: never managed
+		{"inplace-system", true}, // the manager's own
+		{"shop", false},          // not seen: kept whole
+	} {
+		for _, obj := range objects(tc.namespace) {
+			obj.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kubectl"}})
+			out, err := trimmer.Transform(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := out.(client.Object)
+			if workloadcache.Trimmed(got) != tc.want || got.GetManagedFields() != nil {
+				t.Errorf("%s in %s: trimmed %v, managed fields %v; want trimmed %v, no managed fields",
+					kindOf(obj), tc.namespace, workloadcache.Trimmed(got), got.GetManagedFields(), tc.want)
+			}
+		}
+	}
+	meta := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "coredns",
+		Labels: map[string]string{"k8s-app": "kube-dns"}, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	meta.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+	out, err := trimmer.Transform(meta)
+	if got := out.(*metav1.PartialObjectMetadata); err != nil || got.Labels["k8s-app"] != "kube-dns" || got.ManagedFields != nil {
+		t.Errorf("a Deployment's metadata: %v, %v; want its labels, no managed fields", got, err)
+	}
+	tombstone := toolscache.DeletedFinalStateUnknown{Key: "kube-system/coredns", Obj: objects("kube-system")[1]}
+	if out, err := trimmer.Transform(tombstone); err != nil || out != tombstone {
+		t.Errorf("a tombstone: %v, %v; want it as it is", out, err)
+	}
+}

@@ -386,7 +386,7 @@ func (r *Reconciler) handedBack(ctx context.Context, obj client.Object) string {
 }
 
 // managedPodsIn reports whether the cache holds a pod the webhook gated in
-// the namespace (one no longer managed, then), or cannot tell.
+// the namespace, or cannot tell.
 func (r *Reconciler) managedPodsIn(ctx context.Context, namespace string) bool {
 	pods := &corev1.PodList{}
 	err := r.Client.List(ctx, pods, client.InNamespace(namespace), client.Limit(1))

@@ -3,6 +3,7 @@ package workloadcache_test
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,35 +170,10 @@ func TestReadsAreWhole(t *testing.T) {
 	}
 }
 
-func kindOf(obj client.Object) string {
-	switch obj.(type) {
-	case *appsv1.StatefulSet:
-		return "StatefulSet"
-	case *appsv1.Deployment:
-		return "Deployment"
-	case *appsv1.DaemonSet:
-		return "DaemonSet"
-	case *appsv1.ReplicaSet:
-		return "ReplicaSet"
-	}
-	return "ControllerRevision"
-}
+func kindOf(obj client.Object) string { return reflect.TypeOf(obj).Elem().Name() }
 
 func newOf(obj client.Object) client.Object {
-	out := obj.DeepCopyObject().(client.Object)
-	switch o := out.(type) {
-	case *appsv1.StatefulSet:
-		*o = appsv1.StatefulSet{}
-	case *appsv1.Deployment:
-		*o = appsv1.Deployment{}
-	case *appsv1.DaemonSet:
-		*o = appsv1.DaemonSet{}
-	case *appsv1.ReplicaSet:
-		*o = appsv1.ReplicaSet{}
-	case *appsv1.ControllerRevision:
-		*o = appsv1.ControllerRevision{}
-	}
-	return out
+	return reflect.New(reflect.TypeOf(obj).Elem()).Interface().(client.Object)
 }
 
 // templateOf returns what trimming drops of obj.

@@ -44,7 +44,8 @@ const NamespaceWait = time.Minute
 type Trimmer struct {
 	scope inplace.Scope
 	// namespaces reads the cache's namespaces; live the API server. Both
-	// are set by Wrap, once the cache exists: nothing is trimmed before.
+	// are set by Wrap, once the cache exists: before, only the excluded
+	// namespaces' objects are trimmed.
 	namespaces, live atomic.Pointer[client.Reader]
 
 	mu sync.Mutex

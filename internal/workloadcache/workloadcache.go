@@ -95,11 +95,24 @@ func (t *Trimmer) Transform(in any) (any, error) {
 
 // trimmable reports whether obj is of a kind trim trims, typed.
 func trimmable(obj client.Object) bool {
-	switch obj.(type) {
-	case *appsv1.StatefulSet, *appsv1.Deployment, *appsv1.DaemonSet, *appsv1.ReplicaSet, *appsv1.ControllerRevision:
-		return true
+	_, revision := obj.(*appsv1.ControllerRevision)
+	return revision || podTemplate(obj) != nil
+}
+
+// podTemplate returns the pod template of a workload or a ReplicaSet, nil
+// for any other object.
+func podTemplate(obj runtime.Object) *corev1.PodTemplateSpec {
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		return &o.Spec.Template
+	case *appsv1.Deployment:
+		return &o.Spec.Template
+	case *appsv1.DaemonSet:
+		return &o.Spec.Template
+	case *appsv1.ReplicaSet:
+		return &o.Spec.Template
 	}
-	return false
+	return nil
 }
 
 func (t *Trimmer) forget(uid types.UID) {
@@ -136,16 +149,12 @@ func (t *Trimmer) unmanaged(namespace string) bool {
 // trim drops obj's template: what the manager reads only in the
 // namespaces it manages.
 func trim(obj client.Object) {
+	if t := podTemplate(obj); t != nil {
+		*t = corev1.PodTemplateSpec{}
+	}
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
-		o.Spec.Template = corev1.PodTemplateSpec{}
 		o.Spec.VolumeClaimTemplates = nil
-	case *appsv1.Deployment:
-		o.Spec.Template = corev1.PodTemplateSpec{}
-	case *appsv1.DaemonSet:
-		o.Spec.Template = corev1.PodTemplateSpec{}
-	case *appsv1.ReplicaSet:
-		o.Spec.Template = corev1.PodTemplateSpec{}
 	case *appsv1.ControllerRevision:
 		o.Data = runtime.RawExtension{}
 	}
@@ -155,30 +164,23 @@ func trim(obj client.Object) {
 // stores none without: a pod template has at least one container, a
 // ControllerRevision its data.
 func Trimmed(obj runtime.Object) bool {
-	switch o := obj.(type) {
-	case *appsv1.StatefulSet:
-		return len(o.Spec.Template.Spec.Containers) == 0
-	case *appsv1.Deployment:
-		return len(o.Spec.Template.Spec.Containers) == 0
-	case *appsv1.DaemonSet:
-		return len(o.Spec.Template.Spec.Containers) == 0
-	case *appsv1.ReplicaSet:
-		return len(o.Spec.Template.Spec.Containers) == 0
-	case *appsv1.ControllerRevision:
+	if t := podTemplate(obj); t != nil {
+		return len(t.Spec.Containers) == 0
+	}
+	if o, ok := obj.(*appsv1.ControllerRevision); ok {
 		return o.Data.Raw == nil && o.Data.Object == nil
 	}
 	return false
 }
 
-// AsCached is a read option: the object as the cache keeps it, its template
+// AsCached is a Get option: the object as the cache keeps it, its template
 // perhaps trimmed (Trimmed says). A reader that needs no template there (the
 // rollouts, until they know the namespace managed) saves the live read.
 var AsCached asCached
 
 type asCached struct{}
 
-func (asCached) ApplyToGet(*client.GetOptions)   {}
-func (asCached) ApplyToList(*client.ListOptions) {}
+func (asCached) ApplyToGet(*client.GetOptions) {}
 
 // Wrap returns c, whose reads give whole objects, and starts trimming:
 // namespaces are read from c, and what was trimmed from live.
@@ -208,9 +210,6 @@ func (w *wholeReads) Get(ctx context.Context, key client.ObjectKey, obj client.O
 func (w *wholeReads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	if err := w.Cache.List(ctx, list, opts...); err != nil {
 		return err
-	}
-	if slices.Contains(opts, client.ListOption(AsCached)) {
-		return nil
 	}
 	return meta.EachListItem(list, func(item runtime.Object) error {
 		if !Trimmed(item) {

@@ -55,6 +55,9 @@ type fixture struct {
 	// unmanagedPods is the pods of an unmanaged workload; oldReplicaSets
 	// and oldRevisions the history every workload keeps.
 	unmanagedPods, oldReplicaSets, oldRevisions int
+	// lastApplied: a workload carries its manifest in the annotation
+	// kubectl apply writes.
+	lastApplied bool
 	// writes counts the API writes, for the progress line.
 	writes atomic.Int64
 }
@@ -173,12 +176,30 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 	meta := metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app.kubernetes.io/part-of": "shop"}}
 	var owner client.Object
 	var kind, hash string
+	// applied gives a workload the annotation kubectl apply writes: the
+	// manifest it was created from.
+	applied := func(o client.Object, kind string) error {
+		if !f.lastApplied {
+			return nil
+		}
+		manifest := o.DeepCopyObject().(client.Object)
+		manifest.GetObjectKind().SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind(kind))
+		b, err := json.Marshal(manifest)
+		if err != nil {
+			return err
+		}
+		o.SetAnnotations(map[string]string{corev1.LastAppliedConfigAnnotation: string(b) + "\n"})
+		return nil
+	}
 	var podLabels func(n int) map[string]string
 	switch i % 3 {
 	case 0:
 		sts := &appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{
 			Replicas: ptr.To(replicas), Selector: selector, Template: tmpl, ServiceName: name,
 		}}
+		if err := applied(sts, "StatefulSet"); err != nil {
+			return err
+		}
 		if err := f.create(ctx, sts); err != nil {
 			return err
 		}
@@ -203,6 +224,9 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(replicas), Selector: selector, Template: tmpl,
 		}}
+		if err := applied(d, "Deployment"); err != nil {
+			return err
+		}
 		if err := f.create(ctx, d); err != nil {
 			return err
 		}
@@ -244,6 +268,9 @@ func (f *fixture) workload(ctx context.Context, managed bool, i int) error {
 		}
 	default:
 		ds := &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: selector, Template: tmpl}}
+		if err := applied(ds, "DaemonSet"); err != nil {
+			return err
+		}
 		if err := f.create(ctx, ds); err != nil {
 			return err
 		}

@@ -78,10 +78,13 @@ type options struct {
 	// unmanagedPods, oldReplicaSets and oldRevisions shape the workloads
 	// (fixture.go).
 	unmanagedPods, oldReplicaSets, oldRevisions int
-	settle                                      time.Duration
-	memLimits                                   []string
-	out                                         string
-	workDir                                     string
+	// lastApplied: every workload carries the annotation kubectl apply
+	// writes, its manifest.
+	lastApplied bool
+	settle      time.Duration
+	memLimits   []string
+	out         string
+	workDir     string
 }
 
 func run(args []string) int {
@@ -92,6 +95,7 @@ func run(args []string) int {
 	fs.IntVar(&o.unmanagedPods, "unmanaged-workload-pods", podsPerWorkload, "pods of each unmanaged workload (fewer: more workloads for the same -unmanaged)")
 	fs.IntVar(&o.oldReplicaSets, "old-replicasets", 3, "old ReplicaSets, scaled to zero, each Deployment keeps (its revisionHistoryLimit; Kubernetes' default is 10)")
 	fs.IntVar(&o.oldRevisions, "old-revisions", 1, "old ControllerRevisions each StatefulSet and DaemonSet keeps (as above)")
+	fs.BoolVar(&o.lastApplied, "last-applied", false, "every workload carries kubectl.kubernetes.io/last-applied-configuration, its manifest, as kubectl apply (and Argo CD's default sync) leaves it")
 	fs.DurationVar(&o.settle, "settle", 150*time.Second, "how long after it is ready a process's resident set is read as settled (past the Go runtime's forced collection, every two minutes, and the scavenger's return of what it freed)")
 	memLimits := fs.String("memory-limit", "256Mi,512Mi", `the manager's --memory-limit at each -managed count (the last for the rest), as the manifests set it from the container's; "" for none`)
 	fs.StringVar(&o.out, "out", filepath.Join(testenv.Root, ".cache", "bench-memory.txt"), "file the report is also written to")
@@ -181,7 +185,7 @@ func measure(o options) error {
 		return err
 	}
 
-	f := &fixture{c: c, unmanagedPods: o.unmanagedPods, oldReplicaSets: o.oldReplicaSets, oldRevisions: o.oldRevisions}
+	f := &fixture{c: c, unmanagedPods: o.unmanagedPods, oldReplicaSets: o.oldReplicaSets, oldRevisions: o.oldRevisions, lastApplied: o.lastApplied}
 	progress(fmt.Sprintf("writing %d nodes, and %d unmanaged pods with their workloads", nodeCount, o.unmanaged))
 	if err := f.base(ctx); err != nil {
 		return fmt.Errorf("writing the fixture: %w", err)
@@ -214,8 +218,8 @@ func measure(o options) error {
 	var report strings.Builder
 	w := io.MultiWriter(os.Stdout, &report)
 	fmt.Fprintf(w, "\nmemscale: %d unmanaged pods in %d workloads beside the managed; %d nodes; %d pods a managed workload; "+
-		"%d old ReplicaSets a Deployment, %d old revisions a StatefulSet or DaemonSet; settled %v after ready\n\n",
-		f.unmanaged*f.unmanagedPods, f.unmanaged, nodeCount, podsPerWorkload, f.oldReplicaSets, f.oldRevisions, o.settle)
+		"%d old ReplicaSets a Deployment, %d old revisions a StatefulSet or DaemonSet; last-applied manifests: %v; settled %v after ready\n\n",
+		f.unmanaged*f.unmanagedPods, f.unmanaged, nodeCount, podsPerWorkload, f.oldReplicaSets, f.oldRevisions, f.lastApplied, o.settle)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "managed pods\tmemory limit\tfloor settled\tfloor live heap\tmanager ready in\tcontrollers synced in\tmanager settled\tmanager peak\tmanager live heap\tpeak / settled\tsettled / floor\tlive heap a managed pod")
 	for _, r := range rows {

@@ -104,8 +104,16 @@ const appContainer = "app"
 // The triggers, in the order the rollouts take them.
 var triggers = []string{"gate-closed", "image-patched", "refused", "random", "both"}
 
-// The workloads, in the order the rollouts take them (workloads builds them).
-var workloadNames = []string{"sts-parallel", "sts-ordered", "deploy", "daemon"}
+// The workloads' names (workloads builds them), and the order the rollouts
+// take them in.
+const (
+	stsParallelName = "sts-parallel"
+	stsOrderedName  = "sts-ordered"
+	deploymentName  = "deploy"
+	daemonSetName   = "daemon"
+)
+
+var workloadNames = []string{stsParallelName, stsOrderedName, deploymentName, daemonSetName}
 
 func main() {
 	rollouts := flag.Int("rollouts", 50, "rollouts to run, the workloads and the triggers in turn (after one of each workload without a kill)")
@@ -376,21 +384,21 @@ func median(s []float64) float64 {
 
 // workloads builds the four workloads, on the first image.
 func (ch *chaos) workloads() []*workload {
-	stsParallel := ch.statefulSet("sts-parallel", appsv1.ParallelPodManagement, 2)
-	stsOrdered := ch.statefulSet("sts-ordered", appsv1.OrderedReadyPodManagement, 1)
+	stsParallel := ch.statefulSet(stsParallelName, appsv1.ParallelPodManagement, 2)
+	stsOrdered := ch.statefulSet(stsOrderedName, appsv1.OrderedReadyPodManagement, 1)
 	zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "deploy", Namespace: ch.namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: deploymentName, Namespace: ch.namespace},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(ch.pods), Selector: selector("deploy"), Template: ch.template("deploy"),
+			Replicas: ptr.To(ch.pods), Selector: selector(deploymentName), Template: ch.template(deploymentName),
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &zero, MaxUnavailable: &one}},
 		},
 	}
 	ds := &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Name: "daemon", Namespace: ch.namespace},
+		ObjectMeta: metav1.ObjectMeta{Name: daemonSetName, Namespace: ch.namespace},
 		Spec: appsv1.DaemonSetSpec{
-			Selector: selector("daemon"), Template: ch.template("daemon"),
+			Selector: selector(daemonSetName), Template: ch.template(daemonSetName),
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &one, MaxSurge: &zero}},
 		},

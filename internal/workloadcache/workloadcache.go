@@ -6,12 +6,13 @@
 // time, and an informer cannot be told of it. Most of such an object is its
 // pod template (a ControllerRevision's data), and a cluster keeps many of
 // them: ten old ReplicaSets a Deployment and ten revisions a StatefulSet by
-// default. The manager reads templates only in the namespaces it manages.
-// So the cache keeps the objects of the others without their templates, and
-// reads through it give the whole object: as cached where nothing was
-// trimmed, else at the same resourceVersion, read live once and kept while
-// the cache holds that version (a namespace labelled after the object was
-// last cached).
+// default; and one applied with kubectl apply (or Argo CD's default sync)
+// carries its manifest again in an annotation. The manager reads templates
+// only in the namespaces it manages. So the cache keeps the objects of the
+// others without their templates and applied manifests, and reads through
+// it give the whole object: as cached where nothing was trimmed, else at
+// the same resourceVersion, read live once and kept while the cache holds
+// that version (a namespace labelled after the object was last cached).
 package workloadcache
 
 import (
@@ -28,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -76,7 +78,9 @@ func (t *Trimmer) ByObject() map[client.Object]cache.ByObject {
 
 // Transform is the informers' transform for Objects: it drops the managed
 // fields of every object, and the template of one whose namespace the
-// manager does not manage.
+// manager does not manage. Of the same kinds' metadata (the pod webhook's
+// owner lookups, in every namespace) it drops the manifest kubectl apply
+// keeps: no reader of metadata reads it.
 func (t *Trimmer) Transform(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok {
@@ -84,7 +88,8 @@ func (t *Trimmer) Transform(in any) (any, error) {
 	}
 	obj.SetManagedFields(nil)
 	if !trimmable(obj) {
-		return obj, nil // the same kinds' metadata, for the pod webhook's owner lookups
+		dropLastApplied(obj)
+		return obj, nil
 	}
 	t.forget(obj.GetUID())
 	if t.unmanaged(obj.GetNamespace()) {
@@ -146,17 +151,28 @@ func (t *Trimmer) unmanaged(namespace string) bool {
 	return !t.scope.Manages(namespace, ns.Labels)
 }
 
-// trim drops obj's template: what the manager reads only in the
-// namespaces it manages.
+// trim drops obj's template, what the manager reads only in the namespaces
+// it manages, and the manifest kubectl apply keeps in an annotation, as
+// large as the template.
 func trim(obj client.Object) {
 	if t := podTemplate(obj); t != nil {
 		*t = corev1.PodTemplateSpec{}
 	}
+	dropLastApplied(obj)
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		o.Spec.VolumeClaimTemplates = nil
 	case *appsv1.ControllerRevision:
 		o.Data = runtime.RawExtension{}
+	}
+}
+
+// dropLastApplied drops the manifest kubectl apply keeps in obj's
+// annotations.
+func dropLastApplied(obj client.Object) {
+	if a := obj.GetAnnotations(); a[corev1.LastAppliedConfigAnnotation] != "" {
+		delete(a, corev1.LastAppliedConfigAnnotation)
+		obj.SetAnnotations(a)
 	}
 }
 
@@ -183,12 +199,36 @@ type asCached struct{}
 func (asCached) ApplyToGet(*client.GetOptions) {}
 
 // Wrap returns c, whose reads give whole objects, and starts trimming:
-// namespaces are read from c, and what was trimmed from live.
-func (t *Trimmer) Wrap(c cache.Cache, live client.Reader) cache.Cache {
+// namespaces are read from c, and what was trimmed from live. c must not
+// be started yet: Wrap adds its informers for Objects.
+func (t *Trimmer) Wrap(c cache.Cache, live client.Reader) (cache.Cache, error) {
+	// An object deleted while its watch was down reaches the informer as
+	// a tombstone, which no transform is given: its handlers are, and
+	// forget the copy kept for it.
+	for _, obj := range Objects() {
+		informer, err := c.GetInformer(context.Background(), obj)
+		if err != nil {
+			return nil, fmt.Errorf("the informer of %s: %w", reflect.TypeOf(obj).Elem().Name(), err)
+		}
+		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: t.deleted}); err != nil {
+			return nil, err
+		}
+	}
 	var namespaces client.Reader = c
 	t.namespaces.Store(&namespaces)
 	t.live.Store(&live)
-	return &wholeReads{Cache: c, t: t}
+	return &wholeReads{Cache: c, t: t}, nil
+}
+
+// deleted forgets the copy kept for a deleted object, given as the
+// informer gives it: the object, or its tombstone.
+func (t *Trimmer) deleted(obj any) {
+	if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tombstone.Obj
+	}
+	if o, ok := obj.(client.Object); ok {
+		t.forget(o.GetUID())
+	}
 }
 
 // wholeReads is a cache whose reads give whole objects.

@@ -44,7 +44,7 @@ func objects(namespace string) []client.Object {
 		panic(err)
 	}
 	selector := &metav1.LabelSelector{MatchLabels: tmpl.Labels}
-	return []client.Object{
+	objs := []client.Object{
 		builder.StatefulSet("web", namespace).Obj(),
 		builder.Deployment("web", namespace).Obj(),
 		builder.DaemonSet("web", namespace).Obj(),
@@ -53,6 +53,15 @@ func objects(namespace string) []client.Object {
 		&appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: "web-5d8c7b9f6", Namespace: namespace},
 			Data: runtime.RawExtension{Raw: data}, Revision: 1},
 	}
+	// Applied with kubectl apply: the manifest in an annotation, beside
+	// one of the owner's.
+	for _, obj := range objs {
+		obj.SetAnnotations(map[string]string{
+			corev1.LastAppliedConfigAnnotation: `{"apiVersion":"apps/v1","kind":"` + kindOf(obj) + `"}`,
+			"team.example.com/owner":           "web",
+		})
+	}
+	return objs
 }
 
 // TestReadsAreWhole runs the trimmed cache against a real API server: the
@@ -91,7 +100,10 @@ func TestReadsAreWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := &counting{Reader: c}
-	wrapped := trimmer.Wrap(inner, live)
+	wrapped, err := trimmer.Wrap(inner, live)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, obj := range append(workloadcache.Objects(), &corev1.Namespace{}) {
 		if _, err := wrapped.GetInformer(ctx, obj); err != nil {
 			t.Fatal(err)
@@ -176,8 +188,13 @@ func newOf(obj client.Object) client.Object {
 	return reflect.New(reflect.TypeOf(obj).Elem()).Interface().(client.Object)
 }
 
-// templateOf returns what trimming drops of obj.
+// templateOf returns what trimming drops of obj: its template, and the
+// manifest kubectl apply keeps.
 func templateOf(obj client.Object) any {
+	return []any{template(obj), obj.GetAnnotations()[corev1.LastAppliedConfigAnnotation]}
+}
+
+func template(obj client.Object) any {
 	switch o := obj.(type) {
 	case *appsv1.StatefulSet:
 		return o.Spec.Template
@@ -228,14 +245,23 @@ func TestTransform(t *testing.T) {
 				t.Errorf("%s in %s: trimmed %v, managed fields %v; want trimmed %v, no managed fields",
 					kindOf(obj), tc.namespace, workloadcache.Trimmed(got), got.GetManagedFields(), tc.want)
 			}
+			_, applied := got.GetAnnotations()[corev1.LastAppliedConfigAnnotation]
+			if applied == tc.want || got.GetAnnotations()["team.example.com/owner"] != "web" {
+				t.Errorf("%s in %s: annotations %v; want the last applied manifest only if not trimmed, the others kept",
+					kindOf(obj), tc.namespace, got.GetAnnotations())
+			}
 		}
 	}
-	meta := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "coredns",
-		Labels: map[string]string{"k8s-app": "kube-dns"}, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	// Metadata, in any namespace: no managed fields, no applied manifest.
+	meta := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web",
+		Labels:        map[string]string{"app": "web"},
+		Annotations:   objects("shop")[1].GetAnnotations(),
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
 	meta.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
 	out, err := trimmer.Transform(meta)
-	if got := out.(*metav1.PartialObjectMetadata); err != nil || got.Labels["k8s-app"] != "kube-dns" || got.ManagedFields != nil {
-		t.Errorf("a Deployment's metadata: %v, %v; want its labels, no managed fields", got, err)
+	if got := out.(*metav1.PartialObjectMetadata); err != nil || got.Labels["app"] != "web" || got.ManagedFields != nil ||
+		len(got.Annotations) != 1 || got.Annotations["team.example.com/owner"] != "web" {
+		t.Errorf("a Deployment's metadata: %v, %v; want its labels and its owner's annotation, no managed fields, no applied manifest", got, err)
 	}
 	tombstone := toolscache.DeletedFinalStateUnknown{Key: "kube-system/coredns", Obj: objects("kube-system")[1]}
 	if out, err := trimmer.Transform(tombstone); err != nil || out != tombstone {

@@ -243,7 +243,7 @@ func newManager(cfg *rest.Config, o Options, scheme *runtime.Scheme, certificate
 			if err != nil {
 				return nil, err
 			}
-			return trimmer.Wrap(c, live), nil
+			return trimmer.Wrap(c, live)
 		},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.WebhookHost,

@@ -1126,6 +1126,16 @@ func dumpNamespace(ctx context.Context, t testing.TB, namespace string) {
 			fmt.Fprintf(&b, "  manager pod %s on %s: %s\n", p.Name, p.Spec.NodeName, whyNotReady(&p))
 		}
 	}
+	if path := os.Getenv("E2E_AUDIT_LOG"); path != "" {
+		writes, err := statusWrites(path, namespace)
+		if err != nil {
+			fmt.Fprintf(&b, "  pod status writes: %v\n", err)
+		}
+		fmt.Fprintf(&b, "  pod status writes (the API server's audit log): %d\n", len(writes))
+		for _, w := range writes {
+			fmt.Fprintf(&b, "    %s\n", w)
+		}
+	}
 	t.Log(b.String())
 }
 

@@ -150,7 +150,7 @@ main() {
 	# The working directory is the package's, as under go test; the
 	# output is kept for failure_summary (pipefail: the status is the
 	# tests').
-	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" E2E_MANAGER_LOGS="$LOGS/manager" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
+	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" E2E_MANAGER_LOGS="$LOGS/manager" E2E_AUDIT_LOG="$LOGS/audit.log" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
 	e2e_log "tests passed in $(since "$t1")"
 	if [ "${E2E_KRUISE:-}" = 1 ]; then
 		e2e_log "uninstalling OpenKruise"

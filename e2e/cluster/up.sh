@@ -130,8 +130,11 @@ setup_network() {
 # write_audit_policy: the API server records each pod create, when it was
 # received and when its response completed, to the microsecond: make
 # bench-apiserver reads the latency of each create there, where the API
-# server's histograms only have buckets at 5, 25 and 50 ms. Nothing else is
-# recorded.
+# server's histograms only have buckets at 5, 25 and 50 ms. And each write
+# of a pod's status with its body, who wrote it and whether it was let
+# through: a readiness flip in a failed run is traced to its writer there
+# (the kubelet, the manager, the readiness guard's refusals). Nothing else
+# is recorded.
 write_audit_policy() {
 	cat >"$STATE/audit-policy.yaml" <<-'POLICY'
 		apiVersion: audit.k8s.io/v1
@@ -141,6 +144,9 @@ write_audit_policy() {
 		- level: Metadata
 		  verbs: [create]
 		  resources: [{group: "", resources: [pods]}]
+		- level: Request
+		  verbs: [patch, update]
+		  resources: [{group: "", resources: [pods/status]}]
 		- level: None
 	POLICY
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -59,7 +60,7 @@ func statusWrites(path, namespace string) ([]string, error) {
 	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
 	quoted := []byte(`"namespace":"` + namespace + `"`)
 	for sc.Scan() {
-		if !strings.Contains(sc.Text(), string(quoted)) {
+		if !bytes.Contains(sc.Bytes(), quoted) {
 			continue
 		}
 		var w auditedStatusWrite

@@ -1,7 +1,7 @@
 // Package e2ekit holds what the programs and tests run against the e2e
 // cluster share: the benches' client of the cluster and the namespace each
-// run makes and deletes, and the push of an image of its own to the
-// cluster's registry.
+// run makes and deletes, the push of an image of its own to the cluster's
+// registry, and the reader of its API server's audit log.
 package e2ekit
 
 import (

@@ -107,17 +107,7 @@ func (d *ShutdownDrain) Start(ctx context.Context) error {
 // progress (Elected).
 func (d *ShutdownDrain) NeedLeaderElection() bool { return false }
 
-func (d *ShutdownDrain) elected() bool {
-	if d.Elected == nil {
-		return true
-	}
-	select {
-	case <-d.Elected:
-		return true
-	default:
-		return false
-	}
-}
+func (d *ShutdownDrain) elected() bool { return isElected(d.Elected) }
 
 // Drain opens the gates in-progress updates hold closed, as far as it is
 // safe, reading the pods again every drainPoll while one is left, until ctx

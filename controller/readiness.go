@@ -49,7 +49,9 @@ const AbandonAfter = 30 * time.Second
 //
 // Its writes are conditional on the resourceVersion it read: of two
 // replicas opening the same gate one succeeds and the other finds the pod
-// changed, and none opens a gate that an update closed since it read.
+// changed, and none opens a gate that an update closed since it read. So
+// that they do not race for every gate, a replica that is not elected
+// leaves each one to the elected replica for ElectedHeadStart first.
 type ReadinessGateKeeper struct {
 	Client client.Client
 	Clock  clock.PassiveClock
@@ -61,7 +63,18 @@ type ReadinessGateKeeper struct {
 	Scope inplace.Scope
 	// Passes tracks the keeper's passes (nil tracks nothing).
 	Passes *rollout.Passes
+	// Elected is closed once this replica is elected (the manager's
+	// Elected); nil is elected.
+	Elected <-chan struct{}
 }
+
+// ElectedHeadStart is how long past a pod's last change a replica that is
+// not elected waits before it opens the pod's gate: the elected replica,
+// watching the same pod, opens it within milliseconds, and a second writer
+// only has its write refused as a conflict (two in three gate writes were,
+// before). Once the elected replica has stopped, until another one takes
+// its lease, a gate opens this late.
+const ElectedHeadStart = 2 * time.Second
 
 // KeeperConcurrency is how many gates the keeper opens at once: a burst of
 // pods created together (a scale-up, a Deployment's rollout) waits for one
@@ -101,6 +114,9 @@ func (r *ReadinessGateKeeper) Reconcile(ctx context.Context, req ctrl.Request) (
 	open, after, why := r.shouldOpen(ctx, pod)
 	if !open {
 		return ctrl.Result{RequeueAfter: after}, nil
+	}
+	if wait := r.headStart(pod); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	err := rollout.OpenGate(ctx, r.Client, pod, metav1.NewTime(r.Clock.Now()))
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
@@ -157,6 +173,48 @@ func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (
 		return false, wait, ""
 	}
 	return true, 0, "the update was begun and never patched"
+}
+
+// headStart is how much longer this replica leaves the pod's gate to the
+// elected one: none when it is elected, else what is left of
+// ElectedHeadStart past the pod's last change as its object records it
+// (never more, whatever the clocks say).
+func (r *ReadinessGateKeeper) headStart(pod *corev1.Pod) time.Duration {
+	if isElected(r.Elected) {
+		return 0
+	}
+	last := pod.CreationTimestamp.Time
+	later := func(t time.Time) {
+		if t.After(last) {
+			last = t
+		}
+	}
+	for i := range pod.Status.Conditions {
+		later(pod.Status.Conditions[i].LastTransitionTime.Time)
+	}
+	for i := range pod.Status.ContainerStatuses {
+		if running := pod.Status.ContainerStatuses[i].State.Running; running != nil {
+			later(running.StartedAt.Time)
+		}
+	}
+	if state, err := inplace.StateOf(pod); err == nil && state != nil && state.PatchedAt != nil {
+		later(state.PatchedAt.Time)
+	}
+	return min(ElectedHeadStart, last.Add(ElectedHeadStart).Sub(r.Clock.Now()))
+}
+
+// isElected reports whether elected, a manager's Elected channel, is
+// closed; nil is elected.
+func isElected(elected <-chan struct{}) bool {
+	if elected == nil {
+		return true
+	}
+	select {
+	case <-elected:
+		return true
+	default:
+		return false
+	}
 }
 
 // gracePeriod returns the grace period of the workload that controls the pod

@@ -159,6 +159,71 @@ func testReadinessGateKeeperOnConflict(t *testing.T, now time.Time) {
 	}
 }
 
+// TestReadinessGateKeeperHeadStart: a replica that is not elected leaves a
+// gate to the elected one for ElectedHeadStart past the pod's last change,
+// then opens it if it is still closed.
+func TestReadinessGateKeeperHeadStart(t *testing.T) {
+	testclock.Run(t, testReadinessGateKeeperHeadStart)
+}
+
+func testReadinessGateKeeperHeadStart(t *testing.T, now time.Time) {
+	created := func(at time.Time) *builder.PodWrapper {
+		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
+		w.CreationTimestamp = metav1.NewTime(at)
+		return w
+	}
+	elected, notElected := make(chan struct{}), make(chan struct{})
+	close(elected)
+	cases := map[string]struct {
+		pod       *corev1.Pod
+		elected   <-chan struct{}
+		wantOpen  bool
+		wantAfter time.Duration
+	}{
+		"elected: a new pod's gate opens at once": {
+			pod: created(now).Obj(), elected: elected, wantOpen: true,
+		},
+		"not elected: a pod created a second ago waits out the rest of the head start": {
+			pod: created(now.Add(-time.Second)).Obj(), elected: notElected, wantAfter: ElectedHeadStart - time.Second,
+		},
+		"not elected: the head start counts from the pod's last change": {
+			pod: func() *corev1.Pod {
+				p := created(now.Add(-time.Minute)).Obj()
+				p.Status.Conditions = []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue,
+					LastTransitionTime: metav1.NewTime(now.Add(-time.Second))}}
+				return p
+			}(),
+			elected: notElected, wantAfter: ElectedHeadStart - time.Second,
+		},
+		"not elected: a pod created past the head start and still gated gets it opened": {
+			pod: created(now.Add(-ElectedHeadStart)).Obj(), elected: notElected, wantOpen: true,
+		},
+		"not elected: a pod the clock says is from the future waits no more than the head start": {
+			pod: created(now.Add(time.Hour)).Obj(), elected: notElected, wantAfter: ElectedHeadStart,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod).WithStatusSubresource(&corev1.Pod{}).Build()
+			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(now), Elected: tc.elected}
+			res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tc.pod)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.Pod{}
+			if err := c.Get(t.Context(), client.ObjectKeyFromObject(tc.pod), got); err != nil {
+				t.Fatal(err)
+			}
+			if open := rollout.GateOpen(got); open != tc.wantOpen {
+				t.Errorf("gate open = %v, want %v", open, tc.wantOpen)
+			}
+			if res.RequeueAfter != tc.wantAfter {
+				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tc.wantAfter)
+			}
+		})
+	}
+}
+
 // TestReadinessGateKeeperReopens: the keeper runs on every replica and opens
 // the gates that an update left closed when nothing holds them any more.
 func TestReadinessGateKeeperReopens(t *testing.T) { testclock.Run(t, testReadinessGateKeeperReopens) }

@@ -359,7 +359,7 @@ func Setup(ctx context.Context, mgr manager.Manager, o Options, username string)
 	// The reconcilers' passes: a hung one fails the liveness check, and a
 	// stopping replica's drain waits for them to end.
 	passes := rollout.NewPasses(nil)
-	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope, Passes: passes}).SetupWithManager(mgr); err != nil {
+	if err := (&controller.ReadinessGateKeeper{Client: mgr.GetClient(), Guard: guard, Scope: scope, Passes: passes, Elected: mgr.Elected()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the readiness-gate keeper: %w", err)
 	}
 	for _, kind := range []rollout.Kind{statefulset.Kind{}, daemonset.Kind{}, deployment.Kind{}} {

@@ -36,10 +36,12 @@ var (
 func TestReadinessGateKeeper(t *testing.T) { testclock.Run(t, testReadinessGateKeeper) }
 
 func testReadinessGateKeeper(t *testing.T, now time.Time) {
-	gated := func() *builder.PodWrapper {
-		return builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
-	}
 	earlier := metav1.NewTime(now.Add(-time.Hour))
+	gated := func() *builder.PodWrapper {
+		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
+		w.Status.StartTime = &earlier // its kubelet has started it
+		return w
+	}
 	cases := map[string]struct {
 		pod        *corev1.Pod
 		wantStatus corev1.ConditionStatus // "" means no condition
@@ -47,6 +49,9 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 	}{
 		"a new pod with the gate gets it True": {
 			pod: gated().Obj(), wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
+		},
+		"a new pod no kubelet has started yet waits for its first status": {
+			pod: func() *corev1.Pod { p := gated().Obj(); p.Status.StartTime = nil; return p }(),
 		},
 		"a False condition with no update in progress turns True": {
 			pod:        gated().Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
@@ -144,6 +149,7 @@ func TestReadinessGateKeeperOnConflict(t *testing.T) {
 
 func testReadinessGateKeeperOnConflict(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
+	pod.Status.StartTime = &metav1.Time{Time: now}
 	patches := 0
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).
 		WithInterceptorFuncs(interceptor.Funcs{
@@ -170,6 +176,7 @@ func testReadinessGateKeeperHeadStart(t *testing.T, now time.Time) {
 	created := func(at time.Time) *builder.PodWrapper {
 		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 		w.CreationTimestamp = metav1.NewTime(at)
+		w.Status.StartTime = &w.CreationTimestamp
 		return w
 	}
 	elected, notElected := make(chan struct{}), make(chan struct{})

@@ -52,8 +52,10 @@ const AbandonAfter = 30 * time.Second
 // Its writes are conditional on the resourceVersion it read: of two
 // replicas opening the same gate one succeeds and the other finds the pod
 // changed, and none opens a gate that an update closed since it read. So
-// that they do not race for every gate, a replica that is not elected
-// leaves each one to the elected replica for ElectedHeadStart first.
+// that they do not race for every gate, the keeper leaves a gate for
+// ElectedHeadStart to the writer expected to open it: a new pod's to the
+// elected replica's keeper, an updated pod's to the elected replica's
+// rollout.
 type ReadinessGateKeeper struct {
 	Client client.Client
 	Clock  clock.PassiveClock
@@ -70,12 +72,12 @@ type ReadinessGateKeeper struct {
 	Elected <-chan struct{}
 }
 
-// ElectedHeadStart is how long past a pod's last change a replica that is
-// not elected waits before it opens the pod's gate: the elected replica,
-// watching the same pod, opens it within milliseconds, and a second writer
-// only has its write refused as a conflict (two in three gate writes were,
-// before). Once the elected replica has stopped, until another one takes
-// its lease, a gate opens this late.
+// ElectedHeadStart is how long past a pod's last change the keeper waits
+// before it opens a gate that the elected replica is expected to open:
+// that one, watching the same pod, opens it within milliseconds, and a
+// second writer only has its write refused as a conflict (two in three
+// gate writes were, before). When the elected replica has stopped, until
+// another one takes its lease, a gate opens this late.
 const ElectedHeadStart = 2 * time.Second
 
 // KeeperConcurrency is how many gates the keeper opens at once: a burst of
@@ -180,12 +182,12 @@ func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (
 	return true, 0, "the update was begun and never patched"
 }
 
-// headStart is how much longer this replica leaves the pod's gate to the
-// elected one: none when it is elected, else what is left of
-// ElectedHeadStart past the pod's last change as its object records it
-// (never more, whatever the clocks say).
+// headStart is how much longer the keeper leaves the pod's gate to the
+// elected replica: none for a new pod's on the elected replica, else what
+// is left of ElectedHeadStart past the pod's last change as its object
+// records it (never more, whatever the clocks say).
 func (r *ReadinessGateKeeper) headStart(pod *corev1.Pod) time.Duration {
-	if isElected(r.Elected) {
+	if isElected(r.Elected) && !inplace.Updating(pod) {
 		return 0
 	}
 	last := pod.CreationTimestamp.Time

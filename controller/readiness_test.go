@@ -276,14 +276,17 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 		"patched, the kubelet has not taken it in": {
 			pod: patched(false, "c1"), guarded: true, clock: now,
 		},
+		"patched and taken in, guarded, within the head start: left to the rollout": {
+			pod: patched(true, "c1"), guarded: true, clock: now, wantAfter: ElectedHeadStart,
+		},
 		"patched and taken in, the old container still runs, guarded: opens": {
-			pod: patched(true, "c1"), guarded: true, clock: now, wantOpen: true,
+			pod: patched(true, "c1"), guarded: true, clock: now.Add(ElectedHeadStart), wantOpen: true,
 		},
 		"patched and taken in, the old container still runs, unguarded: stays closed": {
 			pod: patched(true, "c1"), clock: now,
 		},
 		"patched, the old container replaced, unguarded: opens": {
-			pod: patched(true, "c2"), clock: now, wantOpen: true,
+			pod: patched(true, "c2"), clock: now.Add(ElectedHeadStart), wantOpen: true,
 		},
 	}
 	for name, tc := range cases {

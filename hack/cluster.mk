@@ -127,6 +127,16 @@ bench-apiserver: deploy-e2e ## What inplace costs the API server, by its own met
 		-images $$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v1),$$($(CLUSTER_SCRIPTS)/images.sh ref testapp-v2) \
 		| tee $(CLUSTER_REPO_ROOT)/.cache/bench-apiserver.txt
 
+# GATE_WRITES_SINCE, GATE_WRITES_UNTIL: the writes counted, by the time the
+# API server received them (RFC 3339; empty: from the log's start, to its end).
+GATE_WRITES_SINCE ?=
+GATE_WRITES_UNTIL ?=
+
+.PHONY: gate-writes
+gate-writes: ## Count the manager's writes that open a readiness gate in the cluster's audit log, at pod creation and later, and those refused as conflicts (GATE_WRITES_SINCE=... GATE_WRITES_UNTIL=...: one run's).
+	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go run ./e2e/gatewrites -audit-log $(CLUSTER_STATE_DIR)/logs/audit.log \
+		-since '$(GATE_WRITES_SINCE)' -until '$(GATE_WRITES_UNTIL)'
+
 # CHAOS_ROLLOUTS: see e2e/chaos. CHAOS_FLAGS: more of its flags, such as
 # -workloads deploy -triggers gate-closed to repeat one case.
 CHAOS_ROLLOUTS ?= 50

@@ -39,7 +39,7 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 	earlier := metav1.NewTime(now.Add(-time.Hour))
 	gated := func() *builder.PodWrapper {
 		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
-		w.Status.StartTime = &earlier // its kubelet has started it
+		w.Spec.NodeName = "node-1"
 		return w
 	}
 	cases := map[string]struct {
@@ -50,8 +50,8 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 		"a new pod with the gate gets it True": {
 			pod: gated().Obj(), wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
 		},
-		"a new pod no kubelet has started yet waits for its first status": {
-			pod: func() *corev1.Pod { p := gated().Obj(); p.Status.StartTime = nil; return p }(),
+		"a new pod not bound to a node yet waits for its binding": {
+			pod: func() *corev1.Pod { p := gated().Obj(); p.Spec.NodeName = ""; return p }(),
 		},
 		"a False condition with no update in progress turns True": {
 			pod:        gated().Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
@@ -149,7 +149,7 @@ func TestReadinessGateKeeperOnConflict(t *testing.T) {
 
 func testReadinessGateKeeperOnConflict(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
-	pod.Status.StartTime = &metav1.Time{Time: now}
+	pod.Spec.NodeName = "node-1"
 	patches := 0
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).
 		WithInterceptorFuncs(interceptor.Funcs{
@@ -176,7 +176,7 @@ func testReadinessGateKeeperHeadStart(t *testing.T, now time.Time) {
 	created := func(at time.Time) *builder.PodWrapper {
 		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 		w.CreationTimestamp = metav1.NewTime(at)
-		w.Status.StartTime = &w.CreationTimestamp
+		w.Spec.NodeName = "node-1"
 		return w
 	}
 	elected, notElected := make(chan struct{}), make(chan struct{})

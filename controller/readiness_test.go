@@ -213,21 +213,28 @@ func testReadinessGateKeeperHeadStart(t *testing.T, now time.Time) {
 		t.Run(name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod).WithStatusSubresource(&corev1.Pod{}).Build()
 			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(now), Elected: tc.elected}
-			res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tc.pod)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := &corev1.Pod{}
-			if err := c.Get(t.Context(), client.ObjectKeyFromObject(tc.pod), got); err != nil {
-				t.Fatal(err)
-			}
-			if open := rollout.GateOpen(got); open != tc.wantOpen {
-				t.Errorf("gate open = %v, want %v", open, tc.wantOpen)
-			}
-			if res.RequeueAfter != tc.wantAfter {
-				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tc.wantAfter)
-			}
+			checkReconcile(t, r, c, tc.pod, tc.wantOpen, tc.wantAfter)
 		})
+	}
+}
+
+// checkReconcile has r reconcile pod and checks that the gate c then holds
+// is open or not as wanted, and that r asked to look again after wantAfter.
+func checkReconcile(t *testing.T, r *ReadinessGateKeeper, c client.Client, pod *corev1.Pod, wantOpen bool, wantAfter time.Duration) {
+	t.Helper()
+	res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(pod)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), got); err != nil {
+		t.Fatal(err)
+	}
+	if open := rollout.GateOpen(got); open != wantOpen {
+		t.Errorf("gate open = %v, want %v", open, wantOpen)
+	}
+	if res.RequeueAfter != wantAfter {
+		t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, wantAfter)
 	}
 }
 
@@ -293,20 +300,7 @@ func testReadinessGateKeeperReopens(t *testing.T, now time.Time) {
 		t.Run(name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(tc.pod, sts.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
 			r := &ReadinessGateKeeper{Client: c, Clock: clocktesting.NewFakePassiveClock(tc.clock), Guard: guard(tc.guarded)}
-			res, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(tc.pod)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := &corev1.Pod{}
-			if err := c.Get(t.Context(), client.ObjectKeyFromObject(tc.pod), got); err != nil {
-				t.Fatal(err)
-			}
-			if open := rollout.GateOpen(got); open != tc.wantOpen {
-				t.Errorf("gate open = %v, want %v", open, tc.wantOpen)
-			}
-			if res.RequeueAfter != tc.wantAfter {
-				t.Errorf("RequeueAfter = %v, want %v", res.RequeueAfter, tc.wantAfter)
-			}
+			checkReconcile(t, r, c, tc.pod, tc.wantOpen, tc.wantAfter)
 		})
 	}
 }

@@ -182,24 +182,11 @@ func TestWebhookInAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("the readiness-gate keeper sets the condition on a pod created through the API server, once it is bound", func(t *testing.T) {
+	t.Run("the readiness-gate keeper sets the condition on a pod created through the API server", func(t *testing.T) {
 		sts := builder.StatefulSet("keeper", "apps").Obj()
 		create(t, sts)
 		pod := builder.Pod("keeper-0", "apps").OwnedBy("apps/v1", "StatefulSet", "keeper", sts.UID).Obj()
 		create(t, pod)
-		// Not bound yet (no scheduler runs here): the keeper leaves it, and
-		// its write does not race the binding.
-		time.Sleep(time.Second)
-		if err := c.Get(t.Context(), client.ObjectKeyFromObject(pod), pod); err != nil {
-			t.Fatal(err)
-		}
-		if cond := inplace.GateCondition(pod); cond != nil {
-			t.Errorf("InPlaceUpdateReady set on a pod no node has: %+v", cond)
-		}
-		binding := &corev1.Binding{Target: corev1.ObjectReference{Kind: "Node", Name: "node-1"}}
-		if err := c.SubResource("binding").Create(t.Context(), pod, binding); err != nil {
-			t.Fatalf("binding the pod as the scheduler would: %v", err)
-		}
 		err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 				return false, err

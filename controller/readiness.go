@@ -36,11 +36,8 @@ const AbandonAfter = 30 * time.Second
 // would never become Ready (OpenKruise issues #114 and #892), so the keeper
 // runs on every manager replica, not only the elected one, and opens the
 // gate of:
-//   - a pod with no in-place update in progress: once it is bound to a
-//     node, before its containers start, so that the gate costs it no time
-//     (a write any earlier races the scheduler's binding, and is mostly
-//     refused as a conflict; one after the kubelet's first status comes
-//     too late when the kubelet writes that behind its containers);
+//   - a pod with no in-place update in progress: on its creation, before its
+//     containers start, so that the gate costs it no time;
 //   - a pod whose update the kubelet has taken in (and, unguarded, whose
 //     replaced containers are gone), and whose resize, if it has one, the
 //     kubelet has applied: the kubelet then turns it Ready the moment its
@@ -143,9 +140,6 @@ func (r *ReadinessGateKeeper) shouldOpen(ctx context.Context, pod *corev1.Pod) (
 		return false, 0, ""
 	}
 	if inplace.NeedsGateOpened(pod) {
-		if pod.Spec.NodeName == "" {
-			return false, 0, "" // not bound yet: its binding brings it back
-		}
 		return true, 0, "no update in progress"
 	}
 	state, err := inplace.StateOf(pod)

@@ -36,12 +36,10 @@ var (
 func TestReadinessGateKeeper(t *testing.T) { testclock.Run(t, testReadinessGateKeeper) }
 
 func testReadinessGateKeeper(t *testing.T, now time.Time) {
-	earlier := metav1.NewTime(now.Add(-time.Hour))
 	gated := func() *builder.PodWrapper {
-		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
-		w.Spec.NodeName = "node-1"
-		return w
+		return builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 	}
+	earlier := metav1.NewTime(now.Add(-time.Hour))
 	cases := map[string]struct {
 		pod        *corev1.Pod
 		wantStatus corev1.ConditionStatus // "" means no condition
@@ -49,9 +47,6 @@ func testReadinessGateKeeper(t *testing.T, now time.Time) {
 	}{
 		"a new pod with the gate gets it True": {
 			pod: gated().Obj(), wantStatus: corev1.ConditionTrue, wantTime: metav1.NewTime(now),
-		},
-		"a new pod not bound to a node yet waits for its binding": {
-			pod: func() *corev1.Pod { p := gated().Obj(); p.Spec.NodeName = ""; return p }(),
 		},
 		"a False condition with no update in progress turns True": {
 			pod:        gated().Condition(inplace.ConditionInPlaceUpdateReady, corev1.ConditionFalse).Obj(),
@@ -149,7 +144,6 @@ func TestReadinessGateKeeperOnConflict(t *testing.T) {
 
 func testReadinessGateKeeperOnConflict(t *testing.T, now time.Time) {
 	pod := builder.Pod("web-0", "apps").ReadinessGate(inplace.ConditionInPlaceUpdateReady).Obj()
-	pod.Spec.NodeName = "node-1"
 	patches := 0
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pod).WithStatusSubresource(&corev1.Pod{}).
 		WithInterceptorFuncs(interceptor.Funcs{
@@ -176,7 +170,6 @@ func testReadinessGateKeeperHeadStart(t *testing.T, now time.Time) {
 	created := func(at time.Time) *builder.PodWrapper {
 		w := builder.Pod("web-0", "apps").Label(inplace.LabelManaged, "true").ReadinessGate(inplace.ConditionInPlaceUpdateReady)
 		w.CreationTimestamp = metav1.NewTime(at)
-		w.Spec.NodeName = "node-1"
 		return w
 	}
 	elected, notElected := make(chan struct{}), make(chan struct{})

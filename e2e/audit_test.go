@@ -3,29 +3,11 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
 )
-
-// statusWrite is what a write of a pod's status that the e2e cluster's
-// audit log keeps carried (e2e/cluster/up.sh): its conditions and container
-// readiness.
-type statusWrite struct {
-	Status struct {
-		Conditions []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-		} `json:"conditions"`
-		ContainerStatuses []struct {
-			Name        string `json:"name"`
-			ContainerID string `json:"containerID"`
-			Ready       *bool  `json:"ready"`
-		} `json:"containerStatuses"`
-	} `json:"status"`
-}
 
 // statusWrites returns, a line each in the order received, the writes of
 // the status of the pods of namespace that the audit log at path holds:
@@ -47,8 +29,8 @@ func statusWrites(path, namespace string) ([]string, error) {
 func describeStatusWrite(e *e2ekit.AuditEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s %s by %s: %d", e.Received.Format("15:04:05.000000"), e.Verb, e.ObjectRef.Name, e.User.Username, e.Code())
-	var w statusWrite
-	if len(e.RequestObject) == 0 || json.Unmarshal(e.RequestObject, &w) != nil {
+	w, ok := e.StatusWrite()
+	if !ok {
 		return b.String()
 	}
 	for _, c := range w.Status.Conditions {

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -65,16 +64,6 @@ type phase struct {
 
 type counts struct{ creation, update phase }
 
-// gateWrite is what this reads of a status write's body.
-type gateWrite struct {
-	Status struct {
-		Conditions []struct {
-			Type   string `json:"type"`
-			Status string `json:"status"`
-		} `json:"conditions"`
-	} `json:"status"`
-}
-
 func count(path string, since, until time.Time, creation time.Duration, manager string) (*counts, error) {
 	c := &counts{creation: phase{name: "at creation", pods: map[string]bool{}}, update: phase{name: "later (updates)", pods: map[string]bool{}}}
 	first := map[string]time.Time{}
@@ -88,7 +77,7 @@ func count(path string, since, until time.Time, creation time.Duration, manager 
 		if _, ok := first[key]; !ok {
 			first[key] = at
 		}
-		if at.Before(since) || !until.IsZero() && !at.Before(until) || !strings.HasSuffix(e.User.Username, manager) || !opensGate(e.RequestObject) {
+		if at.Before(since) || !until.IsZero() && !at.Before(until) || !strings.HasSuffix(e.User.Username, manager) || !opensGate(e) {
 			return
 		}
 		p := &c.update
@@ -107,11 +96,11 @@ func count(path string, since, until time.Time, creation time.Duration, manager 
 	return c, err
 }
 
-// opensGate reports whether a status write's body sets InPlaceUpdateReady
-// True.
-func opensGate(body json.RawMessage) bool {
-	var w gateWrite
-	if len(body) == 0 || json.Unmarshal(body, &w) != nil {
+// opensGate reports whether a write of a pod's status sets
+// InPlaceUpdateReady True.
+func opensGate(e *e2ekit.AuditEvent) bool {
+	w, ok := e.StatusWrite()
+	if !ok {
 		return false
 	}
 	for _, cond := range w.Status.Conditions {

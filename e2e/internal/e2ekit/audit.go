@@ -46,6 +46,32 @@ func (e *AuditEvent) Code() int32 {
 	return e.ResponseStatus.Code
 }
 
+// StatusWrite is what this reads of the body of a write of a pod's status
+// (the policy keeps it): the conditions and container readiness it carried.
+type StatusWrite struct {
+	Status struct {
+		Conditions []struct {
+			Type   string `json:"type"`
+			Status string `json:"status"`
+		} `json:"conditions"`
+		ContainerStatuses []struct {
+			Name        string `json:"name"`
+			ContainerID string `json:"containerID"`
+			Ready       *bool  `json:"ready"`
+		} `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+// StatusWrite decodes the event's body as a write of a pod's status; false
+// if it has none or it does not decode.
+func (e *AuditEvent) StatusWrite() (StatusWrite, bool) {
+	var w StatusWrite
+	if len(e.RequestObject) == 0 || json.Unmarshal(e.RequestObject, &w) != nil {
+		return w, false
+	}
+	return w, true
+}
+
 // ReadAudit calls fn, in the order recorded, with each event of the audit
 // log at path whose line contains match (a cheap filter before a line is
 // decoded): the file the API server rotated out first

@@ -31,6 +31,11 @@ func TestReadAudit(t *testing.T) {
 		got = append(got, e.Verb+" "+e.ObjectRef.Name)
 		if e.Code() == 409 {
 			body = string(e.RequestObject)
+			if w, ok := e.StatusWrite(); !ok || len(w.Status.Conditions) != 1 || w.Status.Conditions[0].Type != "Ready" || w.Status.Conditions[0].Status != "True" {
+				t.Errorf("StatusWrite() = %+v, %v; want the Ready=True it carried", w, ok)
+			}
+		} else if _, ok := e.StatusWrite(); ok {
+			t.Errorf("StatusWrite() of %s %s, with no body: ok", e.Verb, e.ObjectRef.Name)
 		}
 	})
 	if err != nil {

@@ -168,6 +168,7 @@ func setUp(ctx context.Context) (cleanup func() error, err error) {
 		return nil, fmt.Errorf("no kubeconfig (set KUBECONFIG to $(make -s kubeconfig)): %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
+	cfg.Wrap(requests.wrap)
 	restConfig = cfg
 	k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
@@ -304,10 +305,15 @@ func isPermanent(err error) bool {
 
 // poll calls check every pollInterval until it returns nil, and returns
 // check's last error when timeout passes first (or a permanent one at once).
+// A wait that times out after seeing more than one answer lists them in
+// turn, with when each was seen: a state that came and went between two
+// checks, or a check that failed for a while, shows there.
 func poll(ctx context.Context, timeout time.Duration, check func(context.Context) error) error {
 	var last error
+	var seen pollTrail
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		last = check(ctx)
+		seen.add(last)
 		if isPermanent(last) {
 			return false, last
 		}
@@ -319,11 +325,60 @@ func poll(ctx context.Context, timeout time.Duration, check func(context.Context
 	case isPermanent(last):
 		return last
 	case last != nil && ctx.Err() == nil:
-		return fmt.Errorf("still not so after %v: %w", timeout, last)
+		return fmt.Errorf("still not so after %v: %w%s", timeout, last, seen)
 	case last != nil:
-		return fmt.Errorf("%w; last seen: %w", err, last)
+		return fmt.Errorf("%w; last seen: %w%s", err, last, seen)
 	}
 	return err
+}
+
+// pollTrail is what a wait's checks answered, one entry for each run of
+// the same answer, the newest maxPollTrail kept.
+type pollTrail struct {
+	entries []pollAnswer
+	dropped int
+}
+
+type pollAnswer struct {
+	answer      string
+	first, last time.Time
+	times       int
+}
+
+const maxPollTrail = 20
+
+func (p *pollTrail) add(err error) {
+	answer, now := "ok", time.Now()
+	if err != nil {
+		answer = err.Error()
+	}
+	if n := len(p.entries); n > 0 && p.entries[n-1].answer == answer {
+		p.entries[n-1].last = now
+		p.entries[n-1].times++
+		return
+	}
+	if len(p.entries) == maxPollTrail {
+		p.entries = p.entries[1:]
+		p.dropped++
+	}
+	p.entries = append(p.entries, pollAnswer{answer: answer, first: now, last: now, times: 1})
+}
+
+// String is "" for a wait that saw one answer throughout.
+func (p pollTrail) String() string {
+	if len(p.entries) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nwhat the checks answered, in turn")
+	if p.dropped > 0 {
+		fmt.Fprintf(&b, " (the %d before left out)", p.dropped)
+	}
+	b.WriteString(":")
+	for _, e := range p.entries {
+		fmt.Fprintf(&b, "\n  %s..%s %d time(s): %s", e.first.Format("15:04:05.000"), e.last.Format("15:04:05.000"), e.times, e.answer)
+	}
+	return b.String()
 }
 
 // eventually waits until check returns nil, and fails the test, naming what
@@ -539,6 +594,35 @@ func statefulSetPods(ctx context.Context, sts *appsv1.StatefulSet) ([]corev1.Pod
 	}
 	sort.Slice(pods, func(i, j int) bool { return ordinal(pods[i].Name) < ordinal(pods[j].Name) })
 	return pods, nil
+}
+
+// describeUpdates is, for a wait's trail, each pod with the image of its
+// first container, its gate, whether it is Ready and whether it carries an
+// update state.
+func describeUpdates(pods []corev1.Pod) string {
+	parts := make([]string, 0, len(pods))
+	for i := range pods {
+		p := &pods[i]
+		image, gate, ready := "", "-", "not Ready"
+		if len(p.Spec.Containers) > 0 {
+			image = p.Spec.Containers[0].Image[strings.LastIndex(p.Spec.Containers[0].Image, "/")+1:]
+		}
+		if c := podCondition(p, gateCondition); c != nil {
+			gate = string(c.Status)
+		}
+		if c := podCondition(p, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
+			ready = "Ready"
+		}
+		state := ""
+		if _, ok := p.Annotations[annotationUpdateState]; ok {
+			state = " updating"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s gate %s %s%s", p.Name, image, gate, ready, state))
+	}
+	if len(parts) == 0 {
+		return "no pods"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ordinal is a StatefulSet pod's ordinal, from its name; -1 if it has none.

@@ -176,7 +176,11 @@ func TestScaleUpAndDownMidRollout(t *testing.T) {
 }
 
 // waitForUpdateBegun waits until one of the StatefulSet's pods is being
-// updated in place.
+// updated in place: its gate closed, which lasts its grace period and the
+// restart. Not its update state: the manager records that with the image
+// patch and removes it once the new containers are Ready, a moment with an
+// image already on the node, which polling misses (it failed
+// TestManagerRestartMidRollout once in a few runs).
 func waitForUpdateBegun(t *testing.T, sts *appsv1.StatefulSet) string {
 	t.Helper()
 	var name string
@@ -191,7 +195,7 @@ func waitForUpdateBegun(t *testing.T, sts *appsv1.StatefulSet) string {
 				return nil
 			}
 		}
-		return fmt.Errorf("no pod updating yet")
+		return fmt.Errorf("no pod updating yet: %s", describeUpdates(pods))
 	})
 	return name
 }

@@ -281,13 +281,13 @@ func TestBadImageHaltsAndRollsBackInPlace(t *testing.T) {
 }
 
 // TestManagerRestartMidRollout deletes every manager pod while a rollout is
-// under way (a grace period keeps it under way long enough). Until the new
-// replicas serve, the webhook fails open and the StatefulSet controller may
-// recreate the pod it was at; the new manager resumes from the state on the
-// objects, and the rollout completes with every pod on the new image, its
-// gate open, Ready: none is left not ready. (That the manager resumes an
-// update in place is TestLeaderKilledMidUpdate's: there the other replica
-// serves throughout.)
+// under way: a pod's gate closed, its grace period (2 s) not over. Until
+// the new replicas serve, the webhook fails open and the StatefulSet
+// controller may recreate the pod it was at; the new manager resumes from
+// the state on the objects, and the rollout completes with every pod on the
+// new image, its gate open, Ready: none is left not ready. (That the
+// manager resumes an update in place is TestLeaderKilledMidUpdate's: there
+// the other replica serves throughout.)
 func TestManagerRestartMidRollout(t *testing.T) {
 	ns := newNamespace(t, optedIn)
 	sts := newStatefulSet("resume", ns, 3, images.V1, withMaxUnavailable(1), withAnnotation(annotationGracePeriod, "2"))
@@ -296,18 +296,7 @@ func TestManagerRestartMidRollout(t *testing.T) {
 	before := observe(t, sts)
 
 	setImage(t, sts, appContainer, images.V2)
-	eventually(t, podTimeout, "a pod's in-place update to begin", func(ctx context.Context) error {
-		pods, err := statefulSetPods(ctx, sts)
-		if err != nil {
-			return err
-		}
-		for _, p := range pods {
-			if _, ok := p.Annotations[annotationUpdateState]; ok {
-				return nil
-			}
-		}
-		return fmt.Errorf("no pod updating yet")
-	})
+	waitForUpdateBegun(t, sts)
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: managerNamespace, Name: managerDeployment}}
 	get(t, d)
 	pods, err := managerPods(t.Context(), d)

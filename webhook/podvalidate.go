@@ -115,6 +115,10 @@ type verdict struct {
 	fallback string
 	// target is the revision the rollout goes to.
 	target string
+	// to names, in a refusal, what the pod is updated to when target
+	// cannot: the StatefulSet controller deletes the first pod of a
+	// rollout before it writes the new revision into its status.
+	to string
 	// selector and owners find the workload's pods: their controller is
 	// one of owners.
 	selector labels.Selector
@@ -218,8 +222,19 @@ func (v *podValidator) replaced(ctx context.Context, req admission.Request, pod 
 		return admission.Denied(fmt.Sprintf("inplace: the %s %s is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created",
 			vd.kind, vd.workload.GetName()))
 	}
-	return admission.Denied(fmt.Sprintf("inplace: pod %s is updated in place to revision %s of its %s instead of recreated; "+
-		"the %s controller goes on once the pod runs that revision", pod.Name, vd.target, vd.kind, vd.kind))
+	return admission.Denied(fmt.Sprintf("inplace: pod %s is updated in place to %s of its %s instead of recreated; "+
+		"the %s controller goes on once the pod runs that revision", pod.Name, vd.goingTo(), vd.kind, vd.kind))
+}
+
+// goingTo names, in a refusal, what the pod is updated to.
+func (vd *verdict) goingTo() string {
+	switch {
+	case vd.to != "":
+		return vd.to
+	case vd.target == "":
+		return "the new template"
+	}
+	return "revision " + vd.target
 }
 
 // deleteVerdict is the verdict on a workload controller's delete of pod,
@@ -278,8 +293,12 @@ func (v *podValidator) statefulSet(ctx context.Context, r client.Reader, pod *co
 	if err != nil {
 		return nil, nil
 	}
-	target := sts.Status.UpdateRevision
-	return &verdict{kind: "StatefulSet", workload: sts, refuse: refuse, fallback: fallback, target: target,
+	target, to := sts.Status.UpdateRevision, ""
+	if sts.Status.ObservedGeneration < sts.Generation {
+		// The status names the revision before this template's.
+		to = fmt.Sprintf("the template of generation %d", sts.Generation)
+	}
+	return &verdict{kind: "StatefulSet", workload: sts, refuse: refuse, fallback: fallback, target: target, to: to,
 		selector: selector, owners: map[types.UID]bool{sts.UID: true}, minReady: seconds(sts.Spec.MinReadySeconds),
 		atTarget: func(p *corev1.Pod) bool { return p.Labels[appsv1.StatefulSetRevisionLabel] == target },
 		settled:  !refuse && inplace.ScaledDown(sts, pod)}, nil

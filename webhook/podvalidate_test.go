@@ -374,10 +374,11 @@ func checkAnswer(t *testing.T, resp admission.Response, wantDenied string) {
 }
 
 const (
-	refusedWeb2   = "inplace: pod web-2 is updated in place to revision web-2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
-	refusedAgentX = "inplace: pod agent-x is updated in place to revision h2 of its DaemonSet instead of recreated; the DaemonSet controller goes on once the pod runs that revision"
-	refusedApiA   = "inplace: pod api-h1-a is updated in place to revision h2 of its Deployment instead of recreated; the Deployment controller goes on once the pod runs that revision"
-	refusedApiNew = "inplace: the Deployment api is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created"
+	refusedWeb2    = "inplace: pod web-2 is updated in place to revision web-2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
+	refusedWeb2New = "inplace: pod web-2 is updated in place to the template of generation 2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
+	refusedAgentX  = "inplace: pod agent-x is updated in place to revision h2 of its DaemonSet instead of recreated; the DaemonSet controller goes on once the pod runs that revision"
+	refusedApiA    = "inplace: pod api-h1-a is updated in place to revision h2 of its Deployment instead of recreated; the Deployment controller goes on once the pod runs that revision"
+	refusedApiNew  = "inplace: the Deployment api is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created"
 )
 
 // TestPodValidator feeds the pod webhook the workload controllers'
@@ -404,6 +405,16 @@ func testPodValidator(t *testing.T, now time.Time) {
 				return deleteBy(t, statefulSetController, stsPod("web-2", "web-1"))
 			},
 			wantDenied: refusedWeb2,
+		},
+		"the StatefulSet controller's first delete of a rollout, its status not written yet": {
+			cluster: statefulSetCluster(webStatefulSet(func(s *appsv1.StatefulSet) {
+				s.Generation, s.Status.ObservedGeneration = 2, 1
+				s.Status.CurrentRevision, s.Status.UpdateRevision = "web-1", "web-1"
+			})),
+			req: func(t testing.TB) admission.Request {
+				return deleteBy(t, statefulSetController, stsPod("web-2", "web-1"))
+			},
+			wantDenied: refusedWeb2New,
 		},
 		"a user's delete": {
 			cluster: statefulSetCluster(webStatefulSet()),

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -474,6 +475,17 @@ func (v *podValidator) deploymentView(ctx context.Context, r client.Reader, d *a
 		return inplace.DeploymentView{}, nil, false, nil
 	}
 	view = inplace.NewDeploymentView(d, rss)
+	if view.New == nil && d.Status.ObservedGeneration < d.Generation {
+		// The template changed and the Deployment controller has not made
+		// its ReplicaSet yet: the ReplicaSet controller still acts on the
+		// counts of the rollout before, retrying the creates and deletes
+		// refused until then, which that ReplicaSet changes a moment
+		// later. Decided against the template as if its ReplicaSet were
+		// there without pods, they stay refused instead of passing in the
+		// moment between (a pod recreated, seen when a halted rollout's
+		// image was fixed).
+		view.New = pendingReplicaSet(d)
+	}
 	// The pods the cache holds check the ReplicaSets' status counts.
 	pods := &corev1.PodList{}
 	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
@@ -493,6 +505,16 @@ func (v *podValidator) deploymentView(ctx context.Context, r client.Reader, d *a
 		vd.atTarget = func(p *corev1.Pod) bool { return view.Owner(p) == view.New }
 	}
 	return view, vd, true, nil
+}
+
+// pendingReplicaSet stands for the ReplicaSet of the Deployment's template
+// that its controller is about to make: no replicas, no pods, no name the
+// pods carry.
+func pendingReplicaSet(d *appsv1.Deployment) *appsv1.ReplicaSet {
+	return &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace},
+		Spec:       appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](0), Template: *d.Spec.Template.DeepCopy()},
+	}
 }
 
 // moving reports whether the engine moves pods of the Deployment in place

@@ -165,6 +165,22 @@ func deploymentClusterSeen(d *appsv1.Deployment, oldSpec, oldLive, newSpec, newL
 	return objs
 }
 
+// templateChanged is the cluster with the Deployment's template changed
+// again (nginx:1.29: no ReplicaSet's), at generation 3, its controller
+// having seen generation observed.
+func templateChanged(objs []client.Object, observed int64) []client.Object {
+	out := slices.Clone(objs)
+	for i, o := range out {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			d = d.DeepCopy()
+			d.Spec.Template.Spec.Containers[0].Image = "nginx:1.29"
+			d.Generation, d.Status.ObservedGeneration = 3, observed
+			out[i] = d
+		}
+	}
+	return out
+}
+
 // lastMoved is the Deployment at its rollout's last step: the old
 // ReplicaSet scaled to 0 still counts the pod the manager moved (edited by
 // moved) to the new one, which the cache holds with the other three.
@@ -374,11 +390,12 @@ func checkAnswer(t *testing.T, resp admission.Response, wantDenied string) {
 }
 
 const (
-	refusedWeb2    = "inplace: pod web-2 is updated in place to revision web-2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
-	refusedWeb2New = "inplace: pod web-2 is updated in place to the template of generation 2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
-	refusedAgentX  = "inplace: pod agent-x is updated in place to revision h2 of its DaemonSet instead of recreated; the DaemonSet controller goes on once the pod runs that revision"
-	refusedApiA    = "inplace: pod api-h1-a is updated in place to revision h2 of its Deployment instead of recreated; the Deployment controller goes on once the pod runs that revision"
-	refusedApiNew  = "inplace: the Deployment api is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created"
+	refusedWeb2         = "inplace: pod web-2 is updated in place to revision web-2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
+	refusedWeb2New      = "inplace: pod web-2 is updated in place to the template of generation 2 of its StatefulSet instead of recreated; the StatefulSet controller goes on once the pod runs that revision"
+	refusedAgentX       = "inplace: pod agent-x is updated in place to revision h2 of its DaemonSet instead of recreated; the DaemonSet controller goes on once the pod runs that revision"
+	refusedApiA         = "inplace: pod api-h1-a is updated in place to revision h2 of its Deployment instead of recreated; the Deployment controller goes on once the pod runs that revision"
+	refusedApiATemplate = "inplace: pod api-h1-a is updated in place to the new template of its Deployment instead of recreated; the Deployment controller goes on once the pod runs that revision"
+	refusedApiNew       = "inplace: the Deployment api is rolled out in place: its old pods are moved to the new ReplicaSet instead of new pods created"
 )
 
 // TestPodValidator feeds the pod webhook the workload controllers'
@@ -590,6 +607,20 @@ func testPodValidator(t *testing.T, now time.Time) {
 			cluster:    deploymentClusterSeen(d, 2, 3, 2, 2, 2, 2),
 			req:        func(t testing.TB) admission.Request { return deleteBy(t, replicaSetController, rsPod("api-h1-a", old)) },
 			wantDenied: refusedApiA,
+		},
+		"its delete of an old pod, the template changed again and its ReplicaSet not made yet: still the rollout's": {
+			cluster:    templateChanged(deploymentCluster(d, 3, 4, 1, 0), 2),
+			req:        func(t testing.TB) admission.Request { return deleteBy(t, replicaSetController, rsPod("api-h1-a", old)) },
+			wantDenied: refusedApiATemplate,
+		},
+		"its create of a pod of the ReplicaSet that was new, the template changed again and its ReplicaSet not made yet: still a surge": {
+			cluster:    templateChanged(deploymentCluster(d, 3, 4, 1, 0), 2),
+			req:        func(t testing.TB) admission.Request { return createBy(t, replicaSetController, newRSPod(cur)) },
+			wantDenied: refusedApiNew,
+		},
+		"its delete of an old pod, the template changed and the Deployment controller saw it without a ReplicaSet (paused): passes": {
+			cluster: templateChanged(deploymentCluster(d, 3, 4, 1, 0), 3),
+			req:     func(t testing.TB) admission.Request { return deleteBy(t, replicaSetController, rsPod("api-h1-a", old)) },
 		},
 		"its create of a pod of the new ReplicaSet, no old pod movable (none gated): the rollout is native": {
 			cluster: deploymentCluster(d, 4, 4, 1, 0, noGate),

@@ -18,16 +18,14 @@ import (
 // stderr each that took slowRequest or more, or was given up after that
 // long: a wait that ends in "context deadline exceeded" is then traced to
 // the request that never came back and its last step (no connection yet,
-// sent and not answered, answered and its body not read). Watches are left
-// and followed logs are left out: they stay open by design.
+// sent and not answered, answered and its body not read). Watches and
+// followed logs are left out: they stay open by design.
 var requests requestTracker
 
 // slowRequest is the time from which a request is reported.
 const slowRequest = 5 * time.Second
 
-type requestTracker struct {
-	out io.Writer // os.Stderr when nil
-}
+type requestTracker struct{}
 
 type trackedRequest struct {
 	what    string
@@ -49,13 +47,9 @@ func (t *requestTracker) end(r *trackedRequest, outcome string) {
 	if took < slowRequest {
 		return
 	}
-	out := t.out
-	if out == nil {
-		out = os.Stderr
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(out, "%s e2e client: %s sent at %s took %.1fs, %s: %s\n", time.Now().Format("15:04:05.000"),
+	fmt.Fprintf(os.Stderr, "%s e2e client: %s sent at %s took %.1fs, %s: %s\n", time.Now().Format("15:04:05.000"),
 		r.what, r.started.Format("15:04:05.000"), took.Seconds(), outcome, strings.Join(r.steps, "; "))
 }
 

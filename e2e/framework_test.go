@@ -168,7 +168,7 @@ func setUp(ctx context.Context) (cleanup func() error, err error) {
 		return nil, fmt.Errorf("no kubeconfig (set KUBECONFIG to $(make -s kubeconfig)): %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	cfg.Wrap(requests.wrap)
+	cfg.Wrap(trackRequests)
 	restConfig = cfg
 	k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
@@ -610,7 +610,7 @@ func describeUpdates(pods []corev1.Pod) string {
 		if c := podCondition(p, gateCondition); c != nil {
 			gate = string(c.Status)
 		}
-		if c := podCondition(p, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
+		if podReady(p) {
 			ready = "Ready"
 		}
 		state := ""

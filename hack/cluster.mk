@@ -120,7 +120,7 @@ BENCH_API_KINDS ?= statefulset,deployment,daemonset
 BENCH_API_IDLE ?= 0s
 
 .PHONY: bench-apiserver
-bench-apiserver: deploy-e2e ## What inplace costs the API server, by its own metrics: pod creates managed vs unmanaged (BENCH_API_PODS=300 pods no node runs) and the writes of rollouts in place vs native (BENCH_API_KINDS=statefulset,deployment,daemonset BENCH_API_ROLLOUT_PODS=10).
+bench-apiserver: deploy-e2e ## What inplace costs the API server, by its own metrics: pod creates managed, unmanaged, and unmanaged with a webhook call that changes nothing (BENCH_API_PODS=300 pods no node runs) and the writes of rollouts in place vs native (BENCH_API_KINDS=statefulset,deployment,daemonset BENCH_API_ROLLOUT_PODS=10).
 	@cd $(CLUSTER_REPO_ROOT) && CGO_ENABLED=0 GOTOOLCHAIN=local go build -o .cache/bin/benchapi ./e2e/benchapi
 	@KUBECONFIG=$(CLUSTER_KUBECONFIG) nsenter --net=/var/run/netns/inplace-e2e $(CLUSTER_REPO_ROOT)/.cache/bin/benchapi \
 		-pods $(BENCH_API_PODS) -runs $(BENCH_API_RUNS) -audit-log $(CLUSTER_STATE_DIR)/logs/audit.log -rollout-pods=$(BENCH_API_ROLLOUT_PODS) -rollout-kinds=$(BENCH_API_KINDS) -idle $(BENCH_API_IDLE) \

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/inplace-dev/inplace/e2e/internal/e2ekit"
@@ -12,13 +13,13 @@ import (
 // auditedCreates returns how long each pod create of namespace took, from
 // its receipt to its response's end as the API server recorded them in the
 // audit log at path (and its one rotated file): only the creates that
-// succeeded.
+// succeeded, not dry runs.
 func auditedCreates(path, namespace string) ([]time.Duration, error) {
 	var took []time.Duration
 	err := e2ekit.ReadAudit(path, []byte(namespace), func(ev *e2ekit.AuditEvent) {
 		if ev.Stage != "ResponseComplete" || ev.Verb != "create" || ev.ObjectRef == nil ||
 			ev.ObjectRef.Resource != "pods" || ev.ObjectRef.Subresource != "" || ev.ObjectRef.Namespace != namespace ||
-			ev.Code() != 201 {
+			ev.Code() != 201 || strings.Contains(ev.RequestURI, "dryRun=") {
 			return
 		}
 		took = append(took, ev.At.Sub(ev.Received.Time))

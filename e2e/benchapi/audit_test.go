@@ -15,11 +15,12 @@ func TestAuditedCreates(t *testing.T) {
 		// Counted: 1.5 ms and 12.25 ms.
 		`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:00.000000Z","stageTimestamp":"2026-01-01T00:00:00.001500Z"}`,
 		`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:01.000000Z","stageTimestamp":"2026-01-01T00:00:01.012250Z"}`,
-		// Not counted: refused, another namespace, a subresource, another verb.
+		// Not counted: refused, another namespace, a subresource, another verb, a dry run.
 		`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"code":403},"requestReceivedTimestamp":"2026-01-01T00:00:02.000000Z","stageTimestamp":"2026-01-01T00:00:02.001000Z"}`,
 		`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","namespace":"ab"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:02.000000Z","stageTimestamp":"2026-01-01T00:00:02.001000Z"}`,
 		`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"pods","subresource":"binding","namespace":"a"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:02.000000Z","stageTimestamp":"2026-01-01T00:00:02.001000Z"}`,
 		`{"stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"code":200},"requestReceivedTimestamp":"2026-01-01T00:00:02.000000Z","stageTimestamp":"2026-01-01T00:00:02.001000Z"}`,
+		`{"stage":"ResponseComplete","verb":"create","requestURI":"/api/v1/namespaces/a/pods?dryRun=All","objectRef":{"resource":"pods","namespace":"a"},"responseStatus":{"code":201},"requestReceivedTimestamp":"2026-01-01T00:00:02.000000Z","stageTimestamp":"2026-01-01T00:00:02.001000Z"}`,
 	}
 	path := filepath.Join(dir, "audit.log")
 	if _, err := auditedCreates(path, "a"); err == nil {

@@ -488,7 +488,7 @@ func (v *podValidator) deploymentView(ctx context.Context, r client.Reader, d *a
 	}
 	// The pods the cache holds check the ReplicaSets' status counts.
 	pods := &corev1.PodList{}
-	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}, readOnly); err != nil {
 		return inplace.DeploymentView{}, nil, false, err
 	}
 	view.Pods = make([]*corev1.Pod, len(pods.Items))
@@ -604,7 +604,7 @@ func (v *podValidator) controllerRevision(ctx context.Context, namespace, name s
 // controls.
 func ownedRevisions(ctx context.Context, r client.Reader, namespace string, owner types.UID) ([]*appsv1.ControllerRevision, error) {
 	list := &appsv1.ControllerRevisionList{}
-	if err := r.List(ctx, list, client.InNamespace(namespace)); err != nil {
+	if err := r.List(ctx, list, client.InNamespace(namespace), readOnly); err != nil {
 		return nil, err
 	}
 	var out []*appsv1.ControllerRevision
@@ -681,7 +681,7 @@ func (v *podValidator) promise(ctx context.Context, pod *corev1.Pod, vd *verdict
 // in-place update, and how many run the target.
 func (v *podValidator) progress(ctx context.Context, namespace string, vd *verdict) (updating bool, last time.Time, atTarget int, err error) {
 	pods := &corev1.PodList{}
-	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: vd.selector}); err != nil {
+	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: vd.selector}, readOnly); err != nil {
 		return false, time.Time{}, 0, err
 	}
 	for i := range pods.Items {
@@ -737,6 +737,15 @@ func hasCondition(pod *corev1.Pod, t corev1.PodConditionType) bool {
 }
 
 func seconds(n int32) time.Duration { return time.Duration(n) * time.Second }
+
+// readOnly lists the cache's objects without a deep copy of each (a live
+// read ignores it). The decisions only read what they list, and a
+// Deployment's pods are listed on every create and delete of one of them:
+// copied, a pod of a 300-pod Deployment cost 7 us and 9 kB each time,
+// about a millisecond of CPU a create at the end of a scale-up.
+// Nothing that is listed so may be changed: the informer shares its maps
+// and slices with the cache.
+var readOnly = client.UnsafeDisableDeepCopy
 
 // promiseKey names a rollout: a workload and the revision it goes to.
 type promiseKey struct {

@@ -175,7 +175,7 @@ func (v *podValidator) staleStatus(ctx context.Context, namespace string, ref *m
 		return false
 	}
 	pods := &corev1.PodList{}
-	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+	if err := v.reader.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: selector}, readOnly); err != nil {
 		return false
 	}
 	minReady := time.Duration(rs.Spec.MinReadySeconds) * time.Second

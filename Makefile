@@ -34,8 +34,11 @@ build: ## Build bin/inplace-manager.
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/inplace-manager ./cmd/inplace-manager
 
 .PHONY: test
+# The informers of every test's manager panic if code changes an object
+# they hold (client-go's cache mutation detector): the webhook reads some
+# lists of the cache in place, without a copy.
 test: test-assets $(BIN)/kustomize $(BIN)/helm ## Run the unit, fuzz-seed and integration tests (a real kube-apiserver and etcd), and the manifests' checks.
-	go test -count=1 ./...
+	KUBE_CACHE_MUTATION_DETECTOR=true go test -count=1 ./...
 	cd e2e/rolloutstatus && go test -count=1 ./...
 	$(MAKE) --no-print-directory test-manifests
 

@@ -20,6 +20,11 @@
 #                        compile with the build tag kruise too, run only
 #                        TestKruise* (or E2E_RUN), and uninstall Kruise when
 #                        the tests pass
+#   E2E_MUTATION_DETECTOR 1: the manager runs with client-go's cache mutation
+#                        detector (e2e/cluster/deploy.sh): a write to an
+#                        object its informers hold makes it exit, which
+#                        fails the run (managersStayedUp, and the managers'
+#                        logs are read for it after the tests)
 #
 # The teardown happens whatever fails: the bring-up, the install, the build
 # or the tests. The exit status is the tests' (or the first failing step's;
@@ -152,6 +157,15 @@ main() {
 	# tests').
 	(cd "$here" && in_ns env KUBECONFIG="$ADMIN_KUBECONFIG" E2E_TEST_IMAGES="$refs" E2E_ROLLOUTSTATUS="$BIN/rolloutstatus" E2E_KUBECTL="$BIN/kubectl" E2E_MANAGER_LOGS="$LOGS/manager" E2E_AUDIT_LOG="$LOGS/audit.log" "$TEST_BIN" "${args[@]}" "$@") 2>&1 | tee "$TEST_LOG"
 	e2e_log "tests passed in $(since "$t1")"
+	if [ "${E2E_MUTATION_DETECTOR:-0}" = 1 ]; then
+		# A replica the tests deleted after the detector fired exited
+		# unseen by managersStayedUp; its log says so.
+		grep -q 'Mutation detector is enabled' "$LOGS/manager"/*.log ||
+			die "E2E_MUTATION_DETECTOR=1 but no manager log says the detector was on"
+		! grep -l 'ALTERED' "$LOGS/manager"/*.log ||
+			die "a manager changed an object its cache holds: the logs named above"
+		e2e_log "the cache mutation detector found nothing"
+	fi
 	if [ "${E2E_KRUISE:-}" = 1 ]; then
 		e2e_log "uninstalling OpenKruise"
 		"$here/cluster/kruise.sh" uninstall

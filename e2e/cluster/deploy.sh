@@ -5,6 +5,10 @@
 #
 #   e2e/cluster/deploy.sh
 #   E2E_MANIFESTS=e2e/manifests-cert-manager e2e/cluster/deploy.sh   (cert-manager mode)
+#   E2E_MUTATION_DETECTOR=1 e2e/cluster/deploy.sh   (the manager exits when
+#     its code changes an object its informers hold: client-go's
+#     KUBE_CACHE_MUTATION_DETECTOR; it keeps a copy of every object for
+#     minutes and compares them every second, so never for a benchmark)
 #
 # Builds .cache/bin/inplace-manager and the image
 # ghcr.io/inplace-dev/inplace-manager:e2e, imports it, applies the manifests
@@ -41,13 +45,27 @@ ensure_kustomize() {
 }
 
 # write_overlay IMAGE_ID: the install-time overlay, in the state folder: the
-# image ID on the pod template, so that a new binary rolls the Deployment.
+# image ID on the pod template, so that a new binary rolls the Deployment;
+# with E2E_MUTATION_DETECTOR=1, client-go's cache mutation detector on in
+# the manager too (a patch more, appended to the kustomization's patches).
 write_overlay() {
 	local image_id=$1 dir=$STATE/manifests base
 	mkdir -p "$dir"
 	rm -f "$dir/tls.crt" "$dir/tls.key" "$dir/ca.crt"
 	base=$(realpath --relative-to="$dir" "$OVERLAY")
 	image_id_kustomization e2e/cluster/deploy.sh "$base" inplace-manager "$image_id" >"$dir/kustomization.yaml"
+	case ${E2E_MUTATION_DETECTOR:-0} in
+	0) ;;
+	1) cat >>"$dir/kustomization.yaml" <<'EOF'
+- target: {kind: Deployment, name: inplace-manager}
+  patch: |-
+    - op: add
+      path: /spec/template/spec/containers/0/env/-
+      value: {name: KUBE_CACHE_MUTATION_DETECTOR, value: "true"}
+EOF
+		;;
+	*) die "E2E_MUTATION_DETECTOR is 0, 1 or unset, not '$E2E_MUTATION_DETECTOR'" ;;
+	esac
 }
 
 # webhook_ca: the CA bundle the manager injected into its mutating webhook

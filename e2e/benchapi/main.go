@@ -266,9 +266,9 @@ func (b *bench) creates(ctx context.Context, pods, runs int) error {
 	for _, mode := range modes {
 		fmt.Fprintf(w, "the manager's GETs of the API server meanwhile, %s (leases and all)\t%.0f\t\t\t\t\t\n", mode, all[mode].reads)
 	}
-	for _, added := range [][2]string{{"managed", "unmanaged"}, {"called", "unmanaged"}, {"managed", "called"}} {
-		m, u := all[added[0]].create, all[added[1]].create
-		fmt.Fprintf(w, "%s\t\t%s\t%s\t%s\t\t\n", addedBy(added), ms(m.quantile(0.5)-u.quantile(0.5)), ms(m.quantile(0.99)-u.quantile(0.99)), ms(m.mean()-u.mean()))
+	for _, d := range differences {
+		m, u := all[d.mode].create, all[d.minus].create
+		fmt.Fprintf(w, "%s\t\t%s\t%s\t%s\t\t\n", d, ms(m.quantile(0.5)-u.quantile(0.5)), ms(m.quantile(0.99)-u.quantile(0.99)), ms(m.mean()-u.mean()))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -283,24 +283,26 @@ func (b *bench) creates(ctx context.Context, pods, runs int) error {
 	for _, mode := range modes {
 		fmt.Fprintf(w, "POST pods, %s\t%s\n", mode, all[mode].audited.row())
 	}
-	for _, added := range [][2]string{{"managed", "unmanaged"}, {"called", "unmanaged"}, {"managed", "called"}} {
-		ma, ua := all[added[0]].audited, all[added[1]].audited
-		fmt.Fprintf(w, "%s\t\t%s\t%s\t%s\t%s\t%s\t\n", addedBy(added),
+	for _, d := range differences {
+		ma, ua := all[d.mode].audited, all[d.minus].audited
+		fmt.Fprintf(w, "%s\t\t%s\t%s\t%s\t%s\t%s\t\n", d,
 			ms(ma.quantile(0.5)-ua.quantile(0.5)), ms(ma.quantile(0.9)-ua.quantile(0.9)), ms(ma.quantile(0.99)-ua.quantile(0.99)),
 			ms(ma.quantile(1)-ua.quantile(1)), ms(ma.mean()-ua.mean()))
 	}
 	return w.Flush()
 }
 
-// addedBy names the difference of two modes' latencies.
-func addedBy(modes [2]string) string {
-	what := map[[2]string]string{
-		{"managed", "unmanaged"}: "added by inplace",
-		{"called", "unmanaged"}:  "added by a webhook call that changes nothing",
-		{"managed", "called"}:    "added by inplace beyond that call",
-	}[modes]
-	return fmt.Sprintf("%s (%s - %s)", what, modes[0], modes[1])
+// difference is a row of the tables: one mode's latencies less another's.
+type difference struct{ mode, minus, what string }
+
+// differences are the rows, in the tables' order.
+var differences = []difference{
+	{"managed", "unmanaged", "added by inplace"},
+	{"called", "unmanaged", "added by a webhook call that changes nothing"},
+	{"managed", "called", "added by inplace beyond that call"},
 }
+
+func (d difference) String() string { return fmt.Sprintf("%s (%s - %s)", d.what, d.mode, d.minus) }
 
 // callWebhook registers calledWebhook for the namespace, and waits until
 // the API server calls it; unregister removes it.

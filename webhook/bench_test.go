@@ -176,7 +176,7 @@ func (r cacheReader) Get(_ context.Context, k client.ObjectKey, obj client.Objec
 	}
 	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
 		if _, ok := stored.(*metav1.PartialObjectMetadata); !ok {
-			m.ObjectMeta = *stored.DeepCopyObject().(client.Object).(metav1.ObjectMetaAccessor).GetObjectMeta().(*metav1.ObjectMeta)
+			m.ObjectMeta = *stored.(metav1.ObjectMetaAccessor).GetObjectMeta().(*metav1.ObjectMeta).DeepCopy()
 			return nil
 		}
 	}
